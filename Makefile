@@ -1,0 +1,40 @@
+# The two commands: `make run` (install + the default experiment), `make test` (install + tests).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# CPU-only machines take torch's CPU wheel: an unpinned `torch` pulls a multi-GB CUDA build.
+# Where nvidia-smi exists, pip resolves torch from pyproject's open range (any CUDA build you like).
+TORCH_CPU ?= torch==2.13.0
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+ARGS   ?=
+PAPER  ?= quickstart
+
+.PHONY: install run test test-all bench report clean-venv
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "$(TORCH_CPU)"; fi
+	$(PY) -m pip install -q -e ".[test]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+run: install
+	$(PY) run.py $(ARGS)
+
+test: install
+	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
+
+test-all: install
+	$(PY) -m pytest -q -n 2 $(ARGS)
+
+bench: install
+	$(PY) -m benchmarks $(ARGS)
+
+report: install
+	$(PY) -m experiments.report $(PAPER) $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,4 @@
+"""SGD with (Nesterov) momentum and decay / no-decay parameter groups."""
+from methods.sgd.config import SGD
+
+__all__ = ["SGD"]

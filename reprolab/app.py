@@ -1,0 +1,98 @@
+"""One job: validate the config, settle the run folder, call the runner, record the results.
+
+`run.py` calls `main` from inside Hydra; tests call it with a composed config and a `JobInfo`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydra.utils import get_method
+from omegaconf import DictConfig
+
+from reprolab.checks import ConfigError
+from reprolab.config import validate
+from reprolab.rundir import RunDir
+
+log = logging.getLogger("reprolab")
+
+
+@dataclass
+class JobInfo:
+    """What Hydra knows about the job that the config does not say."""
+
+    output_dir: Path
+    overrides: list[str] = field(default_factory=list)
+    choices: dict = field(default_factory=dict)
+    multirun: bool = False
+    launcher: str = "basic"
+
+    @classmethod
+    def from_hydra(cls) -> "JobInfo":
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
+        return cls(
+            output_dir=Path(hc.runtime.output_dir),
+            overrides=list(hc.overrides.task),
+            choices=choices,
+            multirun=hc.mode == RunMode.MULTIRUN,
+            launcher=hc.runtime.choices.get("hydra/launcher") or "basic",
+        )
+
+
+def check_launch(cfg: DictConfig, job: JobInfo) -> None:
+    """Refuse combinations that would silently do the wrong thing."""
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if job.multirun and job.launcher == "basic" and strategy.startswith("ddp") and "spawn" not in strategy:
+        raise ConfigError(
+            f"hardware with strategy={strategy} cannot run inside a local multirun (-m): Lightning re-launches the "
+            "script in every rank, and each rank would re-run the whole sweep. Use hardware=ddp_spawn, or hand the "
+            "sweep to SLURM with launcher=slurm (one job per sweep point, each with its own ranks)."
+        )
+
+
+def _rank_zero() -> bool:
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def main(cfg: DictConfig, job: JobInfo) -> dict:
+    from reprolab import tracking
+
+    validate(cfg)
+    check_launch(cfg, job)
+    run = RunDir(job.output_dir)
+    action = run.check_policy(cfg.resume)
+    if action == "report":
+        log.info(f"{run.path} is already complete (resume={cfg.resume}); its results:")
+        results = run.results()
+        print_results(results, run.path)
+        return results
+    if _rank_zero():
+        run.start(cfg, job.overrides, job.choices, action)
+        if action == "resume":
+            log.info(f"resuming {run.path} from {run.last_ckpt}")
+    try:
+        results = get_method(cfg.runner._target_)(cfg, run)
+    except BaseException as e:
+        if _rank_zero():
+            run.fail(e)
+        tracking.finish(failed=True)
+        raise
+    if _rank_zero():
+        run.finish(results)
+        print_results(results, run.path)
+    tracking.finish(results)
+    return results
+
+
+def print_results(results: dict, path: Path) -> None:
+    lines = [f"results ({path}):"]
+    for k, v in results.items():
+        lines.append(f"  {k:28s} {v:.6g}" if isinstance(v, float) else f"  {k:28s} {v}")
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,112 @@
+"""Typed schemas of the `data` group. Each ``build(seed)`` returns a `reprolab.data.source.Source`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from reprolab import checks
+from reprolab.registry import schema
+
+
+@dataclass
+class LMData:
+    """Fields every LM source shares.
+
+    seq_len: tokens the model sees per sequence (each sequence carries seq_len labels).
+    batch_size: sequences per step per device (micro-batch; see trainer.accumulate_grad_batches).
+    val_sequences: size of the fixed validation set (sequences of seq_len + 1 tokens).
+    """
+
+    seq_len: int = 64
+    batch_size: int = 32
+    val_sequences: int = 256
+
+    def __post_init__(self):
+        checks.positive("data.seq_len", self.seq_len)
+        checks.positive("data.batch_size", self.batch_size)
+        checks.positive("data.val_sequences", self.val_sequences)
+
+
+@schema("data", "markov")
+@dataclass
+class MarkovData(LMData):
+    """Synthetic text from a random sparse order-k Markov chain (see `reprolab.data.markov`).
+
+    The chain is fixed by ``chain_seed`` (the task); the run's ``seed`` drives the train batches.
+    """
+
+    vocab_size: int = 256
+    order: int = 2
+    support: int = 4
+    concentration: float = 1.0
+    chain_seed: int = 1234
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks.positive("data.vocab_size", self.vocab_size)
+        checks.positive("data.order", self.order)
+        checks.in_range("data.support", self.support, 1, self.vocab_size)
+        checks.positive("data.concentration", self.concentration)
+        if self.seq_len < self.order:
+            raise checks.ConfigError(f"data.seq_len={self.seq_len} must be >= data.order={self.order}.")
+
+    def build(self, seed: int):
+        from reprolab.data.markov import MarkovSource
+
+        return MarkovSource(self, seed)
+
+
+@schema("data", "text")
+@dataclass
+class TextData(LMData):
+    """Local text files, read from ``data_dir`` (``paths.data_dir`` by default).
+
+    tokenizer: ``byte`` | ``char`` | an HF tokenizer id.
+    val_files: explicit validation files; if empty, the last ``val_fraction`` of train is held out.
+    """
+
+    data_dir: str = "${paths.data_dir}"
+    train_files: list[str] = field(default_factory=list)
+    val_files: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
+    tokenizer: str = "char"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.train_files:
+            raise checks.ConfigError("data.train_files is empty: name at least one file under paths.data_dir.")
+        checks.in_range("data.val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+
+    def build(self, seed: int):
+        from reprolab.data.text import TextSource
+
+        return TextSource(self, seed)
+
+
+@schema("data", "hf")
+@dataclass
+class HFData(LMData):
+    """An HF dataset streamed with ``datasets.load_dataset(hf_path, hf_name, streaming=True)``.
+
+    data_files: for builders over local files (``hf_path: text``): {split: [files under data_dir]}.
+    packing: concatenate documents into full windows instead of truncating + padding each one.
+    """
+
+    hf_path: str = "allenai/c4"
+    hf_name: Optional[str] = "en"
+    data_dir: str = "${paths.data_dir}"
+    data_files: Optional[dict[str, list[str]]] = None
+    train_split: str = "train"
+    val_split: str = "validation"
+    text_field: str = "text"
+    tokenizer: str = "t5-base"
+    shuffle_seed: int = 42
+    shuffle_buffer: int = 10_000
+    packing: bool = False
+
+    def build(self, seed: int):
+        from reprolab.data.hf import HFSource
+
+        return HFSource(self, seed)
+
+

@@ -1,0 +1,107 @@
+"""An HF dataset (hub id, or a builder such as ``text`` over local files) streamed as an LM source.
+
+The COSMOS/GaLore C4 protocol: ``allenai/c4`` config ``en``, streaming, shuffled with seed 42,
+tokenizer ``t5-base``, each document truncated and padded to ``seq_len`` (+1 for the shifted
+label), pad positions ignored in the loss (-100). ``packing=true`` instead concatenates documents
+(separated by EOS) into full windows.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from reprolab.data.source import Batch, Source
+from reprolab.data.text import resolve_data_file
+from reprolab.data.tokenizers import build_tokenizer
+
+
+class HFSource(Source):
+    def __init__(self, cfg, seed: int):
+        self.cfg, self.seed = cfg, seed
+        self.tokenizer = build_tokenizer(cfg.tokenizer)
+        self.vocab_size = self.tokenizer.vocab_size
+
+    def _stream(self, split: str):
+        import datasets
+
+        files = None
+        if self.cfg.data_files:
+            files = {k: [str(resolve_data_file(self.cfg.data_dir, f)) for f in v] for k, v in self.cfg.data_files.items()}
+        try:
+            return datasets.load_dataset(self.cfg.hf_path, self.cfg.hf_name, split=split, data_files=files, streaming=True)
+        except Exception as e:  # no network, unknown id, missing split
+            raise RuntimeError(
+                f"could not open HF dataset {self.cfg.hf_path!r} (config {self.cfg.hf_name!r}, split {split!r}): {e}\n"
+                "  Offline, use data=markov, data=tinyshakespeare or a local file (data=hf_text data.data_files=...)."
+            ) from None
+
+    def _rows(self, ds) -> Iterator[torch.Tensor]:
+        """Token rows of length seq_len + 1 (pad = -100 marker handled in `_batch`)."""
+        T = self.cfg.seq_len + 1
+        if self.cfg.packing:
+            buf: list[int] = []
+            for ex in ds:
+                buf += self.tokenizer.encode(ex[self.cfg.text_field])
+                if self.tokenizer.eos_id is not None:
+                    buf.append(self.tokenizer.eos_id)
+                while len(buf) >= T:
+                    yield torch.tensor(buf[:T]), torch.ones(T, dtype=torch.bool)
+                    buf = buf[T:]
+        else:
+            pad = self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0
+            for ex in ds:
+                ids = self.tokenizer.encode(ex[self.cfg.text_field])[:T]
+                if len(ids) < 2:
+                    continue
+                mask = torch.zeros(T, dtype=torch.bool)
+                mask[: len(ids)] = True
+                yield torch.tensor(ids + [pad] * (T - len(ids))), mask
+
+    def _batches(self, rows) -> Iterator[Batch]:
+        chunk = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) == self.cfg.batch_size:
+                yield self._batch(chunk)
+                chunk = []
+        if chunk:
+            yield self._batch(chunk)
+
+    @staticmethod
+    def _batch(chunk) -> Batch:
+        tokens = torch.stack([t for t, _ in chunk])
+        mask = torch.stack([m for _, m in chunk])
+        labels = tokens[:, 1:].masked_fill(~mask[:, 1:], -100)
+        return {"input_ids": tokens[:, :-1].contiguous(), "labels": labels.contiguous(),
+                "attention_mask": mask[:, :-1].long().contiguous()}
+
+    def train_batches(self, start: int, rank: int, world_size: int) -> Iterator[Batch]:
+        from datasets.distributed import split_dataset_by_node
+
+        ds = self._stream(self.cfg.train_split)
+        if self.cfg.shuffle_buffer > 0:
+            ds = ds.shuffle(seed=self.cfg.shuffle_seed, buffer_size=self.cfg.shuffle_buffer)
+        if world_size > 1:
+            ds = split_dataset_by_node(ds, rank=rank, world_size=world_size)
+        epoch = 0
+        skip = start  # resume: drop the batches an uninterrupted run already consumed
+        while True:  # loop over epochs of a finite stream
+            ds.set_epoch(epoch)
+            for b in self._batches(self._rows(ds)):
+                if b["input_ids"].shape[0] < self.cfg.batch_size:
+                    break  # drop the ragged last batch of an epoch
+                if skip > 0:
+                    skip -= 1
+                    continue
+                yield b
+            epoch += 1
+
+    def val_batches(self) -> list[Batch]:
+        ds = self._stream(self.cfg.val_split)
+        rows, n = [], self.cfg.val_sequences
+        for row in self._rows(ds):
+            rows.append(row)
+            if len(rows) >= n:
+                break
+        return list(self._batches(rows))

@@ -1,0 +1,1 @@
+"""Causal LMs built from config (`reprolab.models.config.CausalLM`)."""

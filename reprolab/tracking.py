@@ -1,0 +1,77 @@
+"""Experiment tracking: CSV always, W&B offline unless ``WANDB_MODE=online``; never asks for a key.
+
+Every job is its own W&B run: the id is kept in run.json (so a resumed run continues it), the group
+is ``<paper>/<table>`` (the config's ``group``), the tags are the chosen method, model and data,
+and `finish` closes the run at the end of the job, which keeps multirun jobs apart.
+"""
+from __future__ import annotations
+
+import os
+
+from omegaconf import DictConfig, OmegaConf
+
+TAG_GROUPS = ("method", "model", "data", "runner")
+
+
+def wandb_mode(cfg: DictConfig) -> str:
+    mode = os.environ.get("WANDB_MODE") or cfg.logger.wandb.mode
+    return "offline" if mode not in ("online", "offline", "disabled") else mode
+
+
+def _prepare_env(cfg: DictConfig, run) -> None:
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")  # the job log already has the console
+    os.environ["WANDB_MODE"] = wandb_mode(cfg)  # offline runs never prompt for a key
+    os.environ.setdefault("WANDB_DIR", str(run.path))
+
+
+def wandb_kwargs(cfg: DictConfig, run) -> dict:
+    choices = run.meta.get("choices", {})
+    return dict(
+        project=cfg.logger.wandb.project,
+        entity=cfg.logger.wandb.entity,
+        group=cfg.group,
+        name=f"{cfg.name}/{run.path.name}",
+        tags=[f"{g}:{choices[g]}" for g in TAG_GROUPS if choices.get(g)],
+        id=run.wandb_id,
+        resume="allow",
+        dir=str(run.path),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+
+
+def lightning_loggers(cfg: DictConfig, run) -> list:
+    """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled."""
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    loggers = [CSVLogger(save_dir=str(run.path), name="", version="")]
+    if cfg.logger.wandb.enabled and wandb_mode(cfg) != "disabled":
+        _prepare_env(cfg, run)
+        kw = wandb_kwargs(cfg, run)
+        loggers.append(WandbLogger(save_dir=kw.pop("dir"), offline=wandb_mode(cfg) == "offline", log_model=False, **kw))
+    return loggers
+
+
+def init_wandb(cfg: DictConfig, run):
+    """A W&B run for runners that do not use a Lightning Trainer (or None if disabled)."""
+    if not cfg.logger.wandb.enabled or wandb_mode(cfg) == "disabled":
+        return None
+    import wandb
+
+    _prepare_env(cfg, run)
+    return wandb.init(mode=wandb_mode(cfg), **wandb_kwargs(cfg, run))
+
+
+def finish(results: dict | None = None, failed: bool = False) -> None:
+    """Write the final numbers to the W&B summary and close the run (if one is open)."""
+    import sys
+
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is None:
+        return
+    if results:
+        wandb.run.summary.update({k: v for k, v in results.items() if isinstance(v, (int, float, str))})
+    wandb.finish(exit_code=1 if failed else 0)

@@ -1,0 +1,28 @@
+#!/usr/bin/env python
+"""reprolab's one entry point.
+
+    python run.py                              # experiment=quickstart (see conf/config.yaml)
+    python run.py experiment=<name>            # any file in conf/experiment/
+    python run.py -m method=adamw,sgd seed=0,1 # a sweep (launcher=joblib for parallel processes)
+    python run.py --cfg job                    # print the resolved config
+"""
+import hydra
+from omegaconf import DictConfig
+
+from reprolab.config import register_resolvers
+from reprolab.registry import register_schemas
+
+register_resolvers()
+register_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    from reprolab.app import JobInfo
+    from reprolab.app import main as run_job
+
+    run_job(cfg, JobInfo.from_hydra())
+
+
+if __name__ == "__main__":
+    main()

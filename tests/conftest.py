@@ -1,0 +1,70 @@
+"""Shared test helpers: compose the real config as run.py would, and run a job in-process."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from reprolab.config import register_resolvers
+from reprolab.registry import CONF_DIR, ROOT, register_schemas
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+register_resolvers()
+register_schemas()
+
+SHARED_DATA = Path(os.environ.get("REPROLAB_DATA_DIR", ROOT.parent / "shared" / "data"))
+needs_shared_data = pytest.mark.skipif(
+    not (SHARED_DATA / "SOURCES.md").exists(),
+    reason=f"../shared/data is absent ({SHARED_DATA}); set REPROLAB_DATA_DIR to the folder with the real small datasets",
+)
+
+# Small enough for CPU tests, large enough that loggers, checkpoints and validation all run.
+TINY = ["trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false", "runner.checkpoint_every=2"]
+
+
+def compose_job(overrides: list[str], log_dir: Path, multirun: bool = False):
+    """(cfg, JobInfo) exactly as run.py would get them, with runs written under ``log_dir``."""
+    from reprolab.app import JobInfo
+
+    overrides = [f"paths.log_dir={log_dir}", *overrides]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    hc = cfg.hydra
+    task_overrides = [o for o in overrides if not o.startswith("hydra")]
+    output_dir = Path(hc.sweep.dir) / hc.sweep.subdir if multirun else Path(hc.run.dir)
+    choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
+    job = JobInfo(output_dir=output_dir, overrides=task_overrides, choices=choices, multirun=multirun,
+                  launcher=hc.runtime.choices.get("hydra/launcher") or "basic")
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, job
+
+
+@pytest.fixture
+def compose(tmp_path):
+    def _compose(overrides=(), multirun=False):
+        return compose_job(list(overrides), tmp_path / "logs", multirun=multirun)
+
+    return _compose
+
+
+@pytest.fixture
+def run_job(tmp_path):
+    """Run one job in-process; returns (results, JobInfo)."""
+    from reprolab.app import main
+
+    def _run(overrides=(), log_dir=None):
+        cfg, job = compose_job(list(overrides), log_dir or tmp_path / "logs")
+        return main(cfg, job), job
+
+    return _run
