@@ -12,5 +12,7 @@ schema at start-up stays cheap.
 from reprolab.roles.base import Method
 from reprolab.roles.loss import LossMethod
 from reprolab.roles.optimizer import OptimizerMethod
+from reprolab.roles.solver import COUNTERS, ProblemSpec, SolveContext, Solver, SolverMethod
 
-__all__ = ["Method", "LossMethod", "OptimizerMethod"]
+__all__ = ["Method", "LossMethod", "OptimizerMethod", "SolverMethod", "Solver", "ProblemSpec", "SolveContext",
+           "COUNTERS"]
