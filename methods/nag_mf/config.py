@@ -25,13 +25,13 @@ def _check_factorization(prefix: str, r: int, d: int, kappa: float, dims: dict) 
     if not (isinstance(kappa, (int, float)) and kappa >= 1):
         raise checks.ConfigError(f"{prefix}.kappa={kappa!r} is out of range: a condition number sigma_1/sigma_r "
                                  "is >= 1 (kappa=1: all singular values equal).")
-    if d < r:
-        raise checks.ConfigError(f"{prefix}.d={d} < {prefix}.r={r}: a width-{d} factorisation cannot reach rank {r}; "
-                                 f"use {prefix}.d >= {r} (the paper's exact parameterisation is d = r).")
     smallest = min(dims.values())
     if r > smallest:
         raise checks.ConfigError(f"{prefix}.r={r} exceeds the smallest matrix dimension {smallest} ({dims}); "
                                  f"use {prefix}.r <= {smallest}.")
+    if d < r:
+        raise checks.ConfigError(f"{prefix}.d={d} < {prefix}.r={r}: a width-{d} factorisation cannot reach rank {r}; "
+                                 f"use {prefix}.d >= {r} (the paper's exact parameterisation is d = r).")
 
 
 @schema("problem", "matrix_factorization")
