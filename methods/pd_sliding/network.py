@@ -136,9 +136,9 @@ class GlooNetwork(Network):
                 w.wait(timeout=self.timeout)
             except Exception as e:
                 raise WorkerLost(
-                    f"worker {self.rank}: neighbour exchange {self._exchanges} with worker {peer} failed after at most "
-                    f"{self.timeout.total_seconds():.0f} s (runner.timeout_s): worker {peer} died or hung "
-                    f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+                    f"worker {self.rank}: neighbour exchange {self._exchanges} with worker {peer} got no answer within "
+                    f"{self.timeout.total_seconds():g} s (runner.timeout_s): worker {peer}, or a worker it waits on, "
+                    f"died or hung ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
         return [bufs]
 
     def sum_workers(self, t):

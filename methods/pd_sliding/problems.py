@@ -68,10 +68,16 @@ class FiniteSumProblem:
     def dim(self) -> int:
         return self.A.shape[-1]
 
+    @staticmethod
+    def _products(A, x):
+        """(k, n): A_r x_r row by row. A batched bmm rounds differently for different batch sizes;
+        one matrix-vector product per worker is the same call in every backend (bit-identical)."""
+        return torch.stack([A[r] @ x[r] for r in range(len(x))])
+
     def _grad_rows(self, A, y, w, x):
-        z = torch.bmm(A, x.unsqueeze(-1)).squeeze(-1)
-        _, slope = _loss_and_slope(z, y, self.loss)
-        return torch.bmm(A.transpose(1, 2), (w * slope).unsqueeze(-1)).squeeze(-1)
+        _, slope = _loss_and_slope(self._products(A, x), y, self.loss)
+        s = w * slope
+        return torch.stack([A[r].T @ s[r] for r in range(len(x))])
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:
         """(k, d): grad f_i(x_i) for each local worker i (row)."""
@@ -79,8 +85,7 @@ class FiniteSumProblem:
 
     def values(self, x: torch.Tensor) -> torch.Tensor:
         """(k,): f_i(x_i)."""
-        z = torch.bmm(self.A, x.unsqueeze(-1)).squeeze(-1)
-        val, _ = _loss_and_slope(z, self.y, self.loss)
+        val, _ = _loss_and_slope(self._products(self.A, x), self.y, self.loss)
         return (self.w * val).sum(dim=-1)
 
     def generators(self) -> list[torch.Generator]:

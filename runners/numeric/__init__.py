@@ -54,8 +54,6 @@ def _fabric(runner, processes: int):
 
 
 def run(cfg, run_dir) -> dict:
-    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
-
     from reprolab.checks import ConfigError
     from reprolab.config import validate
     from reprolab.roles import SolverMethod
@@ -65,7 +63,13 @@ def run(cfg, run_dir) -> dict:
     if not isinstance(method, SolverMethod):
         raise ConfigError(f"runner=numeric needs a solver method (nag_mf, pd_sliding, defw, cgs, dpg); "
                           f"method={type(method).__name__} is not one.")
-    spec = _problem_spec(cfg)
+    return solve(cfg, run_dir, runner, method, _problem_spec(cfg))
+
+
+def solve(cfg, run_dir, runner, method, spec) -> dict:
+    """Prepare the problem once, then run `drive` in one process or one per worker (Fabric)."""
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
+
     processes = spec.processes() if runner.backend == "distributed" else 1
     spec.prepare(_context(cfg, runner, rank=0, world_size=1, device="cpu"))
     fabric = _fabric(runner, processes)
