@@ -96,18 +96,19 @@ class DecentralizedProblemSpec(ProblemSpec):
         return Unconstrained()
 
     def _reference(self, ctx, shards):
-        from methods.pd_sliding.data import full_value_grad, smoothness
+        from methods.pd_sliding.data import full_objective
         from methods.pd_sliding.problems import Reference
-        from methods.pd_sliding.reference import cache_key, cached, certificate, fista
+        from methods.pd_sliding.reference import cache_key, cached, certificate, projected_newton
 
         A, y = shards
-        X, w = self.constraint_set(), self.weight(shards)
+        X = self.constraint_set()
         key = cache_key(self.fingerprint())
 
         def compute():
-            vg = full_value_grad(A, y, self.loss, w)
-            x, its = fista(vg, X, smoothness(A, self.loss, w)[1], A[0].shape[1])
-            return Reference(f_star=float(vg(x)[0]), x_star=x[0], fw_gap=certificate(vg, X, x), iterations=its)
+            objective = full_objective(A, y, self.loss, self.weight(shards))
+            x, its = projected_newton(objective, X, A[0].shape[1])
+            return Reference(f_star=float(objective(x, value_only=True)), x_star=x[0],
+                             fw_gap=certificate(objective, X, x), iterations=its)
 
         return cached(ctx.cache_dir / "reference" / f"{type(self).__name__}-{key}.pt", compute)
 

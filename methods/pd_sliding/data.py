@@ -73,16 +73,23 @@ def assemble(A: list[np.ndarray], y: list[np.ndarray], *, loss: str, weight: flo
         X=X, L=float(max(L_i)), L_total=float(L_total), min_count=min(len(v) for v in y), name=name, seed=seed)
 
 
-def full_value_grad(A: list[np.ndarray], y: list[np.ndarray], loss: str, weight: float, dtype=torch.float64):
-    """``x (1, d) -> (F(x), grad F(x))`` on the whole data set (for the reference solution)."""
+def full_objective(A: list[np.ndarray], y: list[np.ndarray], loss: str, weight: float, dtype=torch.float64):
+    """``f(x (1, d), value_only=False) -> (F(x), grad F(x) (1, d), Hessian (d, d))`` on the whole data set."""
     from methods.pd_sliding.problems import _loss_and_slope
 
     At = torch.as_tensor(np.concatenate(A), dtype=dtype)
     yt = torch.as_tensor(np.concatenate(y), dtype=dtype)
 
-    def value_grad(x):
+    def objective(x, value_only: bool = False):
         z = At @ x[0]
         val, slope = _loss_and_slope(z, yt, loss)
-        return weight * val.sum(), (weight * (At.T @ slope)).unsqueeze(0)
+        if value_only:
+            return weight * val.sum()
+        if loss == "least_squares":
+            curv = torch.ones_like(z)
+        else:
+            s = torch.sigmoid(yt * z)
+            curv = s * (1 - s)
+        return weight * val.sum(), (weight * (At.T @ slope)).unsqueeze(0), weight * (At.T * curv) @ At
 
-    return value_grad
+    return objective

@@ -1,9 +1,12 @@
-"""F* of ``min_{x in X} F(x)``: restarted FISTA with exact projection, cached on disk once per problem.
+"""F* of ``min_{x in X} F(x)`` to machine precision, computed once per problem and cached on disk.
 
-FISTA (Beck & Teboulle 2009) with gradient-based adaptive restart (O'Donoghue & Candès 2015), step
-1/L_F, from x = 0, until the step ||x_{t+1} - x_t|| falls below ``tol`` (relative) or ``max_iter``.
-The Frank–Wolfe gap ``<grad F(x*), x* - LO(grad F(x*))>`` bounds F(x*) - F* from above and is
-stored with the solution as its certificate (for X = R^d: ||grad F(x*)|| instead).
+Projected Newton: at x, minimise the quadratic model ``<g, u - x> + 1/2 (u - x)^T H (u - x)`` over
+X with restarted FISTA (Beck & Teboulle 2009; gradient restart of O'Donoghue & Candès 2015; the
+model lives in R^d, so its iterations are cheap), then an Armijo line search along u - x (feasible:
+X is convex). Near the solution the steps are Newton steps restricted to the active face, so a
+few outer steps reach machine precision even where plain FISTA on F needs 1e5+ gradients (the
+logistic losses on a9a / w8a). The Frank–Wolfe gap ``<grad F(x*), x* - LO(grad F(x*))>`` bounds
+F(x*) - F* from above and is stored as the certificate (for X = R^d: ||grad F(x*)|| instead).
 """
 from __future__ import annotations
 
@@ -20,13 +23,12 @@ from methods.pd_sliding.oracles import Unconstrained
 log = logging.getLogger(__name__)
 
 
-def fista(value_grad, X, L: float, dim: int, dtype=torch.float64, max_iter: int = 100_000,
-          tol: float = 1e-15) -> tuple[torch.Tensor, int]:
-    """Restarted FISTA; returns (x (1, dim), iterations)."""
-    x = torch.zeros(1, dim, dtype=dtype)
+def fista(grad, X, L: float, x0: torch.Tensor, max_iter: int = 200_000, tol: float = 1e-15) -> tuple[torch.Tensor, int]:
+    """Restarted FISTA for min_X of a smooth function given by ``grad``; returns (x, iterations)."""
+    x = x0.clone()
     y, t = x.clone(), 1.0
     for it in range(1, max_iter + 1):
-        _, g = value_grad(y)
+        g = grad(y)
         x_new = X.project(y - g / L)
         if float(((x_new - x) * g).sum()) > 0:  # the momentum points uphill: restart it
             t, y = 1.0, x_new
@@ -40,8 +42,28 @@ def fista(value_grad, X, L: float, dim: int, dtype=torch.float64, max_iter: int 
     return x, max_iter
 
 
-def certificate(value_grad, X, x: torch.Tensor) -> float:
-    _, g = value_grad(x)
+def projected_newton(value_grad_hess, X, dim: int, dtype=torch.float64, max_iter: int = 100,
+                     tol: float = 1e-14) -> tuple[torch.Tensor, int]:
+    """Minimise F over X from x = 0; returns (x (1, dim), outer iterations)."""
+    x = torch.zeros(1, dim, dtype=dtype)
+    for it in range(1, max_iter + 1):
+        F, g, H = value_grad_hess(x)
+        L = float(torch.linalg.eigvalsh(H)[-1])
+        u, _ = fista(lambda v: g + (v - x) @ H, X, L, x)
+        d = u - x
+        slope = float((g * d).sum())
+        if slope >= -tol * max(1.0, abs(float(F))):
+            return x, it
+        t = 1.0
+        while float(value_grad_hess(x + t * d, value_only=True)) > float(F) + 0.25 * t * slope and t > 1e-12:
+            t *= 0.5
+        x = x + t * d
+    return x, max_iter
+
+
+def certificate(objective, X, x: torch.Tensor) -> float:
+    """Frank–Wolfe gap at x (an upper bound on F(x) - F*); ||grad F(x)|| when X = R^d."""
+    _, g, _ = objective(x)
     if isinstance(X, Unconstrained):
         return float(torch.linalg.vector_norm(g))
     return float(((x - X.lo(g)) * g).sum())
