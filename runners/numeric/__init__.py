@@ -34,7 +34,7 @@ def _problem_spec(cfg):
         spec = typed(node)
     except ConfigError:
         raise
-    except Exception as e:
+    except Exception as e:  # OmegaConf type errors: name the node like `validate` does
         raise ConfigError(f"problem: {e}") from e
     if not isinstance(spec, ProblemSpec):
         raise ConfigError(f"problem={type(spec).__name__} is not a ProblemSpec; pick one of {options('problem')}.")
