@@ -96,3 +96,19 @@ def test_every_numeric_experiment_composes(tmp_path):
         cfg, _ = compose_job([f"experiment={name}"], tmp_path)
         validate(cfg)
         typed(cfg.problem)
+
+
+def test_analysis_scripts_read_the_run_folders(run_job, tmp_path):
+    from experiments.nag_mf import analysis as nag_analysis
+    from experiments.pd_sliding import analysis as pds_analysis
+
+    logs, out = tmp_path / "logs", tmp_path / "out"
+    for algorithm in ("gd", "nag"):
+        run_job(["experiment=nag_mf_kappa_sweep_ci", f"method.algorithm={algorithm}", "problem.kappa=10", "logger=csv"],
+                log_dir=logs)
+    run_job(["experiment=pd_sliding_toy", "runner.max_steps=10", "logger=csv"], log_dir=logs)
+    nag_analysis.main(["--logs", str(logs), "--out", str(out)])
+    pds_analysis.main(["--logs", str(logs), "--out", str(out)])
+    table = (out / "kappa_sweep_ci.md").read_text()
+    assert "| GD unbalanced c=100 d=20 | 842 |" in table and "| 20 | 100 | 10 | 842 | 97 | 8.7 |" in table
+    assert "| PDS R=1 | 0.2" in (out / "toy.md").read_text() and (out / "toy_gap.png").exists()
