@@ -27,6 +27,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from reprolab.checks import UserError
 from reprolab.registry import ROOT
 
 RESUME_POLICIES = ("auto", "never", "must")
@@ -89,7 +90,7 @@ def machine() -> dict:
     return info
 
 
-class RunExistsError(RuntimeError):
+class RunExistsError(UserError, RuntimeError):
     """The run folder already holds a run and the resume policy forbids touching it."""
 
 
@@ -155,7 +156,7 @@ class RunDir:
         return "resume" if self.last_ckpt.exists() else "start"
 
     # ---- writing --------------------------------------------------------------------------
-    def start(self, cfg: DictConfig, overrides: list[str], choices: dict, action: str) -> None:
+    def start(self, cfg: DictConfig, overrides: list[str], choices: dict, action: str, key: str = "") -> None:
         """Record the config and provenance; on resume keep the W&B id and append to history."""
         self.path.mkdir(parents=True, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -174,6 +175,7 @@ class RunDir:
                 "seed": cfg.get("seed"),
                 "name": cfg.get("name"),
                 "overrides": list(overrides),
+                "key": key,
                 "choices": dict(choices),
                 "wandb_id": uuid.uuid4().hex[:12],
                 "versions": versions(),
