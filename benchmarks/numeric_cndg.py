@@ -1,6 +1,6 @@
 """Vectorised vs per-worker l1 LO oracle and CndG (pd_sliding's inner loop), in one process.
 
-    python -m benchmarks.numeric_cndg        # -> benchmarks/results/numeric_cndg.md
+    python -m benchmarks numeric_cndg        # -> benchmarks/results/numeric_cndg.{md,json}
 
 The issue asks for the l1 LO oracle vectorised across workers; this measures what that buys: one
 batched call over m workers against m calls on single rows (the same arithmetic per row: the
@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
-
 import torch
 
+from benchmarks.common import write
 from methods.pd_sliding import L1Ball, cndg
-from runners.numeric.runs import provenance
-
-OUT = Path(__file__).resolve().parent / "results" / "numeric_cndg.md"
 
 
 def timed(fn, reps: int = 1):
@@ -31,9 +27,10 @@ def timed(fn, reps: int = 1):
 def main() -> None:
     torch.set_num_threads(1)
     X, g = L1Ball(1.0), torch.Generator().manual_seed(0)
-    lines = provenance("Vectorised l1 LO oracle and CndG across workers vs a loop over workers",
-                       "python -m benchmarks.numeric_cndg")
-    lines += ["| workers m | dim | LO batched (us) | LO loop (us) | speed-up | CndG batched (ms) | CndG loop (ms) | "
+    numbers = {}
+    lines = ["Vectorised l1 LO oracle and CndG across workers vs a loop over workers (one process, one thread; "
+             "medians of 7 interleaved repetitions; shared 2-core machine: compare the ratios).", "",
+             "| workers m | dim | LO batched (us) | LO loop (us) | speed-up | CndG batched (ms) | CndG loop (ms) | "
               "speed-up | LO calls per row |", "|---|---|---|---|---|---|---|---|---|"]
     for m, d in ((8, 30), (32, 123), (64, 300)):
         grad = torch.randn(m, d, generator=g, dtype=torch.float64)
@@ -49,12 +46,12 @@ def main() -> None:
             cg_l.append(t)
         assert torch.equal(wb, wl)
         med = statistics.median
+        numbers[f"m{m}_d{d}"] = {"lo_batched_s": med(lo_b), "lo_loop_s": med(lo_l), "cndg_batched_s": med(cg_b),
+                                 "cndg_loop_s": med(cg_l)}
         lines.append(f"| {m} | {d} | {med(lo_b) * 1e6:.0f} | {med(lo_l) * 1e6:.0f} | {med(lo_l) / med(lo_b):.1f}x | "
                      f"{med(cg_b) * 1e3:.1f} | {med(cg_l) * 1e3:.1f} | {med(cg_l) / med(cg_b):.1f}x | "
                      f"{float(calls.double().mean()):.0f} |")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n")
-    print(OUT.read_text())
+    print(write("numeric_cndg", numbers, "\n".join(lines) + "\n").read_text())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,12 @@ from tests.conftest import TINY
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
     "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8"],
+    "numeric": ["runner.max_steps=3", "runner.log_every=1", "runner.record_at=[]", "runner.stop_when={}",
+                "runner.accelerator=cpu", "runner.checkpoint_every=0"],
 }
+# Numeric experiments on the LIBSVM files solve the synthetic toy in the smoke run (the logistic problems
+# read ../shared/data and compute a cached F* first; tests/numeric/test_libsvm.py covers them).
+OFFLINE_NUMERIC = ["problem=l1_least_squares"]
 OFFLINE_LM = ["model=llama_tiny", "data=markov"]  # for paper-scale experiments (LLaMA-1B on C4 ...)
 
 
@@ -30,6 +35,8 @@ def smoke_overrides(compose, experiment):
     runner = job.choices["runner"]
     assert runner in SMOKE, f"add tiny smoke overrides for runner {runner!r} to tests/test_runs.py"
     extra = []
+    if runner == "numeric" and job.choices.get("problem") in ("a9a", "w8a"):
+        extra = OFFLINE_NUMERIC
     if runner == "lm":
         data = typed(cfg.data)
         big = cfg.model.hidden_size > 256 or getattr(data, "hf_path", "text") != "text"

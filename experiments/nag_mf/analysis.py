@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from runners.numeric.runs import load_runs, provenance
+from experiments.numeric import metrics, named_runs, provenance
 
 HERE = Path(__file__).resolve().parent
 SWEEPS = {
@@ -30,7 +30,7 @@ SWEEPS = {
 
 def frame(log_dir: Path, name: str) -> pd.DataFrame:
     rows = []
-    for run in load_runs(log_dir, [name]):
+    for run in named_runs(log_dir, [name]):
         r = run.results
         rows.append({
             "algorithm": run.get("method.algorithm"), "init": run.get("method.init"), "c": run.get("method.c"),

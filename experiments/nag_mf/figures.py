@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from runners.numeric.runs import load_runs  # noqa: E402
+from experiments.numeric import metrics, named_runs  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 COLORS = {5: "tab:red", 20: "tab:blue", 80: "tab:green"}
@@ -27,7 +27,7 @@ STYLE = {"gd": "-", "altgd": "--", "nag": "--"}
 
 
 def _curve(ax, run, label, style):
-    m = run.metrics()
+    m = metrics(run)
     ax.semilogy(m["step"], m["train/loss"], style, color=COLORS.get(run.get("problem.d")), label=label, lw=1.4)
 
 
@@ -35,7 +35,7 @@ def pair_figure(runs, pair: tuple[str, str], title: str, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, problem in zip(axes, ("matrix_factorization", "linear_net")):
         for run in sorted(runs, key=lambda r: (r.get("problem.d"), r.get("method.algorithm"))):
-            if run.choice("problem") != problem or run.get("method.algorithm") not in pair:
+            if run.get("problem") != problem or run.get("method.algorithm") not in pair:
                 continue
             a = run.get("method.algorithm")
             _curve(ax, run, f"{a.upper()} d={run.get('problem.d')}", STYLE[a] if a != pair[0] else "-")
@@ -55,7 +55,7 @@ def theory_figure(runs, path: Path) -> None:
             if run.get("problem.kappa") != kappa:
                 continue
             a, d = run.get("method.algorithm"), run.get("problem.d")
-            m = run.metrics()
+            m = metrics(run)
             t, f0 = m["step"].to_numpy(), float(m["train/loss"].iloc[0])
             q = 1.0 / run.results["table/L0_over_mu0"]
             rate = 1 - q if a == "gd" else 1 - math.sqrt(q)
@@ -76,11 +76,11 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    curves = load_runs(args.logs, ["nag_mf_curves"])
+    curves = named_runs(args.logs, ["nag_mf_curves"])
     if curves:
         pair_figure(curves, ("gd", "altgd"), "Fig. 1 analog: GD (solid) vs AltGD (dashed)", out / "fig1_gd_vs_altgd.png")
         pair_figure(curves, ("gd", "nag"), "Fig. 2 analog: GD (solid) vs NAG (dashed)", out / "fig2_gd_vs_nag.png")
-    theory = load_runs(args.logs, ["nag_mf_theory"])
+    theory = named_runs(args.logs, ["nag_mf_theory"])
     if theory:
         theory_figure(theory, out / "fig3_theory_vs_experiment.png")
     print(f"figures in {out}")

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from runners.numeric.runs import load_runs, provenance  # noqa: E402
+from experiments.numeric import metrics, named_runs, provenance  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 AXES = (("train/grad_evals", "gradient evaluations per worker"), ("train/comm_rounds", "communication rounds"),
@@ -28,7 +28,7 @@ AXES = (("train/grad_evals", "gradient evaluations per worker"), ("train/comm_ro
 
 
 def label(run) -> str:
-    method = run.choice("method")
+    method = run.get("method")
     if method == "pd_sliding":
         parts = [f"PDS R={run.get('method.R'):g}"]
         if run.get("method.inner") == "exact":
@@ -49,7 +49,7 @@ def e(v) -> str:
 
 
 def first_reaching(run, threshold: float, x: str):
-    m = run.metrics()
+    m = metrics(run)
     hit = m[m["train/gap"] <= threshold]
     return float(hit[x].iloc[0]) if len(hit) else None
 
@@ -58,7 +58,7 @@ def plot(runs, xs, path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, len(xs), figsize=(5.2 * len(xs), 4), squeeze=False)
     for ax, (x, xlabel) in zip(axes[0], xs):
         for run in runs:
-            m = run.metrics()
+            m = metrics(run)
             m = m[m[x] > 0]
             ax.loglog(m[x], m["train/gap"].clip(lower=1e-16), label=label(run), lw=1.3)
         ax.set(xlabel=xlabel, ylabel="F(mean x) - F*")
@@ -70,8 +70,8 @@ def plot(runs, xs, path: Path, title: str) -> None:
 
 
 def toy(logs: Path, out: Path, ref: dict) -> None:
-    pds = [r for r in load_runs(logs, ["pd_sliding_toy"]) if r.get("problem.workers") == 8]
-    base = load_runs(logs, ["pd_sliding_toy_baselines"])
+    pds = [r for r in named_runs(logs, ["pd_sliding_toy"]) if r.get("problem.workers") == 8]
+    base = named_runs(logs, ["pd_sliding_toy_baselines"])
     if not pds and not base:
         return
     lines = provenance("pd_sliding deterministic toy (spec §5): 8 workers, ring, l1 least squares",
@@ -98,7 +98,7 @@ def toy(logs: Path, out: Path, ref: dict) -> None:
                   "| method | " + " | ".join(f"t={t}" for t in ts) + " | consensus | comm rounds | LO calls |",
                   "|---" * (len(ts) + 4) + "|"]
         for run in sorted(base, key=label):
-            cells = [e(run.results.get(f"table/gap@{t}")) + (f" ({e(s)})" if run.choice("method") == "defw" else "")
+            cells = [e(run.results.get(f"table/gap@{t}")) + (f" ({e(s)})" if run.get("method") == "defw" else "")
                      for t, s in zip(ts, ref["defw"]["gap"])]
             r = run.results
             lines.append(f"| {label(run)} | " + " | ".join(cells) + f" | {e(r['table/consensus'])} | "
@@ -108,7 +108,7 @@ def toy(logs: Path, out: Path, ref: dict) -> None:
 
 
 def stochastic(logs: Path, out: Path) -> None:
-    runs = load_runs(logs, ["pd_sliding_stochastic", "pd_sliding_stochastic_baselines"])
+    runs = named_runs(logs, ["pd_sliding_stochastic", "pd_sliding_stochastic_baselines"])
     if not runs:
         return
     thresholds = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
@@ -131,7 +131,7 @@ def stochastic(logs: Path, out: Path) -> None:
 
 
 def libsvm(logs: Path, out: Path) -> None:
-    runs = load_runs(logs, ["pd_sliding_libsvm", "pd_sliding_libsvm_baselines"])
+    runs = named_runs(logs, ["pd_sliding_libsvm", "pd_sliding_libsvm_baselines"])
     if not runs:
         return
     lines = provenance("pd_sliding on a9a / w8a: l1-constrained logistic regression, 10 workers on a ring, radius 10",
@@ -140,13 +140,13 @@ def libsvm(logs: Path, out: Path) -> None:
     lines += ["Every run stopped at 2,000 communication rounds. F* from projected Newton (Frank-Wolfe gap "
               "certificate < 1e-11).", "",
               "| data | method | gap | consensus | gradients | LO calls | wall s |", "|---|---|---|---|---|---|---|"]
-    for run in sorted(runs, key=lambda r: (r.choice("problem"), label(r))):
+    for run in sorted(runs, key=lambda r: (r.get("problem"), label(r))):
         r = run.results
-        lines.append(f"| {run.choice('problem')} | {label(run)} | {e(r['table/gap'])} | {e(r['table/consensus'])} | "
+        lines.append(f"| {run.get('problem')} | {label(run)} | {e(r['table/gap'])} | {e(r['table/consensus'])} | "
                      f"{int(r['table/grad_evals']):,} | {int(r['table/lo_calls']):,} | {r['table/wall_s']:.0f} |")
     (out / "libsvm.md").write_text("\n".join(lines) + "\n")
-    for data in sorted({r.choice("problem") for r in runs}):
-        plot(sorted([r for r in runs if r.choice("problem") == data], key=label), AXES, out / f"{data}_gap.png",
+    for data in sorted({r.get("problem") for r in runs}):
+        plot(sorted([r for r in runs if r.get("problem") == data], key=label), AXES, out / f"{data}_gap.png",
              f"{data}: l1-constrained logistic regression, 10 workers")
 
 

@@ -83,7 +83,9 @@ class Unconstrained:
     """X = R^d: projection is the identity; there is no LO oracle (the set is unbounded)."""
 
     def lo(self, g):
-        raise ValueError("X = R^d has no linear-optimisation oracle (unbounded); use problem.constraint.kind=l1 "
+        from reprolab.checks import ConfigError
+
+        raise ConfigError("X = R^d has no linear-optimisation oracle (unbounded); use problem.constraint.kind=l1 "
                          "or nuclear with projection-free methods, or method.inner=exact.")
 
     def project(self, c):

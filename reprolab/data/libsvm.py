@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from reprolab.checks import DataFileNotFoundError, UserError
 
-class LibsvmFormatError(ValueError):
+
+class LibsvmFormatError(UserError, ValueError):
     """The file is not in LIBSVM format."""
 
 
@@ -22,7 +24,7 @@ def read_libsvm(path: str | Path, n_features: int | None = None) -> tuple[np.nda
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFoundError(
             f"LIBSVM file {path} does not exist. The a9a / w8a files live in shared/data/libsvm (see its "
             "SOURCES.md): set paths.data_dir=/path/to/shared/data or REPROLAB_DATA_DIR, or point problem.path "
             "at the file.")

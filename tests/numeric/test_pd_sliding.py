@@ -307,7 +307,7 @@ def test_bad_nuclear_shape_is_refused():
 
 
 def test_projection_free_methods_refuse_unbounded_sets(tmp_path):
-    with pytest.raises(ValueError, match="no linear-optimisation oracle"):
+    with pytest.raises(ConfigError, match="no linear-optimisation oracle"):
         solver(tmp_path, DeFW(), constraint=ConstraintSpec(kind="none"))
 
 
