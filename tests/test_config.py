@@ -13,14 +13,24 @@ from reprolab.config import validate
 from reprolab.registry import CONF_DIR, ROOT, methods, options
 
 GROUPS = ["model", "data", "method", "runner", "trainer", "hardware", "logger", "callbacks", "paths", "launcher",
-          "experiment"]
+          "experiment", "problem"]
+
+
+def base(group: str, option: str) -> list[str]:
+    """The experiment an option composes on: quickstart (an lm run) unless the option belongs to the
+    numeric runner (its solvers, its problems, the runner itself), which compose on pd_sliding_toy."""
+    from reprolab.roles import SolverMethod
+
+    numeric = (group == "problem" or (group, option) == ("runner", "numeric")
+               or (group == "method" and issubclass(methods()[option], SolverMethod)))
+    return ["experiment=pd_sliding_toy"] if numeric else []
 
 
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_composes_and_validates(compose, group):
     assert options(group), f"conf/{group}/ is empty"
     for option in options(group):
-        cfg, _ = compose([f"{group}={option}"])
+        cfg, _ = compose([*base(group, option), f"{group}={option}"])
         validate(cfg)
 
 
@@ -84,7 +94,7 @@ def test_every_method_instantiates_and_steps(compose, name):
     from reprolab.config import typed
     from reprolab.roles import OptimizerMethod
 
-    cfg, _ = compose([f"method={name}"])
+    cfg, _ = compose([*base("method", name), f"method={name}"])
     method = typed(cfg.method)
     if not isinstance(method, OptimizerMethod):
         pytest.skip(f"{name} is not an optimizer; its runner's tests instantiate it")

@@ -6,7 +6,7 @@ Reads the run folders of the sweeps (experiment names nag_mf_kappa_sweep, nag_mf
 nag_mf_lnn_kappa_sweep) and writes Markdown + CSV: for each (algorithm, init, d, c) the iterations
 T to relative error eps per kappa, the least-squares slope of log T on log kappa (converged points
 only, at least 3), the slope of log T on log(L0/mu0) (theory: 1 for GD, 1/2 for NAG), and beside
-them the spec's measured numbers (experiments/nag_mf/spec_reference.yaml; not paper numbers).
+them the spec's measured numbers (experiments/nag_mf/reference/spec_measured.yaml; not paper numbers).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    reference = yaml.safe_load((HERE / "spec_reference.yaml").read_text())
+    reference = yaml.safe_load((HERE / "reference" / "spec_measured.yaml").read_text())
     for table, (name, title) in SWEEPS.items():
         df = frame(Path(args.logs), name)
         if df.empty:
@@ -123,7 +123,7 @@ def main(argv=None) -> None:
                        f"python run.py -m experiment={name} (+ the variants in conf/experiment/{name}.yaml); "
                        f"python -m experiments.nag_mf.analysis")
         lines += ["Cells: iterations T to relative Frobenius error eps (ours)"
-                  + (", in brackets the spec's measured T (spec_reference.yaml: the spec authors' numpy prototype; "
+                  + (", in brackets the spec's measured T (reference/spec_measured.yaml: the spec authors' numpy prototype; "
                      "the paper publishes no table)" if ref else "")
                   + ". '> N': not reached within runner.max_steps = N. Slopes: least squares of log T on log kappa "
                   "(theory: GD 2, NAG 1; spec §5 expects GD 1.8-2.1, NAG 0.85-1.1) and on log(L0/mu0) (GD 1, NAG 1/2), "

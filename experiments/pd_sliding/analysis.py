@@ -3,7 +3,7 @@
     python -m experiments.pd_sliding.analysis [--logs logs] [--out experiments/pd_sliding/results]
 
 toy.md: the deterministic toy (PDS + CndG at k = 10..60 with the log-log slope of the gap, the
-baselines at t = 10..1000) beside the spec's measured numbers (spec_reference.yaml; not paper
+baselines at t = 10..1000) beside the spec's measured numbers (reference/spec_measured.yaml; not paper
 numbers). stochastic.md: sampled gradients per worker to reach gap thresholds. libsvm.md: a9a / w8a
 at equal communication. PNGs: gap against gradients, communication rounds, LO calls and samples.
 """
@@ -157,7 +157,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     out, logs = Path(args.out), Path(args.logs)
     out.mkdir(parents=True, exist_ok=True)
-    toy(logs, out, yaml.safe_load((HERE / "spec_reference.yaml").read_text()))
+    toy(logs, out, yaml.safe_load((HERE / "reference" / "spec_measured.yaml").read_text()))
     stochastic(logs, out)
     libsvm(logs, out)
     print(f"wrote {out}")
