@@ -22,24 +22,32 @@ def cndg(c: torch.Tensor, beta, w: torch.Tensor, X, delta, max_iter: int) -> tup
                                                                                   torch.Tensor]:
     """(w, LO calls per row, rows that hit ``max_iter`` before their gap reached delta).
 
-    c, w: (workers, dim), w feasible (the warm start); beta, delta: (workers,) or scalars.
+    c, w: (workers, dim), w feasible (the warm start); beta, delta: (workers,) or scalars. Rows that
+    reach their tolerance leave the working set, so the cost of an iteration is that of the rows
+    still running (per-row counts differ by orders of magnitude across workers).
     """
     k = c.shape[0]
     beta = torch.as_tensor(beta, dtype=c.dtype, device=c.device).expand(k)
     delta = torch.as_tensor(delta, dtype=c.dtype, device=c.device).expand(k)
-    beta_col = beta.unsqueeze(-1)
-    active = torch.ones(k, dtype=torch.bool, device=c.device)
-    calls = torch.zeros(k, dtype=torch.int64, device=c.device)
-    zero = torch.zeros((), dtype=c.dtype, device=c.device)
-    for _ in range(max_iter):
-        grad = (w - c) * beta_col
+    out, calls = w.clone(), torch.full((k,), max_iter, dtype=torch.int64)
+    rows = torch.arange(k, device=c.device)
+    c, beta, delta, w = c, beta.unsqueeze(-1), delta, w.clone()
+    for s in range(max_iter):
+        grad = (w - c) * beta
         away = w - X.lo(grad)                       # w_s - v_s
         gap = (grad * away).sum(dim=-1)             # Wolfe gap V_s
-        calls += active
-        active = active & (gap > delta)
-        if not bool(active.any()):
-            break
-        # exact line search alpha = min(1, V / (beta ||v - w||^2)); stopped rows take alpha = 0
-        alpha = torch.where(active, (gap / ((away * away).sum(dim=-1) * beta)).clamp(max=1.0), zero)
+        done = gap <= delta
+        if bool(done.any()):
+            out[rows[done]] = w[done]
+            calls[rows[done].cpu()] = s + 1
+            if bool(done.all()):
+                return out, calls, torch.zeros(k, dtype=torch.bool)
+            keep = ~done
+            rows, c, beta, delta, w, gap, away = rows[keep], c[keep], beta[keep], delta[keep], w[keep], gap[keep], away[keep]
+        # exact line search on the quadratic: alpha = min(1, V / (beta ||v - w||^2))
+        alpha = (gap / ((away * away).sum(dim=-1) * beta.squeeze(-1))).clamp(max=1.0)
         w = w - alpha.unsqueeze(-1) * away
-    return w, calls, active
+    out[rows] = w
+    stuck = torch.zeros(k, dtype=torch.bool)
+    stuck[rows.cpu()] = True
+    return out, calls, stuck
