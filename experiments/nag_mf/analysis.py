@@ -103,10 +103,12 @@ def agreement(df: pd.DataFrame, reference: dict) -> list[str]:
 
 
 def seed_table(df: pd.DataFrame) -> list[str]:
+    df = df[(df.init == "unbalanced") & (df.c == 100.0) & df.algorithm.isin(["gd", "nag"])]
     seeds = df[df.converged].groupby(["algorithm", "d", "kappa"])
     if seeds.ngroups == 0 or df.phi_seed.nunique() < 2:
         return []
-    lines = ["", "Over Phi seeds (mean ± std of T, n seeds):", "", "| method | d | kappa | T | n |", "|---|---|---|---|---|"]
+    lines = ["", "Over Phi seeds 1-5, unbalanced init c = 100 (mean ± std of T, n seeds):", "",
+             "| method | d | kappa | T | n |", "|---|---|---|---|---|"]
     for (a, d, k), g in seeds:
         if len(g) > 1:
             lines.append(f"| {a.upper()} | {d} | {fmt(k)} | {g.iters.mean():,.0f} ± {g.iters.std():,.0f} | {len(g)} |")
@@ -138,7 +140,7 @@ def main(argv=None) -> None:
         df = frame(Path(args.logs), name)
         if df.empty:
             continue
-        df.sort_values(["algorithm", "init", "c", "d", "phi_seed", "kappa"]).to_csv(out / f"{table}.csv", index=False)
+        df.sort_values(["algorithm", "init", "c", "d", "phi_seed", "kappa"]).to_csv(out / f"{table}_runs.csv", index=False)
         ref = reference if table == "kappa_sweep" else None
         lines = provenance(f"nag_mf {table}: iterations to eps against kappa, {title}",
                        f"python run.py -m experiment={name} (+ the variants in conf/experiment/{name}.yaml); "
@@ -150,8 +152,8 @@ def main(argv=None) -> None:
                   "(theory: GD 2, NAG 1; spec §5 expects GD 1.8-2.1, NAG 0.85-1.1) and on log(L0/mu0) (GD 1, NAG 1/2), "
                   "over converged kappa <= 100 (>= 3 points).", ""]
         lines += sweep_table(df, ref) + (agreement(df, ref) if ref else []) + ratios(df) + seed_table(df)
-        (out / f"{table}.md").write_text("\n".join(lines) + "\n")
-        print(f"wrote {out / table}.md ({len(df)} runs)")
+        (out / f"{table}_analysis.md").write_text("\n".join(lines) + "\n")
+        print(f"wrote {out / table}_analysis.md ({len(df)} runs)")
 
 
 if __name__ == "__main__":

@@ -109,6 +109,6 @@ def test_analysis_scripts_read_the_run_folders(run_job, tmp_path):
     run_job(["experiment=pd_sliding_toy", "runner.max_steps=10", "logger=csv"], log_dir=logs)
     nag_analysis.main(["--logs", str(logs), "--out", str(out)])
     pds_analysis.main(["--logs", str(logs), "--out", str(out)])
-    table = (out / "kappa_sweep_ci.md").read_text()
+    table = (out / "kappa_sweep_ci_analysis.md").read_text()
     assert "| GD unbalanced c=100 d=20 | 842 |" in table and "| 20 | 100 | 10 | 842 | 97 | 8.7 |" in table
     assert "| PDS R=1 | 0.2" in (out / "toy.md").read_text() and (out / "toy_gap.png").exists()
