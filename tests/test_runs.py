@@ -21,8 +21,8 @@ from tests.conftest import TINY
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
     "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8"],
-    "numeric": ["runner.max_steps=3", "runner.log_every=1", "runner.record_at=[]", "runner.stop_when={}",
-                "runner.accelerator=cpu", "runner.checkpoint_every=0"],
+    "numeric": ["runner.max_steps=3", "runner.log_every=1", "runner.record_at=[]", "runner.accelerator=cpu",
+                "runner.checkpoint_every=0"],
 }
 # Numeric experiments on the LIBSVM files solve the synthetic toy in the smoke run (the logistic problems
 # read ../shared/data and compute a cached F* first; tests/numeric/test_libsvm.py covers them).

@@ -103,7 +103,6 @@ def drive(fabric, cfg, run_dir, runner, method, spec, spawned: bool) -> dict:
     import torch
 
     from reprolab import tracking
-    from reprolab.checks import ConfigError
     from reprolab.roles import COUNTERS
     from runners.numeric import checkpoint
     from runners.numeric.metrics_log import MetricsLog
@@ -148,12 +147,8 @@ def drive(fabric, cfg, run_dir, runner, method, spec, spawned: bool) -> dict:
         if fabric.world_size > 1:
             fabric.barrier()
 
-    unknown = sorted(set(runner.stop_when) - set(COUNTERS))
-    if unknown:
-        raise ConfigError(f"runner.stop_when keys {unknown} are not counters; use some of {list(COUNTERS)}.")
-
     def over_budget(m) -> bool:
-        return m is not None and any(m[f"train/{k}"] >= v for k, v in runner.stop_when.items())
+        return m is not None and any(m[f"train/{k}"] >= v for k, v in runner.budget.limits().items())
 
     last, last_step = (observe(), 0) if resume_step is None else (None, None)
     while solver.step < runner.max_steps and not solver.done and not over_budget(last):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import List, Optional
 
 from reprolab import checks
 from reprolab.registry import schema
@@ -10,6 +10,19 @@ from reprolab.registry import schema
 BACKENDS = ("simulated", "distributed")
 START_METHODS = ("fork", "spawn", "forkserver")
 DTYPES = ("float64", "float32")
+
+
+@dataclass
+class Budget:
+    """Limits on the counters of `reprolab.roles.COUNTERS` that only grow (null: no limit)."""
+
+    grad_evals: Optional[float] = None
+    samples: Optional[float] = None
+    lo_calls: Optional[float] = None
+    comm_rounds: Optional[float] = None
+
+    def limits(self) -> dict[str, float]:
+        return {k: v for k, v in vars(self).items() if v is not None}
 
 
 @schema("runner", "numeric")
@@ -29,9 +42,9 @@ class NumericRunner:
     log_every: steps between rows of metrics.csv / W&B points; the final step is always logged.
     record_at: steps whose metrics also land in results.json as ``table/<name>@<step>`` (e.g. the
       gap after 10, 20, ... outer iterations, for tables that compare trajectories).
-    stop_when: counter budgets checked at every logged step, e.g. ``{samples: 1e5}`` or
-      ``{comm_rounds: 2e4}``: the run stops once any logged counter reaches its budget (equal-cost
-      comparisons of methods whose iterations cost different amounts).
+    budget: counter limits checked at every logged step (``runner.budget.samples=1e5``,
+      ``runner.budget.comm_rounds=2e4``; null: none): the run stops once a counter reaches its
+      limit, for equal-cost comparisons of methods whose iterations cost different amounts.
     checkpoint_every: steps between writes of ``checkpoints/last.ckpt`` (0: only at the end).
     timeout_s: bound on every collective and neighbour exchange: a dead or hung worker makes the
       others fail with an error naming it after this many seconds instead of waiting forever.
@@ -48,7 +61,7 @@ class NumericRunner:
     max_steps: int = 1000
     log_every: int = 10
     record_at: List[int] = field(default_factory=list)
-    stop_when: Dict[str, float] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
     checkpoint_every: int = 0
     timeout_s: float = 60.0
     start_method: str = "fork"
@@ -65,5 +78,5 @@ class NumericRunner:
         checks.non_negative("runner.threads", self.threads)
         for i, s in enumerate(self.record_at):
             checks.positive(f"runner.record_at[{i}]", s)
-        for key, budget in self.stop_when.items():
-            checks.positive(f"runner.stop_when.{key}", budget)
+        for key, limit in self.budget.limits().items():
+            checks.positive(f"runner.budget.{key}", limit)

@@ -112,3 +112,19 @@ def test_analysis_scripts_read_the_run_folders(run_job, tmp_path):
     table = (out / "kappa_sweep_ci_analysis.md").read_text()
     assert "| GD unbalanced c=100 d=20 | 842 |" in table and "| 20 | 100 | 10 | 842 | 97 | 8.7 |" in table
     assert "| PDS R=1 | 0.2" in (out / "toy.md").read_text() and (out / "toy_gap.png").exists()
+
+
+@pytest.mark.parametrize("override,match", [("runner.budget.samples=-5", "runner.budget.samples"),
+                                            ("runner.backend=mpi", "runner.backend"),
+                                            ("runner.record_at=[0]", r"runner.record_at\[0\]")])
+def test_bad_runner_values_are_refused(tmp_path, override, match):
+    from reprolab.config import validate
+
+    cfg, _ = compose_job(TOY_TINY + [override], tmp_path)
+    with pytest.raises(ConfigError, match=match):
+        validate(cfg)
+
+
+def test_budget_ends_the_run(run_job):
+    results, _ = run_job(TOY_TINY + ["runner.max_steps=50", "runner.log_every=1", "runner.budget.comm_rounds=40"])
+    assert 40 <= results["table/comm_rounds"] < 80 and results["train/steps"] < 50
