@@ -2,9 +2,9 @@
 
     python -m experiments.pd_sliding.analysis [--logs logs] [--out experiments/pd_sliding/results]
 
-toy.md: the deterministic toy (PDS + CndG at k = 10..60 with the log-log slope of the gap, the
+toy_analysis.md: the deterministic toy (PDS + CndG at k = 10..60 with the log-log slope of the gap, the
 baselines at t = 10..1000) beside the spec's measured numbers (reference/spec_measured.yaml; not paper
-numbers). stochastic.md: sampled gradients per worker to reach gap thresholds. libsvm.md: a9a / w8a
+numbers). stochastic_analysis.md: sampled gradients per worker to reach gap thresholds. libsvm_analysis.md: a9a / w8a
 at equal communication. PNGs: gap against gradients, communication rounds, LO calls and samples.
 """
 from __future__ import annotations
@@ -34,13 +34,16 @@ def label(run) -> str:
         if run.get("method.inner") == "exact":
             parts.append("exact proj.")
         if run.get("method.batch0"):
-            parts.append(f"b_k={run.get('method.batch0'):g}k^{run.get('method.batch_power'):g}")
+            b0 = run.get("method.batch0")
+            parts.append("b_k=" + ("" if b0 == 1 else f"{b0:g}") + f"k^{run.get('method.batch_power'):g}")
         if run.get("runner.backend") == "distributed":
             parts.append(f"(gloo, {run.get('problem.workers')} processes)")
         return " ".join(parts)
     if method == "defw":
         b0, p = run.get("method.batch0"), run.get("method.batch_power")
-        return "DeFW" + ("" if not b0 else f" b_t={b0:g}" + (f"t^{p:g}" if p else ""))
+        if not b0:
+            return "DeFW"
+        return "DeFW b_t=" + (f"{b0:g}" if b0 != 1 or not p else "") + (f"t^{p:g}" if p else "")
     return {"cgs": "CGS (centralised)", "dpg": "DPG"}.get(method, method)
 
 
@@ -75,7 +78,9 @@ def toy(logs: Path, out: Path, ref: dict) -> None:
     if not pds and not base:
         return
     lines = provenance("pd_sliding deterministic toy (spec §5): 8 workers, ring, l1 least squares",
-                       "python run.py -m experiment=pd_sliding_toy method.R=1,3; python run.py experiment=pd_sliding_toy "
+                       "python run.py experiment=pd_sliding_toy method.R=1; python run.py experiment=pd_sliding_toy "
+                       "method.R=3 runner.max_steps=30; python run.py experiment=pd_sliding_toy method.R=1 "
+                       "runner.backend=distributed runner.max_steps=20; python run.py experiment=pd_sliding_toy "
                        "method.inner=exact; python run.py -m experiment=pd_sliding_toy_baselines; python run.py "
                        "experiment=pd_sliding_toy_baselines method=cgs runner.max_steps=100; "
                        "python -m experiments.pd_sliding.analysis")
@@ -103,7 +108,7 @@ def toy(logs: Path, out: Path, ref: dict) -> None:
             r = run.results
             lines.append(f"| {label(run)} | " + " | ".join(cells) + f" | {e(r['table/consensus'])} | "
                          f"{int(r['table/comm_rounds']):,} | {int(r['table/lo_calls']):,} |")
-    (out / "toy.md").write_text("\n".join(lines) + "\n")
+    (out / "toy_analysis.md").write_text("\n".join(lines) + "\n")
     plot(sorted(pds + base, key=label), AXES, out / "toy_gap.png", "Deterministic toy (spec §5): gap vs oracle calls")
 
 
@@ -125,7 +130,7 @@ def stochastic(logs: Path, out: Path) -> None:
         r = run.results
         lines.append(f"| {label(run)} | " + " | ".join(cells) + f" | {e(r['table/gap'])} | {int(r['table/samples']):,} | "
                      f"{int(r['table/comm_rounds']):,} |")
-    (out / "stochastic.md").write_text("\n".join(lines) + "\n")
+    (out / "stochastic_analysis.md").write_text("\n".join(lines) + "\n")
     plot(sorted(runs, key=label), (("train/samples", "sampled gradients per worker"),) + AXES[1:],
          out / "stochastic_gap.png", "Stochastic toy: gap vs samples, communication, LO calls")
 
@@ -153,7 +158,7 @@ def libsvm(logs: Path, out: Path) -> None:
         cells = [f"{e(first_reaching(run, t, 'train/grad_evals'))} / {e(first_reaching(run, t, 'train/comm_rounds'))}"
                  for t in thresholds]
         lines.append(f"| {run.get('problem')} | {label(run)} | " + " | ".join(cells) + " |")
-    (out / "libsvm.md").write_text("\n".join(lines) + "\n")
+    (out / "libsvm_analysis.md").write_text("\n".join(lines) + "\n")
     for data in sorted({r.get("problem") for r in runs}):
         plot(sorted([r for r in runs if r.get("problem") == data], key=label), AXES, out / f"{data}_gap.png",
              f"{data}: l1-constrained logistic regression, 10 workers")
