@@ -111,7 +111,7 @@ def test_analysis_scripts_read_the_run_folders(run_job, tmp_path):
     pds_analysis.main(["--logs", str(logs), "--out", str(out)])
     table = (out / "kappa_sweep_ci_analysis.md").read_text()
     assert "| GD unbalanced c=100 d=20 | 842 |" in table and "| 20 | 100 | 10 | 842 | 97 | 8.7 |" in table
-    assert "| PDS R=1 | 0.2" in (out / "toy.md").read_text() and (out / "toy_gap.png").exists()
+    assert "| PDS R=1 | 0.2" in (out / "toy_analysis.md").read_text() and (out / "toy_gap.png").exists()
 
 
 @pytest.mark.parametrize("override,match", [("runner.budget.samples=-5", "runner.budget.samples"),
