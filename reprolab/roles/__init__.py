@@ -10,7 +10,8 @@ imports a method. Hooks import their heavy implementation lazily, so that regist
 schema at start-up stays cheap.
 """
 from reprolab.roles.base import Method
+from reprolab.roles.cache import CacheMethod
 from reprolab.roles.loss import LossMethod
 from reprolab.roles.optimizer import OptimizerMethod
 
-__all__ = ["Method", "LossMethod", "OptimizerMethod"]
+__all__ = ["Method", "CacheMethod", "LossMethod", "OptimizerMethod"]

@@ -1,0 +1,293 @@
+"""`GEARCache`: a transformers `Cache` that stores KV compressed, chunk by chunk, for any decoder.
+
+Streaming (GEAR §2.5, spec ../shared/papers/gear.md): new tokens enter an fp16 buffer of ``buffer``
+(= n_b) tokens; full buffers are compressed as chunks and appended to the compressed store.
+Attention at every step sees [decompressed store ‖ buffer ‖ current token] (``attention=
+"materialize"``, works with any attention implementation), or, with ``attention="fused"``, the
+store stays packed and the ``gear_fused`` attention function (`methods.gear.attention`) attends
+over it directly. Prefill attention is plain attention over the fp16 prompt in both cases.
+
+``stream_mode``:
+- ``paper_chunked`` (default, the paper's scheme): the first ⌊n/n_b⌋·n_b prompt tokens are one chunk
+  compressed with ``rank_prefill``; during decoding every n_b tokens form a chunk compressed
+  with ``rank_decode``; the n mod n_b prompt tail waits in the buffer.
+- ``official_recompress`` (the official simulated runs, §2.5 item 1): the prompt stays fp16; at each
+  decode step whose cached length L_past is a multiple of n_b, the whole cache is decompressed
+  and re-compressed as one chunk with ``rank_decode``.
+
+A chunk is compressed at the start of the update after the one that filled it, i.e. the step
+whose attention first needs it compressed, so the two attention paths see the same tensors.
+K and V are compressed as the model hands them to the cache: keys after RoPE, KV heads before
+GQA's repeat. The buffer keeps the model's dtype; the compressed store is fp16-based.
+
+``codec=None`` turns compression off (everything stays in the buffer): then the cache returns
+exactly what `transformers.DynamicCache` returns.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from methods.gear.compress import CodecSpec, compress
+from methods.gear.store import DenseStore, PackedStore
+
+STREAM_MODES = ("paper_chunked", "official_recompress")
+ATTENTIONS = ("materialize", "fused")
+# transformers versions whose Cache API (layers, ``update(..., kwargs=...)``, ``get_mask_sizes``)
+# this module is written against and tested with. Keep in step with pyproject.toml.
+TRANSFORMERS_RANGE = ("5.24", "6")
+
+
+def check_transformers() -> None:
+    import transformers
+    from packaging.version import Version
+
+    v = Version(transformers.__version__)
+    lo, hi = TRANSFORMERS_RANGE
+    if not (Version(lo) <= v < Version(hi)):
+        raise RuntimeError(
+            f"transformers {transformers.__version__} is not supported by the KV caches in methods/: they hook the "
+            f"Cache API of transformers>={lo},<{hi}. Install a version in that range (pip install 'transformers>={lo},<{hi}')."
+        )
+
+
+def kv_geometry(config) -> tuple[int, int, int]:
+    """(num_layers, kv_heads, head_dim) of a decoder config; a ValueError if a cache cannot serve it."""
+    check_transformers()
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"{config.model_type} is an encoder-decoder model: these KV caches serve decoder-only models.")
+    text = config.get_text_config(decoder=True)
+    kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if kinds != {"full_attention"} or getattr(text, "sliding_window", None) is not None:
+        raise ValueError(
+            f"{text.model_type} has attention layers of types {sorted(kinds)} (sliding_window="
+            f"{getattr(text, 'sliding_window', None)}): these caches serve full-attention layers only, where every "
+            "past token stays visible. Use a full-attention model (e.g. LLaMA / GPT-2) or set sliding_window=None."
+        )
+    if any(getattr(text, a, None) is not None for a in ("kv_lora_rank", "v_head_dim")):
+        raise ValueError(f"{text.model_type} uses latent / asymmetric KV heads (MLA): these caches need K and V of one head size.")
+    heads = getattr(text, "num_attention_heads", None)
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return text.num_hidden_layers, kv_heads, head_dim
+
+
+class CompressedLayer(CacheLayerMixin):
+    """One layer: fp16 buffer + compressed stores for K and V (see the module docstring)."""
+
+    is_sliding = False
+    is_croppable = False
+    is_compileable = False
+
+    def __init__(self, codec: Optional[CodecSpec], buffer: int, rank_prefill: int = 0, rank_decode: int = 0,
+                 stream_mode: str = "paper_chunked", attention: str = "materialize",
+                 generator: Optional[torch.Generator] = None):
+        super().__init__()
+        if stream_mode not in STREAM_MODES:
+            raise ValueError(f"stream_mode={stream_mode!r} is not one of {list(STREAM_MODES)}.")
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention={attention!r} is not one of {list(ATTENTIONS)}.")
+        if attention == "fused" and (codec is None or codec.storage != "packed"):
+            raise ValueError("attention=fused reads the packed codes: it needs storage=packed (not simulated or no codec).")
+        self.codec, self.buffer = codec, buffer
+        self.rank_prefill, self.rank_decode = rank_prefill, rank_decode
+        self.stream_mode, self.attention = stream_mode, attention
+        self.generator = generator
+        self.seen = 0  # tokens given to the layer
+        self._prefill_pending = False
+        self.consumed = True  # fused attention read the store since the last update
+
+    # ---- state ------------------------------------------------------------------------------
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device, self.dtype = key_states.device, key_states.dtype
+        B, H, _, d = key_states.shape
+        self.heads, self.head_dim = H, d
+        self.keys = key_states.new_zeros(B, H, 0, d)
+        self.values = value_states.new_zeros(B, H, 0, d)
+        self.store_k, self.store_v = self._new_store("key"), self._new_store("value")
+        self.dense_k = self.dense_v = None  # materialize: decompressed store, kept in step with it
+        self.is_initialized = True
+
+    def _new_store(self, kind):
+        if self.codec is None:
+            return None
+        if self.codec.storage == "simulated":
+            return DenseStore()
+        return PackedStore(self.codec.quant(kind), self.heads, self.head_dim)
+
+    @property
+    def compressed_tokens(self) -> int:
+        return 0 if not self.is_initialized or self.store_k is None else self.store_k.n_tokens
+
+    @property
+    def buffer_tokens(self) -> int:
+        return 0 if not self.is_initialized else self.keys.shape[-2]
+
+    def nbytes(self) -> int:
+        """Bytes of everything this layer stores (compressed stores + buffer), measured."""
+        if not self.is_initialized:
+            return 0
+        total = sum(t.numel() * t.element_size() for t in (self.keys, self.values))
+        return total + sum(s.nbytes() for s in (self.store_k, self.store_v) if s is not None)
+
+    def nominal_bits(self) -> int:
+        """The §2.7 formula: compressed chunks' bits + 16 bits per buffered entry."""
+        if not self.is_initialized:
+            return 0
+        bits = 16 * (self.keys.numel() + self.values.numel())
+        return bits + sum(s.nominal_bits for s in (self.store_k, self.store_v) if s is not None)
+
+    # ---- compression ------------------------------------------------------------------------
+    def _p0(self, rank: int) -> Optional[torch.Tensor]:
+        if rank == 0:
+            return None
+        return torch.rand(self.head_dim, rank, generator=self.generator).to(self.device)
+
+    def _compress(self, k: torch.Tensor, v: torch.Tensor, rank: int) -> None:
+        ck = compress(k, "key", self.codec, rank, self._p0(rank))
+        cv = compress(v, "value", self.codec, rank, self._p0(rank))
+        self.store_k.append(ck)
+        self.store_v.append(cv)
+        if self.attention == "materialize" and self.codec.storage == "packed":
+            self.dense_k = ck.materialize() if self.dense_k is None else torch.cat([self.dense_k, ck.materialize()], 2)
+            self.dense_v = cv.materialize() if self.dense_v is None else torch.cat([self.dense_v, cv.materialize()], 2)
+
+    def flush(self) -> None:
+        """Compress every full chunk waiting in the buffer (paper_chunked)."""
+        if self.codec is None or self.stream_mode != "paper_chunked" or not self.is_initialized:
+            return
+        n_b = self.buffer
+        if self._prefill_pending:
+            self._prefill_pending = False
+            m = (self.keys.shape[-2] // n_b) * n_b
+            if m:
+                self._compress(self.keys[..., :m, :], self.values[..., :m, :], self.rank_prefill)
+                self.keys, self.values = self.keys[..., m:, :], self.values[..., m:, :]
+        while self.keys.shape[-2] >= n_b:
+            self._compress(self.keys[..., :n_b, :], self.values[..., :n_b, :], self.rank_decode)
+            self.keys, self.values = self.keys[..., n_b:, :], self.values[..., n_b:, :]
+
+    def _recompress_all(self) -> None:
+        """official_recompress: decompress everything and compress it again as one chunk."""
+        k = torch.cat([self._dense("k").to(self.keys.dtype), self.keys], 2) if self.compressed_tokens else self.keys
+        v = torch.cat([self._dense("v").to(self.values.dtype), self.values], 2) if self.compressed_tokens else self.values
+        self.store_k, self.store_v = self._new_store("key"), self._new_store("value")
+        self.dense_k = self.dense_v = None
+        self.keys, self.values = k[..., :0, :], v[..., :0, :]
+        self._compress(k, v, self.rank_decode)
+
+    def _dense(self, which: str) -> torch.Tensor:
+        store = self.store_k if which == "k" else self.store_v
+        if self.codec.storage == "simulated":
+            return store.materialize()
+        cached = self.dense_k if which == "k" else self.dense_v
+        return cached if cached is not None else store.materialize()
+
+    # ---- the Cache API ----------------------------------------------------------------------
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        """Append the new tokens; return the K/V the model's attention should use.
+
+        ``kwargs["kwargs"]`` is the attention call's keyword dict (the models pass it through);
+        with ``attention="fused"`` the layer puts itself there as ``gear_layer``.
+        """
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if self.attention == "fused" and not self.consumed:
+            raise RuntimeError(
+                "GEARCache(attention='fused') returned only its fp16 buffer, but the model's attention did not read the "
+                "compressed store: call method.prepare_model(model) (it sets attn_implementation='gear_fused')."
+            )
+        first = self.seen == 0
+        if self.codec is not None and not first:
+            if self.stream_mode == "paper_chunked":
+                self.flush()
+            elif self.seen % self.buffer == 0:
+                self._recompress_all()
+        if self.codec is not None and first and self.stream_mode == "paper_chunked":
+            self._prefill_pending = True
+        self.keys = torch.cat([self.keys, key_states], -2)
+        self.values = torch.cat([self.values, value_states], -2)
+        self.seen += key_states.shape[-2]
+        if not self.compressed_tokens:
+            return self.keys, self.values
+        if self.attention == "fused":
+            attn_kwargs = kwargs.get("kwargs")
+            if attn_kwargs is None:
+                raise RuntimeError("attention='fused' needs a model that passes its attention kwargs to cache.update (LLaMA/GPT-2 style).")
+            attn_kwargs["gear_layer"] = self
+            self.consumed = False
+            return self.keys, self.values
+        k = torch.cat([self._dense("k").to(self.keys.dtype), self.keys], -2)
+        v = torch.cat([self._dense("v").to(self.values.dtype), self.values], -2)
+        return k, v
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.seen + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.seen
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def reset(self) -> None:
+        self.keys = self.values = None
+        self.is_initialized = False
+        self.seen = 0
+        self._prefill_pending = False
+        self.consumed = True
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise ValueError("a compressed cache cannot be cropped (compressed chunks cannot drop single tokens): "
+                         "use DynamicCache for assisted / speculative decoding.")
+
+    def _map_batch(self, fn) -> None:
+        if not self.is_initialized:
+            return
+        self.keys, self.values = fn(self.keys), fn(self.values)
+        for s in (self.store_k, self.store_v):
+            if s is not None:
+                s.map_batch(fn)
+        self.dense_k = None if self.dense_k is None else fn(self.dense_k)
+        self.dense_v = None if self.dense_v is None else fn(self.dense_v)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._map_batch(lambda t: t.index_select(0, beam_idx.to(t.device)))
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self._map_batch(lambda t: t.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._map_batch(lambda t: t[indices.to(t.device)])
+
+
+class GEARCache(Cache):
+    """A `CompressedLayer` per decoder layer. Build it with `GEARCache.for_model(config, ...)`.
+
+    ``nbytes()`` is the measured size of everything stored; ``nominal_bytes()`` the §2.7 formula;
+    ``fp16_bytes()`` what an fp16 cache of the same tokens would take. In ``storage="packed"`` the
+    first two are equal (a test checks it).
+    """
+
+    def __init__(self, num_layers: int, codec: Optional[CodecSpec], buffer: int = 64, rank_prefill: int = 0,
+                 rank_decode: int = 0, stream_mode: str = "paper_chunked", attention: str = "materialize", seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+        layers = [CompressedLayer(codec, buffer, rank_prefill, rank_decode, stream_mode, attention, self.generator)
+                  for _ in range(num_layers)]
+        super().__init__(layers=layers)
+
+    def nbytes(self) -> int:
+        return sum(layer.nbytes() for layer in self.layers)
+
+    def nominal_bytes(self) -> float:
+        return sum(layer.nominal_bits() for layer in self.layers) / 8
+
+    def fp16_bytes(self) -> int:
+        return sum(2 * 2 * layer.seen * layer.heads * layer.head_dim * layer.keys.shape[0]
+                   for layer in self.layers if layer.is_initialized)
+
+    def flush(self) -> None:
+        for layer in self.layers:
+            layer.flush()
