@@ -96,16 +96,22 @@ class PackedStore:
             rows = rows.scatter(-1, self.out_idx.long(), self.out_val.float())
         return rows
 
-    def materialize(self) -> torch.Tensor:
-        """fp16 [B, H, N, d_H]: D̂ + S (rounded to fp16) + each chunk's Q Pᵀ."""
+    def materialize(self, dtype=torch.float16) -> torch.Tensor:
+        """[B, H, N, d_H]: D̂ + S + each chunk's Q Pᵀ.
+
+        ``float16``: the cache's reconstruction (D̂ + S rounded to fp16, then + L, rounded again).
+        ``float32``: the same sum without the intermediate rounding (the fused kernel's exact target).
+        """
         shape = (self.batch, self.heads, self.n_tokens, self.head_dim)
-        x = from_rows(self.backbone_rows(), self.spec.layout, shape).half()
+        x = from_rows(self.backbone_rows(), self.spec.layout, shape)
+        if dtype == torch.float16:
+            x = x.half()
         if not self.lowrank:
             return x
         x = x.float()
         for start, q, p in self.lowrank:
             x[:, :, start : start + q.shape[2]] += q.float() @ p.float().transpose(-1, -2)
-        return x.half()
+        return x.to(dtype)
 
     def tensors(self) -> list[torch.Tensor]:
         ts = [t for t in (self.codes, self.scale, self.mn, self.out_idx, self.out_val) if t is not None]
