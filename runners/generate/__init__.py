@@ -1,0 +1,155 @@
+"""The `generate` runner: evaluate a decoder at inference time with a pluggable KV cache.
+
+Roles it asks of the method: a KV cache (`reprolab.roles.CacheMethod`). The task (`runner.task`)
+supplies prompts and scores generations; the model comes from the ``model`` group (built, loaded
+from an lm-runner checkpoint, or pretrained). Results (``table/*``):
+
+- accuracy (generate tasks; ``accuracy_fp16`` for the reference), ppl / ppl_fp16 (score tasks);
+- agreement / prefix_agreement of the free-running generation with the fp16 one;
+- kl (mean per-step KL(p_fp16 ‖ p_cache), nats) and top1 (teacher-forced top-1 agreement);
+- kv_bytes (measured from the stored tensors at the end of each batch, mean), kv_fraction
+  (nominal formula bytes / fp16 bytes of the same tokens), kv_fraction_measured, peak_kv_bytes;
+- tokens_per_s (generated tokens / generation wall time) and peak_mem_gb on CUDA.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+
+log = logging.getLogger(__name__)
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def run(cfg, run_dir) -> dict:
+    import torch
+    from transformers import DynamicCache
+
+    from reprolab.config import validate
+    from reprolab.roles import CacheMethod
+    from reprolab.tracking import init_wandb
+    from runners.generate import decode
+    from runners.generate.model import build_model, build_tokenizer
+    from runners.generate.rescale import rescale_channels
+
+    objs = validate(cfg)
+    runner, method, model_cfg = objs["runner"], objs["method"], objs["model"]
+    if not isinstance(method, CacheMethod):
+        raise TypeError(f"the generate runner needs a KV-cache method (CacheMethod); method {type(method).__name__} is not one. "
+                        "Pick one with method=<fp16|kivi|kcvt|gear|gear_l|group_quant|uniform_quant|outlier_quant|h2o>.")
+    task = runner.task
+    torch.manual_seed(cfg.seed)
+    if runner.cpu_threads is not None:
+        torch.set_num_threads(runner.cpu_threads)
+    device = runner.device if runner.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = None
+    if task.own_vocab is None:
+        tokenizer = build_tokenizer(runner.tokenizer or (model_cfg.hf_id if model_cfg.pretrained else "byte"))
+    vocab = task.own_vocab or tokenizer.vocab_size
+    model = build_model(model_cfg, runner.checkpoint, vocab, runner.dtype, device)
+    if task.own_vocab is not None and model.config.vocab_size < task.own_vocab:
+        raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the task's ({task.own_vocab}): "
+                         "evaluate the recall task with the sizes the model was trained on.")
+    if runner.rescale.alpha != 1.0:
+        rescale_channels(model, runner.rescale.alpha, runner.rescale.pairs, runner.rescale.seed)
+    method.prepare_model(model)
+    examples = task.examples(tokenizer)
+    pad = 0 if tokenizer is None or getattr(tokenizer, "pad_id", None) is None else tokenizer.pad_id
+    wandb_run = init_wandb(cfg, run_dir)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    def is_done(tokens):
+        return task.is_done(tokenizer, tokens)
+
+    rows, kl, top1, nll_ref, nll = [], [], [], [], []
+    for start in range(0, len(examples), runner.batch_size):
+        batch = examples[start : start + runner.batch_size]
+        ids, mask = decode.left_pad([e.prompt for e in batch], pad, device)
+        forced = [e.continuation for e in batch] if task.mode == "score" else None
+        ref = None
+        if runner.reference or forced is not None:
+            ref = decode.lockstep(model, DynamicCache(config=model.config), method.make_cache(model.config), ids, mask,
+                                  task.new_tokens(), is_done, forced)
+            kl += ref.kl
+            top1 += ref.top1
+            nll_ref += ref.nll_ref
+            nll += ref.nll_cache
+        row = {"batch": start // runner.batch_size, "examples": len(batch)}
+        if task.mode == "generate":
+            free = decode.free_run(model, method.make_cache(model.config), ids, mask, task.new_tokens(), is_done)
+            scores = [task.score(tokenizer, e, g) for e, g in zip(batch, free.tokens)]
+            row.update(accuracy=_mean(s["correct"] for s in scores), tokens_per_s=free.new_tokens / free.seconds,
+                       new_tokens=free.new_tokens, seconds=free.seconds, peak_kv_bytes=free.peak_kv_bytes)
+            measured, nominal, fp16 = free.kv
+            if ref is not None:
+                ref_scores = [task.score(tokenizer, e, g) for e, g in zip(batch, ref.ref_tokens)]
+                agree = [decode.agreement(r, g) for r, g in zip(ref.ref_tokens, free.tokens)]
+                row.update(accuracy_fp16=_mean(s["correct"] for s in ref_scores), agreement=_mean(a for a, _ in agree),
+                           prefix_agreement=_mean(p for _, p in agree))
+            if "exact" in scores[0]:
+                row["exact"] = _mean(s["exact"] for s in scores)
+        else:
+            cache = method.make_cache(model.config)
+            measured, nominal, fp16 = _forced_kv(model, cache, ids, mask, forced)
+            row.update(peak_kv_bytes=measured)
+        row.update(kv_bytes=measured, kv_fraction=nominal / fp16, kv_fraction_measured=measured / fp16)
+        if ref is not None:
+            row.update(kl=_mean(ref.kl), top1=_mean(ref.top1))
+        rows.append(row)
+        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if wandb_run is not None:
+            wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
+    _write_csv(run_dir.path / "metrics.csv", rows)
+    return _summary(rows, task.mode, kl, top1, nll_ref, nll, device)
+
+
+def _forced_kv(model, cache, ids, mask, forced):
+    """KV stats after teacher-forcing the continuation through ``cache`` (score tasks)."""
+    import torch
+
+    from runners.generate import decode
+
+    with torch.no_grad():
+        s = decode.Stepper(model, cache, ids, mask)
+        for i in range(max(len(f) for f in forced) - 1):
+            s.step(torch.tensor([f[i] if i < len(f) else 0 for f in forced], device=ids.device))
+    return decode.kv_stats(cache)
+
+
+def _write_csv(path, rows):
+    keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "batch", k))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _summary(rows, mode, kl, top1, nll_ref, nll, device) -> dict:
+    import torch
+
+    out = {}
+    n = sum(r["examples"] for r in rows)
+    for key in ("accuracy", "accuracy_fp16", "exact", "agreement", "prefix_agreement", "kv_bytes", "kv_fraction",
+                "kv_fraction_measured"):
+        if any(key in r for r in rows):  # per-example means (the last batch may be smaller)
+            out[f"table/{key}"] = sum(r[key] * r["examples"] for r in rows) / n
+    out["table/peak_kv_bytes"] = max(r["peak_kv_bytes"] for r in rows)
+    if kl:
+        out["table/kl"] = _mean(kl)
+        out["table/top1"] = _mean(top1)
+    if mode == "score":
+        out["table/nll"] = _mean(nll)
+        out["table/ppl"] = math.exp(out["table/nll"])
+        out["table/ppl_fp16"] = math.exp(_mean(nll_ref))
+    else:
+        secs = sum(r["seconds"] for r in rows)
+        out["table/tokens_per_s"] = sum(r["new_tokens"] for r in rows) / secs if secs else float("nan")
+    if device == "cuda":
+        out["table/peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    out["eval/examples"] = n
+    return out
