@@ -32,7 +32,8 @@ class GenerateRunner:
 
     task: the task config (``runner/task=<name>``: gsm8k, aqua, bbh, perplexity, recall).
     checkpoint: a run folder of the lm runner (its checkpoints/last.ckpt) or a .ckpt file; the model
-      group must describe the same architecture. None: ``model.pretrained`` or random init.
+      group must describe the same architecture. None: ``model.pretrained`` or random init. Run folder
+      names contain '=' and ',': quote them on the command line, runner.checkpoint="'logs/x/a=1,b=2'".
     tokenizer: ``byte`` or an HF id; None takes ``model.hf_id`` for pretrained models, else byte.
       Ignored by tasks with their own token ids (recall).
     dtype / device: the model's (``auto``: cuda if available). The caches compress in fp32 and store fp16.
