@@ -38,6 +38,10 @@ ATTENTIONS = ("materialize", "fused")
 # transformers versions whose Cache API (layers, ``update(..., kwargs=...)``, ``get_mask_sizes``)
 # this module is written against and tested with. Keep in step with pyproject.toml.
 TRANSFORMERS_RANGE = ("5.24", "6")
+# Layers whose attention reads every cached token through a mask. Sliding-window / chunked layers are
+# served as full layers: the mask still hides what the window excludes (exact, without the window's
+# memory saving; Mistral-7B's 4096-token window never binds at the paper's lengths).
+SERVED_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention"}
 
 
 def check_transformers() -> None:
@@ -60,11 +64,11 @@ def kv_geometry(config) -> tuple[int, int, int]:
         raise ValueError(f"{config.model_type} is an encoder-decoder model: these KV caches serve decoder-only models.")
     text = config.get_text_config(decoder=True)
     kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
-    if kinds != {"full_attention"} or getattr(text, "sliding_window", None) is not None:
+    if not kinds <= SERVED_LAYER_TYPES:
         raise ValueError(
-            f"{text.model_type} has attention layers of types {sorted(kinds)} (sliding_window="
-            f"{getattr(text, 'sliding_window', None)}): these caches serve full-attention layers only, where every "
-            "past token stays visible. Use a full-attention model (e.g. LLaMA / GPT-2) or set sliding_window=None."
+            f"{text.model_type} has layers of types {sorted(kinds - SERVED_LAYER_TYPES)}: these KV caches serve softmax "
+            f"attention layers ({sorted(SERVED_LAYER_TYPES)}) only, not linear-attention / recurrent state. "
+            "Use DynamicCache for this model."
         )
     if any(getattr(text, a, None) is not None for a in ("kv_lora_rank", "v_head_dim")):
         raise ValueError(f"{text.model_type} uses latent / asymmetric KV heads (MLA): these caches need K and V of one head size.")

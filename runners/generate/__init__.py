@@ -67,8 +67,10 @@ def run(cfg, run_dir) -> dict:
         return task.is_done(tokenizer, tokens)
 
     rows, kl, top1, nll_ref, nll = [], [], [], [], []
-    for start in range(0, len(examples), runner.batch_size):
-        batch = examples[start : start + runner.batch_size]
+    correct, correct_ref = [], []
+    bs = task.batch_size or runner.batch_size
+    for start in range(0, len(examples), bs):
+        batch = examples[start : start + bs]
         ids, mask = decode.left_pad([e.prompt for e in batch], pad, device)
         forced = [e.continuation for e in batch] if task.mode == "score" else None
         ref = None
@@ -79,15 +81,17 @@ def run(cfg, run_dir) -> dict:
             top1 += ref.top1
             nll_ref += ref.nll_ref
             nll += ref.nll_cache
-        row = {"batch": start // runner.batch_size, "examples": len(batch)}
+        row = {"batch": start // bs, "examples": len(batch)}
         if task.mode == "generate":
             free = decode.free_run(model, method.make_cache(model.config), ids, mask, task.new_tokens(), is_done)
             scores = [task.score(tokenizer, e, g) for e, g in zip(batch, free.tokens)]
+            correct += [s["correct"] for s in scores]
             row.update(accuracy=_mean(s["correct"] for s in scores), tokens_per_s=free.new_tokens / free.seconds,
                        new_tokens=free.new_tokens, seconds=free.seconds, peak_kv_bytes=free.peak_kv_bytes)
             measured, nominal, fp16 = free.kv
             if ref is not None:
                 ref_scores = [task.score(tokenizer, e, g) for e, g in zip(batch, ref.ref_tokens)]
+                correct_ref += [s["correct"] for s in ref_scores]
                 agree = [decode.agreement(r, g) for r, g in zip(ref.ref_tokens, free.tokens)]
                 row.update(accuracy_fp16=_mean(s["correct"] for s in ref_scores), agreement=_mean(a for a, _ in agree),
                            prefix_agreement=_mean(p for _, p in agree))
@@ -105,7 +109,12 @@ def run(cfg, run_dir) -> dict:
         if wandb_run is not None:
             wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
     _write_csv(run_dir.path / "metrics.csv", rows)
-    return _summary(rows, task.mode, kl, top1, nll_ref, nll, device)
+    out = _summary(rows, task.mode, kl, top1, nll_ref, nll, device)
+    if correct:
+        out["table/accuracy"] = task.accuracy(examples, correct)
+    if correct_ref:
+        out["table/accuracy_fp16"] = task.accuracy(examples, correct_ref)
+    return out
 
 
 def _forced_kv(model, cache, ids, mask, forced):

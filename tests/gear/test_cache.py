@@ -225,12 +225,30 @@ def test_bad_rank_and_group_for_the_model():
 
 
 def test_models_the_cache_cannot_serve():
-    from transformers import MistralConfig, T5Config
+    from transformers import LlamaConfig, T5Config
 
     with pytest.raises(ValueError, match="encoder-decoder"):
         GEAR().make_cache(T5Config())
-    with pytest.raises(ValueError, match="sliding_window"):
-        GEAR().make_cache(MistralConfig(sliding_window=128, num_hidden_layers=2))
+    hybrid = LlamaConfig(num_hidden_layers=2)
+    hybrid.layer_types = ["full_attention", "linear_attention"]
+    with pytest.raises(ValueError, match="linear_attention"):
+        GEAR().make_cache(hybrid)
+
+
+def test_sliding_window_model_is_served_exactly_through_the_mask():
+    """Mistral-style sliding window shorter than the sequence: the mask hides old tokens, so a cache
+    with compression off still equals DynamicCache (which drops them)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(vocab_size=64, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, sliding_window=12)).eval()
+    ids = torch.randint(0, 64, (1, 20))
+    kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    ref = model.generate(ids, cache=DynamicCache(config=model.config), **kw)
+    out = model.generate(ids, cache=GEARCache(2, None), **kw)
+    assert torch.equal(ref.sequences, out.sequences)
+    assert max((a - b).abs().max().item() for a, b in zip(ref.scores, out.scores)) < 1e-5
 
 
 def test_unsupported_transformers_version(monkeypatch):

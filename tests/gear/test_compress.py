@@ -208,3 +208,18 @@ def test_kcvt_groups_span_the_whole_axis():
     assert kc.scale.shape[-1] == 1 and vc.scale.shape[-1] == 1
     assert torch.equal(compress(x.half(), "key", codec(bits=4, kcvt=True, storage="simulated"), 0, None).materialize(),
                        ref.channel_quant(x.half(), 4, 40))
+
+
+def test_reproduces_the_spec_numbers_of_the_official_functions():
+    """§5.1-A: B=2, H=4, n=128, d_H=32, channel 3 x8, seed 0, b=2, g=64, s=2 %, r=4 (official count)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 128, 32)
+    x[..., 3] *= 8
+    spec = {"key": [0.438, 0.393, 0.235, 0.206], "value": [0.799, 0.439, 0.630, 0.366]}  # KIVI, +sparse, GEAR-L, GEAR
+    for kind, want in spec.items():
+        got = []
+        for s, r in [(0, 0), (0.02, 0), (0, 4), (0.02, 4)]:
+            c = CodecSpec(QuantSpec(2, "channel", 64), QuantSpec(2, "token", 64), outlier_frac=s, outlier_count="official",
+                          storage="simulated")
+            got.append(rel(compress(x, kind, c, r, torch.rand(32, r, generator=torch.Generator().manual_seed(0))).materialize(), x))
+        assert got == pytest.approx(want, abs=0.003), (kind, got)

@@ -17,11 +17,13 @@ class Example:
 
 @dataclass
 class Task(ABC):
-    """Base of every task schema. ``max_examples``: evaluate the first N examples (None: all)."""
+    """Base of every task schema. ``max_examples``: evaluate the first N examples (None: all).
+    ``batch_size``: overrides ``runner.batch_size`` (the official scripts use 6 for GSM8K/AQuA, 4 for BBH)."""
 
     mode: ClassVar[str] = "generate"
     max_examples: Optional[int] = None
     max_new_tokens: int = 256
+    batch_size: Optional[int] = None
 
     @property
     def own_vocab(self) -> Optional[int]:
@@ -43,6 +45,10 @@ class Task(ABC):
     def score(self, tokenizer, example: Example, generated: list[int]) -> dict[str, float]:
         """Per-example metrics of a ``generate`` task; ``correct`` is averaged into ``accuracy``."""
         raise TypeError(f"{type(self).__name__} is a {self.mode} task and scores no generations")
+
+    def accuracy(self, examples: list[Example], correct: list[float]) -> float:
+        """The task's accuracy from per-example ``correct`` (the mean; BBH averages its subtasks)."""
+        return sum(correct) / len(correct)
 
     def _take(self, items: list) -> list:
         return items if self.max_examples is None else items[: self.max_examples]

@@ -1,7 +1,7 @@
 """Typed schemas of the `generate` runner's tasks (``conf/runner/task/<name>.yaml``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from reprolab import checks
@@ -9,6 +9,18 @@ from reprolab.registry import schema
 from runners.generate.tasks.base import Example, Task
 
 SOURCES = ("local", "hf")
+BBH_MULTIPLE_CHOICE = (
+    "date_understanding", "disambiguation_qa", "geometric_shapes", "hyperbaton", "logical_deduction_five_objects",
+    "logical_deduction_seven_objects", "logical_deduction_three_objects", "movie_recommendation",
+    "penguins_in_a_table", "reasoning_about_colored_objects", "ruin_names", "salient_translation_error_detection",
+    "snarks", "temporal_sequences", "tracking_shuffled_objects_five_objects", "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+)
+BBH_FREE_FORM = (
+    "boolean_expressions", "causal_judgement", "dyck_languages", "formal_fallacies", "multistep_arithmetic_two",
+    "navigate", "object_counting", "sports_understanding", "web_of_lies", "word_sorting",
+)
+BBH_SUBTASKS = BBH_MULTIPLE_CHOICE + BBH_FREE_FORM  # the 27 subtasks
 
 
 @schema("task", "gsm8k")
@@ -100,49 +112,63 @@ class AQuA(Task):
 @schema("task", "bbh")
 @dataclass
 class BBH(Task):
-    """One BIG-Bench-Hard task, 3-shot chain-of-thought (official ``evaluation_bbh_cot.py``): the
-    prompt is the task's CoT prompt file (``prompt_dir/<subtask>.txt``, from the BIG-Bench-Hard
-    repository's ``cot-prompts``; not in ../shared/data) + ``"\\n\\nQ: " + input + "\\nA: Let's think
-    step by step."``; the answer after "answer is" is matched exactly. The paper averages all 27
-    subtasks (a sweep over ``runner.task.subtask``). HF ``lukaemon/bbh``, split ``test``.
+    """BIG-Bench-Hard, 3-shot chain-of-thought (official ``evaluation_bbh_cot.py``): for each subtask the
+    prompt is its CoT prompt file (``prompt_dir/<subtask>.txt``, the BIG-Bench-Hard repository's
+    ``cot-prompts``; not in ../shared/data) + ``"\n\nQ: " + input + "\nA: Let's think step by step."``;
+    the answer after "answer is" is matched exactly (an option "(X)" for multiple-choice subtasks).
+    ``accuracy`` is the mean over subtasks, as the paper reports. HF ``lukaemon/bbh`` (config = subtask,
+    split ``test``); ``source=local`` reads ``<data_dir>/<local_dir>/<subtask>.jsonl`` (fields input, target).
+    ``max_examples`` applies per subtask. Official batch size: 4.
     """
 
     source: str = "hf"
     data_dir: str = "${paths.data_dir}"
     prompt_dir: str = "${paths.data_dir}/bbh/cot-prompts"
-    test_file: str = "bbh/boolean_expressions.jsonl"
+    local_dir: str = "bbh"
     hf_path: str = "lukaemon/bbh"
-    subtask: str = "boolean_expressions"
-    multiple_choice: bool = False
+    subtasks: list = field(default_factory=lambda: list(BBH_SUBTASKS))
     max_new_tokens: int = 256
 
     def __post_init__(self):
         checks.one_of("runner.task.source", self.source, SOURCES)
+        for t in self.subtasks:
+            checks.one_of("runner.task.subtasks[]", t, BBH_SUBTASKS)
 
     def examples(self, tokenizer) -> list[Example]:
         from pathlib import Path
 
         from runners.generate.tasks import cot
 
-        prompt_file = Path(self.prompt_dir) / f"{self.subtask}.txt"
-        if not prompt_file.is_file():
-            raise FileNotFoundError(f"BBH CoT prompt not found: {prompt_file}. Put the BIG-Bench-Hard cot-prompts/ "
-                                    "files there or set runner.task.prompt_dir.")
-        prompt = prompt_file.read_text()
-        rows = self._take(cot.load_rows(self.source, self.data_dir, self.test_file, self.hf_path, self.subtask, "test"))
-        return [Example(tokenizer.encode(prompt + "\n\nQ: " + r["input"] + "\nA: Let's think step by step."), target=r["target"])
-                for r in rows]
+        out = []
+        for sub in self.subtasks:
+            prompt_file = Path(self.prompt_dir) / f"{sub}.txt"
+            if not prompt_file.is_file():
+                raise FileNotFoundError(f"BBH CoT prompt not found: {prompt_file}. Put the BIG-Bench-Hard cot-prompts/ "
+                                        "files there or set runner.task.prompt_dir.")
+            prompt = prompt_file.read_text()
+            rows = cot.load_rows(self.source, self.data_dir, f"{self.local_dir}/{sub}.jsonl", self.hf_path, sub, "test")
+            out += [Example(tokenizer.encode(prompt + "\n\nQ: " + r["input"] + "\nA: Let's think step by step."),
+                            target=r["target"], meta={"subtask": sub}) for r in self._take(rows)]
+        return out
 
     def is_done(self, tokenizer, generated):
         from runners.generate.tasks import cot
 
-        return cot.SPLIT in cot.tail_text(tokenizer, generated) or "\n\nQ:" in cot.tail_text(tokenizer, generated)
+        tail = cot.tail_text(tokenizer, generated)
+        return cot.SPLIT in tail or "\n\nQ:" in tail
 
     def score(self, tokenizer, example, generated):
         from runners.generate.tasks import cot
 
         text = tokenizer.decode(generated).split("\n\nQ:")[0]
-        return {"correct": float(cot.bbh_extract(text, self.multiple_choice) == example.target)}
+        mc = example.meta["subtask"] in BBH_MULTIPLE_CHOICE
+        return {"correct": float(cot.bbh_extract(text, mc) == example.target)}
+
+    def accuracy(self, examples, correct):
+        per = {}
+        for e, c in zip(examples, correct):
+            per.setdefault(e.meta["subtask"], []).append(c)
+        return sum(sum(v) / len(v) for v in per.values()) / len(per)
 
 
 @schema("task", "perplexity")
