@@ -115,32 +115,29 @@ class HFData(LMData):
 @schema("data", "recall")
 @dataclass
 class RecallData(LMData):
-    """Synthetic key:value recall (`reprolab.data.recall`): P (key, value) pairs, m queried keys,
-    then the answers "q1 v(q1) q2 v(q2) ...". Labels cover the answers only; the floor is 0.
+    """Synthetic key:value recall (`reprolab.data.recall`): P distinct (key, value) pairs, then all P
+    recalled in reverse order. Labels cover the answer only; the loss floor is 0.
 
-    num_keys / num_values: sizes of the two symbol sets (vocab = 4 + num_keys + num_values).
-    seq_len must hold a sequence: seq_len >= 2·num_pairs + 3·num_queries + 3.
+    num_keys / num_values: sizes of the two symbol sets (vocab = 3 + num_keys + num_values).
+    seq_len must hold a sequence: seq_len >= 4·num_pairs + 2.
     val_seed: seeds the fixed validation set (the generate runner's recall task uses its own seed).
     """
 
     num_keys: int = 64
     num_values: int = 64
     num_pairs: int = 32
-    num_queries: int = 32
     val_seed: int = 1234
 
     def __post_init__(self):
         super().__post_init__()
-        for key in ("num_keys", "num_values", "num_pairs", "num_queries"):
+        for key in ("num_keys", "num_values", "num_pairs"):
             checks.positive(f"data.{key}", getattr(self, key))
-        if self.num_pairs > self.num_keys:
-            raise checks.ConfigError(f"data.num_pairs={self.num_pairs} exceeds data.num_keys={self.num_keys} (keys are distinct).")
-        if self.num_queries > self.num_pairs:
-            raise checks.ConfigError(f"data.num_queries={self.num_queries} exceeds data.num_pairs={self.num_pairs}.")
-        need = 2 * self.num_pairs + 3 * self.num_queries + 3
+        if self.num_pairs > min(self.num_keys, self.num_values):
+            raise checks.ConfigError(f"data.num_pairs={self.num_pairs} exceeds min(data.num_keys, data.num_values) "
+                                     f"(keys and values of a sequence are distinct).")
+        need = 4 * self.num_pairs + 2
         if self.seq_len < need:
-            raise checks.ConfigError(f"data.seq_len={self.seq_len} is too short: {self.num_pairs} pairs and {self.num_queries} "
-                                     f"queries need data.seq_len >= {need}.")
+            raise checks.ConfigError(f"data.seq_len={self.seq_len} is too short: {self.num_pairs} pairs need data.seq_len >= {need}.")
 
     def build(self, seed: int):
         from reprolab.data.recall import RecallSource

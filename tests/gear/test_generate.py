@@ -7,42 +7,41 @@ import pytest
 import torch
 
 from reprolab.checks import ConfigError
-from reprolab.data.recall import ANSWER, EOS, QUERY, RecallTask
+from reprolab.data.recall import ANSWER, BOS, EOS, RecallTask
 from runners.generate.tasks import cot
 from tests.conftest import TINY, needs_shared_data
 from tests.gear.conftest import tiny_llama
 
 GEN = ["~experiment", "runner=generate", "model=llama_tiny", "logger=csv", "runner.cpu_threads=1"]
-RECALL = ["runner.task.num_pairs=10", "runner.task.num_queries=6", "runner.task.num_examples=3", "runner.batch_size=2"]
+RECALL = ["runner.task.num_pairs=8", "runner.task.num_examples=3", "runner.batch_size=2"]
 
 
 # ---- recall data ---------------------------------------------------------------------------------
 def test_recall_sequences_and_labels():
-    task = RecallTask(num_keys=10, num_values=7, num_pairs=5, num_queries=4)
+    task = RecallTask(num_keys=10, num_values=7, num_pairs=5)
     seqs = task.sample(8, torch.Generator().manual_seed(0))
-    assert seqs.shape == (8, task.length) and task.length == 2 * 5 + 3 * 4 + 4
+    assert seqs.shape == (8, task.length) and task.length == 4 * 5 + 3
     for s in seqs.tolist():
-        pairs = dict(zip(s[1:11:2], s[2:11:2]))
-        assert len(pairs) == 5 and s[11] == QUERY and s[16] == ANSWER and s[-1] == EOS
-        queries = s[12:16]
-        assert s[17:-1] == [t for q in queries for t in (q, pairs[q])]
+        keys, values = s[1:11:2], s[2:11:2]
+        assert len(set(keys)) == 5 and len(set(values)) == 5 and not set(keys) & set(values)
+        assert s[0] == BOS and s[11] == ANSWER and s[-1] == EOS
+        assert s[12:-1] == [t for k, v in reversed(list(zip(keys, values))) for t in (k, v)]
     prompts, answers = task.split(seqs)
     assert task.score(answers, answers) == {"value_acc": 1.0, "exact": 1.0}
     wrong = answers.clone()
     wrong[:, 1] = 0
-    assert task.score(answers, wrong)["value_acc"] == pytest.approx(0.75)
+    assert task.score(answers, wrong)["value_acc"] == pytest.approx(0.8)
 
 
 def test_recall_source_labels_only_the_answer(compose):
-    cfg, _ = compose(["data=recall", "data.num_pairs=5", "data.num_queries=4", "data.seq_len=30", "data.batch_size=3"])
     from reprolab.config import typed
 
+    cfg, _ = compose(["data=recall", "data.num_pairs=5", "data.seq_len=30", "data.batch_size=3"])
     src = typed(cfg.data).build(0)
     b = next(src.train_batches(0, 0, 1))
-    labelled = (b["labels"] != -100).sum(1)
-    assert (labelled == 2 * 4 + 1).all() and src.entropy_floor == 0.0
+    assert ((b["labels"] != -100).sum(1) == 2 * 5 + 1).all() and src.entropy_floor == 0.0
     assert torch.equal(src.val_batches()[0]["input_ids"], typed(cfg.data).build(7).val_batches()[0]["input_ids"])
-    bad, _ = compose(["data=recall", "data.num_pairs=5", "data.num_queries=4", "data.seq_len=20"])
+    bad, _ = compose(["data=recall", "data.num_pairs=5", "data.seq_len=20"])
     with pytest.raises(ConfigError, match="data.seq_len=20 is too short"):
         typed(bad.data)
 
@@ -115,7 +114,7 @@ def test_generate_perplexity_and_gsm8k(run_job):
 
 
 def test_generate_from_an_lm_checkpoint(run_job, tmp_path):
-    data = ["data=recall", "data.num_pairs=4", "data.num_queries=3", "data.seq_len=20", "data.batch_size=4",
+    data = ["data=recall", "data.num_pairs=4", "data.seq_len=20", "data.batch_size=4",
             "data.val_sequences=8", "logger=csv", "callbacks=none"]
     _, train_job = run_job(TINY + data, log_dir=tmp_path / "train")
     results, _ = run_job(GEN + RECALL + ["method=kivi", "method.buffer=8", "method.group=8", f"runner.checkpoint='{train_job.output_dir}'"])

@@ -205,16 +205,15 @@ class Perplexity(Task):
 @schema("task", "recall")
 @dataclass
 class Recall(Task):
-    """Synthetic key:value recall (`reprolab.data.recall`): greedy-generate the answers to ``num_queries``
-    queries over a ``num_pairs``-pair dictionary; ``accuracy`` is the fraction of values right, ``exact``
-    the fraction of fully right answers. Use the sizes the model was trained with (``data=recall``);
-    ``seed`` draws test sequences the model never saw (training draws from the run's seed).
+    """Synthetic key:value recall (`reprolab.data.recall`): greedy-generate the reverse-order recall of a
+    ``num_pairs``-pair dictionary; ``accuracy`` is the fraction of values right, ``exact`` the fraction of
+    fully right answers. Use the sizes the model was trained with (``data=recall``); ``seed`` draws test
+    sequences the model never saw (training draws from the run's seed).
     """
 
     num_keys: int = 64
     num_values: int = 64
     num_pairs: int = 32
-    num_queries: int = 32
     num_examples: int = 64
     seed: int = 98765
 
@@ -223,7 +222,7 @@ class Recall(Task):
 
         checks.positive("runner.task.num_examples", self.num_examples)
         try:
-            RecallTask(self.num_keys, self.num_values, self.num_pairs, self.num_queries)
+            RecallTask(self.num_keys, self.num_values, self.num_pairs)
         except ValueError as e:
             raise checks.ConfigError(str(e).replace("data.", "runner.task.")) from None
 
@@ -231,23 +230,21 @@ class Recall(Task):
     def task(self):
         from reprolab.data.recall import RecallTask
 
-        return RecallTask(self.num_keys, self.num_values, self.num_pairs, self.num_queries)
+        return RecallTask(self.num_keys, self.num_values, self.num_pairs)
 
     @property
     def own_vocab(self) -> int:
         return self.task.vocab_size
 
     def new_tokens(self) -> int:
-        return 2 * self.num_queries + 1  # the whole answer, through EOS
+        return 2 * self.num_pairs + 1  # the whole answer, through EOS
 
     def examples(self, tokenizer) -> list[Example]:
         import torch
 
         task = self.task
-        seqs = task.sample(self.num_examples, torch.Generator().manual_seed(self.seed))
-        prompts, answers = task.split(seqs)
-        out = [Example(p.tolist(), target=a) for p, a in zip(prompts, answers)]
-        return self._take(out)
+        prompts, answers = task.split(task.sample(self.num_examples, torch.Generator().manual_seed(self.seed)))
+        return self._take([Example(p.tolist(), target=a) for p, a in zip(prompts, answers)])
 
     def is_done(self, tokenizer, generated):
         from reprolab.data.recall import EOS
