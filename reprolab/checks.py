@@ -8,9 +8,20 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from hydra.errors import CompactHydraException
 
-class ConfigError(ValueError):
+
+class UserError(CompactHydraException):
+    """An error whose message says what is wrong and how to fix it; `run.py` prints it without a
+    traceback (set HYDRA_FULL_ERROR=1 to see one)."""
+
+
+class ConfigError(UserError, ValueError):
     """A config value is invalid. The message names the key, the value and the fix."""
+
+
+class DataFileNotFoundError(UserError, FileNotFoundError):
+    """A data file is missing; the message says which path and how to point paths.data_dir at it."""
 
 
 def _fail(key: str, value: Any, need: str) -> None:

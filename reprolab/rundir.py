@@ -27,6 +27,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from reprolab.checks import UserError
 from reprolab.registry import ROOT
 
 RESUME_POLICIES = ("auto", "never", "must")
@@ -89,7 +90,7 @@ def machine() -> dict:
     return info
 
 
-class RunExistsError(RuntimeError):
+class RunExistsError(UserError, RuntimeError):
     """The run folder already holds a run and the resume policy forbids touching it."""
 
 

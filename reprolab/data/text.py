@@ -6,6 +6,7 @@ from typing import Iterator
 
 import torch
 
+from reprolab.checks import DataFileNotFoundError
 from reprolab.data.source import Batch, Source, batch_generator, lm_batch
 from reprolab.data.tokenizers import build_tokenizer
 
@@ -14,7 +15,7 @@ def resolve_data_file(data_dir: str, name: str) -> Path:
     """``name`` under ``data_dir`` (or absolute); a missing file says how to point at the data."""
     path = Path(name) if Path(name).is_absolute() else Path(data_dir) / name
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFoundError(
             f"data file not found: {path}\n"
             f"  (paths.data_dir={data_dir!r}). Point it at the folder that holds {name!r}, e.g.\n"
             f"  python run.py paths.data_dir=/path/to/shared/data   or   export REPROLAB_DATA_DIR=/path/to/shared/data"

@@ -7,8 +7,10 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import SumMetric
 
+from reprolab.checks import UserError
 
-class NonFiniteLossError(FloatingPointError):
+
+class NonFiniteLossError(UserError, FloatingPointError):
     """Training produced a NaN/inf loss; the message names the step and the checkpoint kept."""
 
 
