@@ -32,6 +32,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from methods.gear.compress import CodecSpec, compress
 from methods.gear.store import DenseStore, PackedStore
+from reprolab.checks import ConfigError, UserError
 
 STREAM_MODES = ("paper_chunked", "official_recompress")
 ATTENTIONS = ("materialize", "fused")
@@ -44,6 +45,10 @@ TRANSFORMERS_RANGE = ("5.24", "6")
 SERVED_LAYER_TYPES = {"full_attention", "sliding_attention", "chunked_attention"}
 
 
+class UnsupportedTransformersError(UserError, RuntimeError):
+    """The installed transformers is outside the range whose Cache API these caches hook."""
+
+
 def check_transformers() -> None:
     import transformers
     from packaging.version import Version
@@ -51,7 +56,7 @@ def check_transformers() -> None:
     v = Version(transformers.__version__)
     lo, hi = TRANSFORMERS_RANGE
     if not (Version(lo) <= v < Version(hi)):
-        raise RuntimeError(
+        raise UnsupportedTransformersError(
             f"transformers {transformers.__version__} is not supported by the KV caches in methods/: they hook the "
             f"Cache API of transformers>={lo},<{hi}. Install a version in that range (pip install 'transformers>={lo},<{hi}')."
         )
@@ -61,17 +66,17 @@ def kv_geometry(config) -> tuple[int, int, int]:
     """(num_layers, kv_heads, head_dim) of a decoder config; a ValueError if a cache cannot serve it."""
     check_transformers()
     if getattr(config, "is_encoder_decoder", False):
-        raise ValueError(f"{config.model_type} is an encoder-decoder model: these KV caches serve decoder-only models.")
+        raise ConfigError(f"{config.model_type} is an encoder-decoder model: these KV caches serve decoder-only models.")
     text = config.get_text_config(decoder=True)
     kinds = set(getattr(text, "layer_types", None) or ["full_attention"])
     if not kinds <= SERVED_LAYER_TYPES:
-        raise ValueError(
+        raise ConfigError(
             f"{text.model_type} has layers of types {sorted(kinds - SERVED_LAYER_TYPES)}: these KV caches serve softmax "
             f"attention layers ({sorted(SERVED_LAYER_TYPES)}) only, not linear-attention / recurrent state. "
             "Use DynamicCache for this model."
         )
     if any(getattr(text, a, None) is not None for a in ("kv_lora_rank", "v_head_dim")):
-        raise ValueError(f"{text.model_type} uses latent / asymmetric KV heads (MLA): these caches need K and V of one head size.")
+        raise ConfigError(f"{text.model_type} uses latent / asymmetric KV heads (MLA): these caches need K and V of one head size.")
     heads = getattr(text, "num_attention_heads", None)
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads

@@ -87,24 +87,24 @@ class QuantCache(CacheMethod):
         return GEARCache(layers, self.codec(), self.buffer, rp, rd, self.stream_mode, self.attention, self.seed)
 
     def check_model(self, kv_heads: int, head_dim: int) -> None:
-        """Model-dependent checks (group vs. head sizes, rank vs. head dim); ValueError on failure."""
+        """Model-dependent checks (group vs. head sizes, rank vs. head dim); a ConfigError on failure."""
         codec = self.codec()
         for kind in ("key", "value"):
             spec = codec.quant(kind)
             if spec.layout == "token" and spec.group is not None and (kv_heads * head_dim) % spec.group:
-                raise ValueError(
+                raise checks.ConfigError(
                     f"method.group={spec.group} does not divide a token's {kv_heads} KV heads x {head_dim} dims = "
                     f"{kv_heads * head_dim} values: pick a group size that divides it."
                 )
         for name, r in zip(("rank_prefill", "rank_decode"), self.ranks()):
             limit = min(self.buffer, head_dim)
             if r > limit:
-                raise ValueError(
+                raise checks.ConfigError(
                     f"method.{name}={r} exceeds min(n, d_H) = min(buffer {self.buffer}, head_dim {head_dim}) = {limit}: "
                     "a rank-r factor of an n x d_H matrix needs r <= min(n, d_H). Lower the rank."
                 )
         if self.attention == "fused" and codec.key.layout != "channel":
-            raise ValueError("method.attention=fused needs per-channel keys (the KIVI/KCVT/GEAR layouts).")
+            raise checks.ConfigError("method.attention=fused needs per-channel keys (the KIVI/KCVT/GEAR layouts).")
 
     @property
     def attn_implementation(self) -> Optional[str]:

@@ -29,6 +29,7 @@ def run(cfg, run_dir) -> dict:
     import torch
     from transformers import DynamicCache
 
+    from reprolab.checks import ConfigError
     from reprolab.config import validate
     from reprolab.roles import CacheMethod
     from reprolab.tracking import init_wandb
@@ -39,7 +40,7 @@ def run(cfg, run_dir) -> dict:
     objs = validate(cfg)
     runner, method, model_cfg = objs["runner"], objs["method"], objs["model"]
     if not isinstance(method, CacheMethod):
-        raise TypeError(f"the generate runner needs a KV-cache method (CacheMethod); method {type(method).__name__} is not one. "
+        raise ConfigError(f"the generate runner needs a KV-cache method (CacheMethod); method {type(method).__name__} is not one. "
                         "Pick one with method=<fp16|kivi|kcvt|gear|gear_l|group_quant|uniform_quant|outlier_quant|h2o>.")
     task = runner.task
     torch.manual_seed(cfg.seed)
@@ -52,7 +53,7 @@ def run(cfg, run_dir) -> dict:
     vocab = task.own_vocab or tokenizer.vocab_size
     model = build_model(model_cfg, runner.checkpoint, vocab, runner.dtype, device)
     if task.own_vocab is not None and model.config.vocab_size < task.own_vocab:
-        raise ValueError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the task's ({task.own_vocab}): "
+        raise ConfigError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the task's ({task.own_vocab}): "
                          "evaluate the recall task with the sizes the model was trained on.")
     if runner.rescale.alpha != 1.0:
         rescale_channels(model, runner.rescale.alpha, runner.rescale.pairs, runner.rescale.seed)

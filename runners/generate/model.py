@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from reprolab.checks import ConfigError, DataFileNotFoundError
+
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -16,7 +18,7 @@ def checkpoint_file(path: str) -> Path:
     if p.is_dir():
         p = p / "checkpoints" / "last.ckpt"
     if not p.is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFoundError(
             f"runner.checkpoint={path!r}: no checkpoint at {p}. Give a run folder written by the lm runner "
             "(it holds checkpoints/last.ckpt) or the path of a .ckpt file."
         )
@@ -45,7 +47,7 @@ def build_model(model_cfg, checkpoint, vocab_size, dtype: str, device: str):
         model = model_cfg.build(_vocab_of(state))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(
+            raise ConfigError(
                 f"runner.checkpoint={checkpoint!r} does not fit model={model_cfg.arch} (hidden {model_cfg.hidden_size}, "
                 f"{model_cfg.num_layers} layers): missing {missing[:4]}, unexpected {unexpected[:4]}. "
                 "Use the model config the checkpoint was trained with."
@@ -60,5 +62,5 @@ def build_tokenizer(name: str):
     from reprolab.data.tokenizers import build_tokenizer as build
 
     if name == "char":
-        raise ValueError("runner.tokenizer=char needs the training corpus; use byte or an HF tokenizer id.")
+        raise ConfigError("runner.tokenizer=char needs the training corpus; use byte or an HF tokenizer id.")
     return build(name)

@@ -126,5 +126,5 @@ def test_generate_from_an_lm_checkpoint(run_job, tmp_path):
 
 
 def test_generate_needs_a_cache_method(run_job):
-    with pytest.raises(TypeError, match="needs a KV-cache method"):
+    with pytest.raises(ConfigError, match="needs a KV-cache method"):
         run_job(GEN + RECALL + ["method=adamw"])
