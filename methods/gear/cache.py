@@ -15,8 +15,10 @@ over it directly. Prefill attention is plain attention over the fp16 prompt in b
   decode step whose cached length L_past is a multiple of n_b, the whole cache is decompressed
   and re-compressed as one chunk with ``rank_decode``.
 
-A chunk is compressed at the start of the update after the one that filled it, i.e. the step
-whose attention first needs it compressed, so the two attention paths see the same tensors.
+The prompt chunk is compressed right after the prefill call has handed the fp16 prompt to attention
+(so no layer keeps its fp16 prompt around). A decode chunk is compressed at the start of the update
+after the one that filled it, i.e. the step whose attention first needs it compressed, so the
+materialised and fused attention paths see the same tensors at every step.
 K and V are compressed as the model hands them to the cache: keys after RoPE, KV heads before
 GQA's repeat. The buffer keeps the model's dtype; the compressed store is fp16-based.
 
@@ -105,7 +107,6 @@ class CompressedLayer(CacheLayerMixin):
         self.stream_mode, self.attention = stream_mode, attention
         self.generator = generator
         self.seen = 0  # tokens given to the layer
-        self._prefill_pending = False
         self.consumed = True  # fused attention read the store since the last update
 
     # ---- state ------------------------------------------------------------------------------
@@ -163,17 +164,18 @@ class CompressedLayer(CacheLayerMixin):
             self.dense_k = ck.materialize() if self.dense_k is None else torch.cat([self.dense_k, ck.materialize()], 2)
             self.dense_v = cv.materialize() if self.dense_v is None else torch.cat([self.dense_v, cv.materialize()], 2)
 
+    def _compress_prompt(self) -> None:
+        """paper_chunked prefill: the first ⌊n/n_b⌋·n_b prompt tokens become one chunk (rank_prefill)."""
+        m = (self.keys.shape[-2] // self.buffer) * self.buffer
+        if m:
+            self._compress(self.keys[..., :m, :], self.values[..., :m, :], self.rank_prefill)
+            self.keys, self.values = self.keys[..., m:, :], self.values[..., m:, :]
+
     def flush(self) -> None:
-        """Compress every full chunk waiting in the buffer (paper_chunked)."""
+        """Compress every full decode chunk waiting in the buffer (paper_chunked)."""
         if self.codec is None or self.stream_mode != "paper_chunked" or not self.is_initialized:
             return
         n_b = self.buffer
-        if self._prefill_pending:
-            self._prefill_pending = False
-            m = (self.keys.shape[-2] // n_b) * n_b
-            if m:
-                self._compress(self.keys[..., :m, :], self.values[..., :m, :], self.rank_prefill)
-                self.keys, self.values = self.keys[..., m:, :], self.values[..., m:, :]
         while self.keys.shape[-2] >= n_b:
             self._compress(self.keys[..., :n_b, :], self.values[..., :n_b, :], self.rank_decode)
             self.keys, self.values = self.keys[..., n_b:, :], self.values[..., n_b:, :]
@@ -214,11 +216,14 @@ class CompressedLayer(CacheLayerMixin):
                 self.flush()
             elif self.seen % self.buffer == 0:
                 self._recompress_all()
-        if self.codec is not None and first and self.stream_mode == "paper_chunked":
-            self._prefill_pending = True
         self.keys = torch.cat([self.keys, key_states], -2)
         self.values = torch.cat([self.values, value_states], -2)
         self.seen += key_states.shape[-2]
+        if first:  # prefill: plain attention over the fp16 prompt, then compress it
+            out = self.keys, self.values
+            if self.codec is not None and self.stream_mode == "paper_chunked":
+                self._compress_prompt()
+            return out
         if not self.compressed_tokens:
             return self.keys, self.values
         if self.attention == "fused":
@@ -245,7 +250,6 @@ class CompressedLayer(CacheLayerMixin):
         self.keys = self.values = None
         self.is_initialized = False
         self.seen = 0
-        self._prefill_pending = False
         self.consumed = True
 
     def crop(self, tokens_to_remove: int) -> None:
