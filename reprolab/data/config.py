@@ -116,9 +116,10 @@ class HFData(LMData):
 @dataclass
 class RecallData(LMData):
     """Synthetic key:value recall (`reprolab.data.recall`): P distinct (key, value) pairs, then all P
-    recalled in reverse order. Labels cover the answer only; the loss floor is 0.
+    recalled (in reverse or forward order). Labels cover the answer only; the loss floor is 0.
 
     num_keys / num_values: sizes of the two symbol sets (vocab = 3 + num_keys + num_values).
+    order: ``reverse`` (content-addressed lookups) or ``forward`` (also findable by position).
     seq_len must hold a sequence: seq_len >= 4·num_pairs + 2.
     val_seed: seeds the fixed validation set (the generate runner's recall task uses its own seed).
     """
@@ -126,10 +127,12 @@ class RecallData(LMData):
     num_keys: int = 64
     num_values: int = 64
     num_pairs: int = 32
+    order: str = "reverse"
     val_seed: int = 1234
 
     def __post_init__(self):
         super().__post_init__()
+        checks.one_of("data.order", self.order, ("reverse", "forward"))
         for key in ("num_keys", "num_values", "num_pairs"):
             checks.positive(f"data.{key}", getattr(self, key))
         if self.num_pairs > min(self.num_keys, self.num_values):

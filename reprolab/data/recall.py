@@ -1,16 +1,19 @@
-"""Synthetic long-range key:value recall: a dictionary of pairs, then every pair recalled in reverse.
+"""Synthetic long-range key:value recall: a dictionary of pairs, then every pair recalled.
 
-A sequence (token ids; keys and values are disjoint symbol sets, all distinct within a sequence)::
+A sequence (token ids; keys and values are disjoint symbol sets, all distinct within a sequence),
+``order="reverse"``::
 
     BOS  k1 v1  k2 v2 ... kP vP  ANSWER  kP vP  k(P-1) v(P-1) ... k1 v1  EOS
     |-------- prompt (2P + 2) --------|  |---------- answer (2P + 1) --------|
 
-Every answer token is fixed by the prompt, and each is a lookup of one specific old token: after
-key k_i comes its value v_i (find k_i in the dictionary, copy the next token); after value v_i comes
-k_(i-1) (find v_i, copy the token three places before it). A 2-layer decoder can learn both with
-induction-style heads. Reverse order makes the oldest pairs, which a streaming cache compressed
-first, the last ones recalled. Training labels cover the answer only (the prompt is random), so
-the best possible loss is 0 (``entropy_floor``).
+Every answer token is fixed by the prompt, and each is a lookup of one specific old token. In
+reverse order, after key k_i comes its value v_i (find k_i in the dictionary, copy the next token)
+and after v_i comes k_(i-1) (find v_i, copy the token three places before it): content-addressed
+(induction-style) lookups, and the oldest pairs, which a streaming cache compressed first, are
+recalled last. ``order="forward"`` recalls k1 v1 ... kP vP: every answer token sits a fixed
+distance (2P + 1) behind in the prompt, so it can also be found by position (a RoPE-relative
+lookup across the whole prompt), which a tiny model learns much faster on CPU. Training labels
+cover the answer only (the prompt is random), so the best possible loss is 0 (``entropy_floor``).
 """
 from __future__ import annotations
 
@@ -22,16 +25,19 @@ from reprolab.data.source import Batch, Source, batch_generator
 
 BOS, ANSWER, EOS = 0, 1, 2
 N_SPECIAL = 3
+ORDERS = ("reverse", "forward")
 
 
 class RecallTask:
     """Samples recall sequences; see the module docstring."""
 
-    def __init__(self, num_keys: int, num_values: int, num_pairs: int):
+    def __init__(self, num_keys: int, num_values: int, num_pairs: int, order: str = "reverse"):
+        if order not in ORDERS:
+            raise ValueError(f"order={order!r} is not one of {list(ORDERS)}.")
         if num_pairs > min(num_keys, num_values):
             raise ValueError(f"data.num_pairs={num_pairs} exceeds min(data.num_keys, data.num_values) = "
                              f"{min(num_keys, num_values)}: the keys and the values of a sequence are distinct.")
-        self.K, self.V, self.P = num_keys, num_values, num_pairs
+        self.K, self.V, self.P, self.order = num_keys, num_values, num_pairs, order
         self.vocab_size = N_SPECIAL + num_keys + num_values
         self.prompt_len = 2 * num_pairs + 2
         self.length = 4 * num_pairs + 3
@@ -43,7 +49,8 @@ class RecallTask:
         values = torch.rand(n, self.V, generator=gen).argsort(-1)[:, :P] + N_SPECIAL + self.K
         pairs = torch.stack([keys, values], -1)  # [n, P, 2]
         col = lambda t: torch.full((n, 1), t, dtype=torch.long)  # noqa: E731
-        return torch.cat([col(BOS), pairs.flatten(1), col(ANSWER), pairs.flip(1).flatten(1), col(EOS)], 1)
+        answer = pairs.flip(1) if self.order == "reverse" else pairs
+        return torch.cat([col(BOS), pairs.flatten(1), col(ANSWER), answer.flatten(1), col(EOS)], 1)
 
     def split(self, seqs: torch.Tensor):
         """(prompts [n, prompt_len], answers [n, 2P + 1])."""
@@ -65,7 +72,7 @@ class RecallSource(Source):
 
     def __init__(self, cfg, seed: int):
         self.cfg, self.seed = cfg, seed
-        self.task = RecallTask(cfg.num_keys, cfg.num_values, cfg.num_pairs)
+        self.task = RecallTask(cfg.num_keys, cfg.num_values, cfg.num_pairs, cfg.order)
         self.vocab_size = self.task.vocab_size
         if cfg.seq_len + 1 < self.task.length:
             raise ValueError(f"data.seq_len={cfg.seq_len} is too short for {cfg.num_pairs} pairs: a sequence has "

@@ -26,6 +26,8 @@ def test_recall_sequences_and_labels():
         assert len(set(keys)) == 5 and len(set(values)) == 5 and not set(keys) & set(values)
         assert s[0] == BOS and s[11] == ANSWER and s[-1] == EOS
         assert s[12:-1] == [t for k, v in reversed(list(zip(keys, values))) for t in (k, v)]
+    fwd = RecallTask(num_keys=10, num_values=7, num_pairs=5, order="forward").sample(2, torch.Generator().manual_seed(0))
+    assert torch.equal(fwd[:, 12:-1], fwd[:, 1:11])  # forward: the dictionary again
     prompts, answers = task.split(seqs)
     assert task.score(answers, answers) == {"value_acc": 1.0, "exact": 1.0}
     wrong = answers.clone()

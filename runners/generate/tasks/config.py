@@ -205,7 +205,7 @@ class Perplexity(Task):
 @schema("task", "recall")
 @dataclass
 class Recall(Task):
-    """Synthetic key:value recall (`reprolab.data.recall`): greedy-generate the reverse-order recall of a
+    """Synthetic key:value recall (`reprolab.data.recall`): greedy-generate the recall (``order``) of a
     ``num_pairs``-pair dictionary; ``accuracy`` is the fraction of values right, ``exact`` the fraction of
     fully right answers. Use the sizes the model was trained with (``data=recall``); ``seed`` draws test
     sequences the model never saw (training draws from the run's seed).
@@ -214,6 +214,7 @@ class Recall(Task):
     num_keys: int = 64
     num_values: int = 64
     num_pairs: int = 32
+    order: str = "reverse"
     num_examples: int = 64
     seed: int = 98765
 
@@ -222,7 +223,7 @@ class Recall(Task):
 
         checks.positive("runner.task.num_examples", self.num_examples)
         try:
-            RecallTask(self.num_keys, self.num_values, self.num_pairs)
+            RecallTask(self.num_keys, self.num_values, self.num_pairs, self.order)
         except ValueError as e:
             raise checks.ConfigError(str(e).replace("data.", "runner.task.")) from None
 
@@ -230,7 +231,7 @@ class Recall(Task):
     def task(self):
         from reprolab.data.recall import RecallTask
 
-        return RecallTask(self.num_keys, self.num_values, self.num_pairs)
+        return RecallTask(self.num_keys, self.num_values, self.num_pairs, self.order)
 
     @property
     def own_vocab(self) -> int:
