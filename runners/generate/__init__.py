@@ -9,13 +9,15 @@ from an lm-runner checkpoint, or pretrained). Results (``table/*``):
 - kl (mean per-step KL(p_fp16 ‖ p_cache), nats) and top1 (teacher-forced top-1 agreement);
 - kv_bytes (measured from the stored tensors at the end of each batch, mean), kv_fraction
   (nominal formula bytes / fp16 bytes of the same tokens), kv_fraction_measured, peak_kv_bytes;
-- tokens_per_s (generated tokens / generation wall time) and peak_mem_gb on CUDA.
+- tokens_per_s (generated tokens / generation wall time of the free run) and, on CUDA, peak_mem_gb
+  (torch.cuda.max_memory_allocated during the free run, weights included).
 """
 from __future__ import annotations
 
 import csv
 import logging
 import math
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +29,11 @@ def _mean(xs) -> float:
 
 def run(cfg, run_dir) -> dict:
     import torch
-    from transformers import DynamicCache
 
     from reprolab.checks import ConfigError
     from reprolab.config import validate
     from reprolab.roles import CacheMethod
     from reprolab.tracking import init_wandb
-    from runners.generate import decode
     from runners.generate.model import build_model, build_tokenizer
     from runners.generate.rescale import rescale_channels
 
@@ -61,74 +61,83 @@ def run(cfg, run_dir) -> dict:
     examples = task.examples(tokenizer)
     pad = 0 if tokenizer is None or getattr(tokenizer, "pad_id", None) is None else tokenizer.pad_id
     wandb_run = init_wandb(cfg, run_dir)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+
+    acc = Accumulator()
+    bs = task.batch_size or runner.batch_size
+    for start in range(0, len(examples), bs):
+        row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, runner.reference, acc)
+        row["batch"] = start // bs
+        acc.rows.append(row)
+        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if wandb_run is not None:
+            wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
+    _write_csv(run_dir.path / "metrics.csv", acc.rows)
+    out = _summary(acc, task.mode)
+    if acc.correct:
+        out["table/accuracy"] = task.accuracy(examples, acc.correct)
+    if acc.correct_ref:
+        out["table/accuracy_fp16"] = task.accuracy(examples, acc.correct_ref)
+    return out
+
+
+@dataclass
+class Accumulator:
+    """Per-batch rows (metrics.csv) and the per-step / per-example values the summary averages."""
+
+    rows: list = field(default_factory=list)
+    kl: list = field(default_factory=list)
+    top1: list = field(default_factory=list)
+    nll_ref: list = field(default_factory=list)
+    nll: list = field(default_factory=list)
+    correct: list = field(default_factory=list)
+    correct_ref: list = field(default_factory=list)
+
+
+def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference: bool, acc: Accumulator) -> dict:
+    """Decode one batch of examples; returns its metrics.csv row and adds to ``acc``."""
+    import torch
+    from transformers import DynamicCache
+
+    from runners.generate import decode
 
     def is_done(tokens):
         return task.is_done(tokenizer, tokens)
 
-    rows, kl, top1, nll_ref, nll = [], [], [], [], []
-    correct, correct_ref = [], []
-    bs = task.batch_size or runner.batch_size
-    for start in range(0, len(examples), bs):
-        batch = examples[start : start + bs]
-        ids, mask = decode.left_pad([e.prompt for e in batch], pad, device)
-        forced = [e.continuation for e in batch] if task.mode == "score" else None
-        ref = None
-        if runner.reference or forced is not None:
-            ref = decode.lockstep(model, DynamicCache(config=model.config), method.make_cache(model.config), ids, mask,
-                                  task.new_tokens(), is_done, forced)
-            kl += ref.kl
-            top1 += ref.top1
-            nll_ref += ref.nll_ref
-            nll += ref.nll_cache
-        row = {"batch": start // bs, "examples": len(batch)}
-        if task.mode == "generate":
-            free = decode.free_run(model, method.make_cache(model.config), ids, mask, task.new_tokens(), is_done)
-            scores = [task.score(tokenizer, e, g) for e, g in zip(batch, free.tokens)]
-            correct += [s["correct"] for s in scores]
-            row.update(accuracy=_mean(s["correct"] for s in scores), tokens_per_s=free.new_tokens / free.seconds,
-                       new_tokens=free.new_tokens, seconds=free.seconds, peak_kv_bytes=free.peak_kv_bytes)
-            measured, nominal, fp16 = free.kv
-            if ref is not None:
-                ref_scores = [task.score(tokenizer, e, g) for e, g in zip(batch, ref.ref_tokens)]
-                correct_ref += [s["correct"] for s in ref_scores]
-                agree = [decode.agreement(r, g) for r, g in zip(ref.ref_tokens, free.tokens)]
-                row.update(accuracy_fp16=_mean(s["correct"] for s in ref_scores), agreement=_mean(a for a, _ in agree),
-                           prefix_agreement=_mean(p for _, p in agree))
-            if "exact" in scores[0]:
-                row["exact"] = _mean(s["exact"] for s in scores)
-        else:
-            cache = method.make_cache(model.config)
-            measured, nominal, fp16 = _forced_kv(model, cache, ids, mask, forced)
-            row.update(peak_kv_bytes=measured)
-        row.update(kv_bytes=measured, kv_fraction=nominal / fp16, kv_fraction_measured=measured / fp16)
+    ids, mask = decode.left_pad([e.prompt for e in batch], pad, device)
+    forced = [e.continuation for e in batch] if task.mode == "score" else None
+    row = {"examples": len(batch)}
+    ref = None
+    if reference or forced is not None:  # fp16 and method caches in lockstep: KL, top-1, NLL
+        ref = decode.lockstep(model, DynamicCache(config=model.config), method.make_cache(model.config), ids, mask,
+                              task.new_tokens(), is_done, forced)
+        acc.kl += ref.kl
+        acc.top1 += ref.top1
+        acc.nll_ref += ref.nll_ref
+        acc.nll += ref.nll_cache
+        row.update(kl=_mean(ref.kl), top1=_mean(ref.top1))
+        kv, peak = ref.kv, ref.kv[0]
+    if task.mode == "generate":  # free-running greedy generation with the method's cache
+        if device == "cuda":  # peak memory of this generation alone (not of the lockstep reference)
+            torch.cuda.reset_peak_memory_stats()
+        free = decode.free_run(model, method.make_cache(model.config), ids, mask, task.new_tokens(), is_done)
+        if device == "cuda":
+            row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        scores = [task.score(tokenizer, e, g) for e, g in zip(batch, free.tokens)]
+        acc.correct += [s["correct"] for s in scores]
+        row.update(accuracy=_mean(s["correct"] for s in scores), tokens_per_s=free.new_tokens / free.seconds,
+                   new_tokens=free.new_tokens, seconds=free.seconds)
+        if "exact" in scores[0]:
+            row["exact"] = _mean(s["exact"] for s in scores)
+        kv, peak = free.kv, free.peak_kv_bytes
         if ref is not None:
-            row.update(kl=_mean(ref.kl), top1=_mean(ref.top1))
-        rows.append(row)
-        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if wandb_run is not None:
-            wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
-    _write_csv(run_dir.path / "metrics.csv", rows)
-    out = _summary(rows, task.mode, kl, top1, nll_ref, nll, device)
-    if correct:
-        out["table/accuracy"] = task.accuracy(examples, correct)
-    if correct_ref:
-        out["table/accuracy_fp16"] = task.accuracy(examples, correct_ref)
-    return out
-
-
-def _forced_kv(model, cache, ids, mask, forced):
-    """KV stats after teacher-forcing the continuation through ``cache`` (score tasks)."""
-    import torch
-
-    from runners.generate import decode
-
-    with torch.no_grad():
-        s = decode.Stepper(model, cache, ids, mask)
-        for i in range(max(len(f) for f in forced) - 1):
-            s.step(torch.tensor([f[i] if i < len(f) else 0 for f in forced], device=ids.device))
-    return decode.kv_stats(cache)
+            ref_scores = [task.score(tokenizer, e, g) for e, g in zip(batch, ref.ref_tokens)]
+            acc.correct_ref += [s["correct"] for s in ref_scores]
+            agree = [decode.agreement(r, g) for r, g in zip(ref.ref_tokens, free.tokens)]
+            row.update(accuracy_fp16=_mean(s["correct"] for s in ref_scores), agreement=_mean(a for a, _ in agree),
+                       prefix_agreement=_mean(p for _, p in agree))
+    measured, nominal, fp16 = kv
+    row.update(kv_bytes=measured, kv_fraction=nominal / fp16, kv_fraction_measured=measured / fp16, peak_kv_bytes=peak)
+    return row
 
 
 def _write_csv(path, rows):
@@ -139,27 +148,25 @@ def _write_csv(path, rows):
         w.writerows(rows)
 
 
-def _summary(rows, mode, kl, top1, nll_ref, nll, device) -> dict:
-    import torch
-
+def _summary(acc: Accumulator, mode: str) -> dict:
+    rows = acc.rows
     out = {}
     n = sum(r["examples"] for r in rows)
-    for key in ("accuracy", "accuracy_fp16", "exact", "agreement", "prefix_agreement", "kv_bytes", "kv_fraction",
-                "kv_fraction_measured"):
+    for key in ("exact", "agreement", "prefix_agreement", "kv_bytes", "kv_fraction", "kv_fraction_measured"):
         if any(key in r for r in rows):  # per-example means (the last batch may be smaller)
             out[f"table/{key}"] = sum(r[key] * r["examples"] for r in rows) / n
     out["table/peak_kv_bytes"] = max(r["peak_kv_bytes"] for r in rows)
-    if kl:
-        out["table/kl"] = _mean(kl)
-        out["table/top1"] = _mean(top1)
+    if acc.kl:
+        out["table/kl"] = _mean(acc.kl)
+        out["table/top1"] = _mean(acc.top1)
     if mode == "score":
-        out["table/nll"] = _mean(nll)
+        out["table/nll"] = _mean(acc.nll)
         out["table/ppl"] = math.exp(out["table/nll"])
-        out["table/ppl_fp16"] = math.exp(_mean(nll_ref))
+        out["table/ppl_fp16"] = math.exp(_mean(acc.nll_ref))
     else:
         secs = sum(r["seconds"] for r in rows)
         out["table/tokens_per_s"] = sum(r["new_tokens"] for r in rows) / secs if secs else float("nan")
-    if device == "cuda":
-        out["table/peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    if any("peak_mem_gb" in r for r in rows):
+        out["table/peak_mem_gb"] = max(r["peak_mem_gb"] for r in rows)
     out["eval/examples"] = n
     return out

@@ -99,6 +99,7 @@ def free_run(model, cache, ids, mask, max_new: int, is_done) -> FreeRun:
 @dataclass
 class Lockstep:
     ref_tokens: list[list[int]]
+    kv: tuple[int, float, int] = (0, 0.0, 0)             # the method cache's kv_stats at the end
     kl: list[float] = field(default_factory=list)        # per (row, step)
     top1: list[float] = field(default_factory=list)
     nll_ref: list[float] = field(default_factory=list)   # forced tokens only
@@ -137,6 +138,7 @@ def lockstep(model, ref_cache, cache, ids, mask, max_new: int, is_done, forced: 
             break
         ref.step(tok)
         test.step(tok)
+    res.kv = kv_stats(cache)
     return res
 
 
