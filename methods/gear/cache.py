@@ -169,7 +169,7 @@ class CompressedLayer(CacheLayerMixin):
         m = (self.keys.shape[-2] // self.buffer) * self.buffer
         if m:
             self._compress(self.keys[..., :m, :], self.values[..., :m, :], self.rank_prefill)
-            self.keys, self.values = self.keys[..., m:, :], self.values[..., m:, :]
+            self._drop_front(m)
 
     def flush(self) -> None:
         """Compress every full decode chunk waiting in the buffer (paper_chunked)."""
@@ -178,7 +178,11 @@ class CompressedLayer(CacheLayerMixin):
         n_b = self.buffer
         while self.keys.shape[-2] >= n_b:
             self._compress(self.keys[..., :n_b, :], self.values[..., :n_b, :], self.rank_decode)
-            self.keys, self.values = self.keys[..., n_b:, :], self.values[..., n_b:, :]
+            self._drop_front(n_b)
+
+    def _drop_front(self, n: int) -> None:
+        """Remove the first n buffered tokens (copied, so the compressed tokens' fp16 memory is freed)."""
+        self.keys, self.values = self.keys[..., n:, :].clone(), self.values[..., n:, :].clone()
 
     def _recompress_all(self) -> None:
         """official_recompress: decompress everything and compress it again as one chunk."""
