@@ -117,7 +117,10 @@ class CompressedLayer(CacheLayerMixin):
         self.keys = key_states.new_zeros(B, H, 0, d)
         self.values = value_states.new_zeros(B, H, 0, d)
         self.store_k, self.store_v = self._new_store("key"), self._new_store("value")
-        self.dense_k = self.dense_v = None  # materialize: decompressed store, kept in step with it
+        # materialize: the working copy [decompressed store ‖ buffer] in the model's dtype, grown by one
+        # concatenation per step like DynamicCache's tensors; a chunk's slot is overwritten by its
+        # reconstruction when it is compressed. Not part of what the cache stores (see nbytes()).
+        self.work_k = self.work_v = None
         self.is_initialized = True
 
     def _new_store(self, kind):
@@ -156,13 +159,14 @@ class CompressedLayer(CacheLayerMixin):
         return torch.rand(self.head_dim, rank, generator=self.generator).to(self.device)
 
     def _compress(self, k: torch.Tensor, v: torch.Tensor, rank: int) -> None:
+        start = self.store_k.n_tokens  # compressed tokens are always a prefix of the sequence
         ck = compress(k, "key", self.codec, rank, self._p0(rank))
         cv = compress(v, "value", self.codec, rank, self._p0(rank))
         self.store_k.append(ck)
         self.store_v.append(cv)
-        if self.attention == "materialize" and self.codec.storage == "packed":
-            self.dense_k = ck.materialize() if self.dense_k is None else torch.cat([self.dense_k, ck.materialize()], 2)
-            self.dense_v = cv.materialize() if self.dense_v is None else torch.cat([self.dense_v, cv.materialize()], 2)
+        if self.work_k is not None:
+            self.work_k[..., start : start + ck.n, :] = ck.materialize().to(self.work_k.dtype)
+            self.work_v[..., start : start + cv.n, :] = cv.materialize().to(self.work_v.dtype)
 
     def _compress_prompt(self) -> None:
         """paper_chunked prefill: the first ⌊n/n_b⌋·n_b prompt tokens become one chunk (rank_prefill)."""
@@ -186,19 +190,14 @@ class CompressedLayer(CacheLayerMixin):
 
     def _recompress_all(self) -> None:
         """official_recompress: decompress everything and compress it again as one chunk."""
-        k = torch.cat([self._dense("k").to(self.keys.dtype), self.keys], 2) if self.compressed_tokens else self.keys
-        v = torch.cat([self._dense("v").to(self.values.dtype), self.values], 2) if self.compressed_tokens else self.values
+        if self.work_k is not None:
+            k, v = self.work_k, self.work_v
+        else:
+            k = torch.cat([self.store_k.materialize().to(self.keys.dtype), self.keys], 2)
+            v = torch.cat([self.store_v.materialize().to(self.values.dtype), self.values], 2)
         self.store_k, self.store_v = self._new_store("key"), self._new_store("value")
-        self.dense_k = self.dense_v = None
         self.keys, self.values = k[..., :0, :], v[..., :0, :]
         self._compress(k, v, self.rank_decode)
-
-    def _dense(self, which: str) -> torch.Tensor:
-        store = self.store_k if which == "k" else self.store_v
-        if self.codec.storage == "simulated":
-            return store.materialize()
-        cached = self.dense_k if which == "k" else self.dense_v
-        return cached if cached is not None else store.materialize()
 
     # ---- the Cache API ----------------------------------------------------------------------
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
@@ -223,23 +222,25 @@ class CompressedLayer(CacheLayerMixin):
         self.keys = torch.cat([self.keys, key_states], -2)
         self.values = torch.cat([self.values, value_states], -2)
         self.seen += key_states.shape[-2]
-        if first:  # prefill: plain attention over the fp16 prompt, then compress it
-            out = self.keys, self.values
-            if self.codec is not None and self.stream_mode == "paper_chunked":
-                self._compress_prompt()
-            return out
-        if not self.compressed_tokens:
+        if self.codec is None:
             return self.keys, self.values
-        if self.attention == "fused":
+        if first:  # prefill: plain attention over the prompt as given, then compress its full chunks
+            if self.attention == "materialize":
+                self.work_k, self.work_v = key_states.clone(), value_states.clone()
+            if self.stream_mode == "paper_chunked":
+                self._compress_prompt()
+            return key_states, value_states
+        if self.attention == "materialize":
+            self.work_k = torch.cat([self.work_k, key_states], -2)
+            self.work_v = torch.cat([self.work_v, value_states], -2)
+            return self.work_k, self.work_v
+        if self.compressed_tokens:  # fused: attention reads the packed store itself
             attn_kwargs = kwargs.get("kwargs")
             if attn_kwargs is None:
                 raise RuntimeError("attention='fused' needs a model that passes its attention kwargs to cache.update (LLaMA/GPT-2 style).")
             attn_kwargs["gear_layer"] = self
             self.consumed = False
-            return self.keys, self.values
-        k = torch.cat([self._dense("k").to(self.keys.dtype), self.keys], -2)
-        v = torch.cat([self._dense("v").to(self.values.dtype), self.values], -2)
-        return k, v
+        return self.keys, self.values
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.seen + query_length, 0
@@ -267,8 +268,8 @@ class CompressedLayer(CacheLayerMixin):
         for s in (self.store_k, self.store_v):
             if s is not None:
                 s.map_batch(fn)
-        self.dense_k = None if self.dense_k is None else fn(self.dense_k)
-        self.dense_v = None if self.dense_v is None else fn(self.dense_v)
+        self.work_k = None if self.work_k is None else fn(self.work_k)
+        self.work_v = None if self.work_v is None else fn(self.work_v)
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self._map_batch(lambda t: t.index_select(0, beam_idx.to(t.device)))
