@@ -10,7 +10,8 @@ Names are imported on first use, so that registering the schemas (which imports
 from importlib import import_module
 
 _EXPORTS = {
-    "GEAR": "methods.gear.config", "QuantCache": "methods.gear.config",
+    "GEAR": "methods.gear.config", "GEARL": "methods.gear.config", "GEARKCVT": "methods.gear.config",
+    "GEARLKCVT": "methods.gear.config", "QuantCache": "methods.gear.config",
     "GEARCache": "methods.gear.cache", "CompressedLayer": "methods.gear.cache",
     "CodecSpec": "methods.gear.compress", "QuantSpec": "methods.gear.compress", "Compressed": "methods.gear.compress",
     "compress": "methods.gear.compress", "power_iteration": "methods.gear.compress",

@@ -166,3 +166,29 @@ class GEAR(QuantCache):
 
     def ranks(self) -> tuple[int, int]:
         return self.rank_prefill, self.rank_decode
+
+
+@schema("method", "gear_l")
+@dataclass
+class GEARL(GEAR):
+    """GEAR-L: GEAR without the sparse outliers (s = 0), quantised backbone + low-rank residual
+    (official ``--compress_method GEARL``; 2-bit KIVI backbone by default)."""
+
+    outlier_frac: float = 0.0
+
+
+@schema("method", "gear_kcvt")
+@dataclass
+class GEARKCVT(GEAR):
+    """GEAR(KCVT): GEAR on the 4-bit KCVT backbone (official ``--compress_method GEAR-KCVT --quantize_bit 4``)."""
+
+    backbone: str = "kcvt"
+    bits: int = 4
+
+
+@schema("method", "gear_l_kcvt")
+@dataclass
+class GEARLKCVT(GEARKCVT):
+    """GEAR-L(KCVT): the 4-bit KCVT backbone + low-rank residual, no outliers (``--compress_method GEARL-KCVT``)."""
+
+    outlier_frac: float = 0.0

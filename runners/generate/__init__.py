@@ -11,6 +11,9 @@ from an lm-runner checkpoint, or pretrained). Results (``table/*``):
   (nominal formula bytes / fp16 bytes of the same tokens), kv_fraction_measured, peak_kv_bytes;
 - tokens_per_s (generated tokens / generation wall time of the free run) and, on CUDA, peak_mem_gb
   (torch.cuda.max_memory_allocated during the free run, weights included).
+
+After every batch the measurements so far are saved to ``checkpoints/last.ckpt``; a killed run
+started again with the same command (``resume=auto``) continues after its last finished batch.
 """
 from __future__ import annotations
 
@@ -63,11 +66,15 @@ def run(cfg, run_dir) -> dict:
     wandb_run = init_wandb(cfg, run_dir)
 
     acc = Accumulator()
+    if run_dir.resuming:  # a long evaluation killed midway continues after its last finished batch
+        acc = torch.load(run_dir.last_ckpt, weights_only=False)["accumulator"]
+        log.info(f"resuming after {len(acc.rows)} finished batches")
     bs = task.batch_size or runner.batch_size
-    for start in range(0, len(examples), bs):
+    for start in range(len(acc.rows) * bs, len(examples), bs):
         row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, runner.reference, acc)
         row["batch"] = start // bs
         acc.rows.append(row)
+        _save(run_dir, acc)
         log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if wandb_run is not None:
             wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
@@ -138,6 +145,18 @@ def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference
     measured, nominal, fp16 = kv
     row.update(kv_bytes=measured, kv_fraction=nominal / fp16, kv_fraction_measured=measured / fp16, peak_kv_bytes=peak)
     return row
+
+
+def _save(run_dir, acc: "Accumulator") -> None:
+    """checkpoints/last.ckpt: everything measured so far (written atomically after every batch)."""
+    import os
+
+    import torch
+
+    run_dir.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir.last_ckpt.with_suffix(".tmp")
+    torch.save({"accumulator": acc}, tmp)
+    os.replace(tmp, run_dir.last_ckpt)
 
 
 def _write_csv(path, rows):

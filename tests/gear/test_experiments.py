@@ -3,6 +3,7 @@ table definitions they fill."""
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from reprolab.registry import CONF_DIR
 from tests.conftest import TINY, needs_shared_data
@@ -32,13 +33,15 @@ def test_paper_scale_file_composes_with_the_paper_settings(compose, name):
     for task, batch, new in [("aqua", 6, 196), ("bbh", 4, 256)]:
         cfg, _ = compose([f"experiment={name}", f"runner/task={task}"])
         assert (cfg.runner.task.batch_size, cfg.runner.task.max_new_tokens, cfg.runner.task.source) == (batch, new, "hf")
+    params = OmegaConf.load(CONF_DIR / "experiment" / f"{name}.yaml").hydra.sweeper.params
+    assert params["runner/task"] == "gsm8k,aqua,bbh" and params["runner.task.source"] == "hf"  # HF data at paper scale
 
 
 @needs_shared_data
 @pytest.mark.parametrize("name", [n for n in PAPER_SCALE if n.startswith("gear_llama3")])
 def test_paper_scale_file_runs_tiny(run_job, name):
     results, _ = run_job([f"experiment={name}", *TINY_MODEL, "runner.device=cpu", "runner.dtype=float32", "runner.cpu_threads=1",
-                          "runner.task.source=local", "runner.task.num_shots=1", "runner.task.max_examples=1",
+                          "runner.task.num_shots=1", "runner.task.max_examples=1",
                           "runner.task.max_new_tokens=3"])
     assert "table/accuracy" in results and "table/kv_fraction" in results
 

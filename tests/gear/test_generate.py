@@ -130,3 +130,24 @@ def test_generate_from_an_lm_checkpoint(run_job, tmp_path):
 def test_generate_needs_a_cache_method(run_job):
     with pytest.raises(ConfigError, match="needs a KV-cache method"):
         run_job(GEN + RECALL + ["method=adamw"])
+
+
+def test_a_killed_evaluation_resumes_after_its_last_batch(run_job, tmp_path):
+    import json
+
+    from reprolab.rundir import RunDir
+
+    over = GEN + RECALL + ["method=kivi", "method.buffer=8", "method.group=8"]
+    full, job = run_job(over, log_dir=tmp_path / "a")
+    ckpt = torch.load(job.output_dir / "checkpoints" / "last.ckpt", weights_only=False)["accumulator"]
+    assert len(ckpt.rows) == 2  # 3 examples, batch 2
+    # simulate a crash after the first batch: keep one batch in the checkpoint, mark the run unfinished
+    ckpt.rows, ckpt.correct, ckpt.correct_ref = ckpt.rows[:1], ckpt.correct[:2], ckpt.correct_ref[:2]
+    torch.save({"accumulator": ckpt}, job.output_dir / "checkpoints" / "last.ckpt")
+    run = RunDir(job.output_dir)
+    run.meta["status"] = "failed"
+    run.save_meta()
+    (job.output_dir / "results.json").unlink()
+    resumed, _ = run_job(over, log_dir=tmp_path / "a")
+    assert json.loads((job.output_dir / "run.json").read_text())["history"][-1]["action"] == "resume"
+    assert resumed["table/accuracy"] == full["table/accuracy"] and resumed["eval/examples"] == 3
