@@ -19,8 +19,10 @@ GROUPS = ["model", "data", "method", "runner", "trainer", "hardware", "logger", 
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_composes_and_validates(compose, group):
     assert options(group), f"conf/{group}/ is empty"
+    # Without the default experiment (quickstart sets lm-runner and optimizer keys such as method.lr).
+    base = [] if group == "experiment" else ["~experiment"]
     for option in options(group):
-        cfg, _ = compose([f"{group}={option}"])
+        cfg, _ = compose([*base, f"{group}={option}"])
         validate(cfg)
 
 
@@ -84,7 +86,7 @@ def test_every_method_instantiates_and_steps(compose, name):
     from reprolab.config import typed
     from reprolab.roles import OptimizerMethod
 
-    cfg, _ = compose([f"method={name}"])
+    cfg, _ = compose(["~experiment", f"method={name}"])
     method = typed(cfg.method)
     if not isinstance(method, OptimizerMethod):
         pytest.skip(f"{name} is not an optimizer; its runner's tests instantiate it")
