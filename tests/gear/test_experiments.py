@@ -46,6 +46,7 @@ def test_paper_scale_file_runs_tiny(run_job, name):
     assert "table/accuracy" in results and "table/kv_fraction" in results
 
 
+@pytest.mark.slow  # tests/test_runs.py smoke-runs every file with a random model; this one uses a trained checkpoint
 def test_recall_train_then_every_eval_file(run_job, tmp_path):
     data = ["data.num_pairs=4", "data.seq_len=18", "data.batch_size=4", "data.val_sequences=8"]
     _, train = run_job(["experiment=gear_recall_train", *TINY, *data, "logger=csv"], log_dir=tmp_path / "train")
