@@ -7,9 +7,9 @@ Conventions every one of them follows (tests: tests/cosmos/test_validation.py):
 - Parameters whose ``.grad`` is None are skipped: no state is created, their step count does
   not advance, they do not change.
 - Sparse gradients and complex parameters raise a `ValueError` naming the tensor.
-- State is float32 whatever the parameter dtype. A bf16/fp16 parameter is updated in float32
-  and rounded back to its dtype (round to nearest), so updates smaller than half its ulp are
-  lost: for long low-precision training keep fp32 master weights (``hardware=gpu`` does:
+- State is float32 (float64 for float64 parameters). A bf16/fp16 parameter is updated in
+  float32 and rounded back to its dtype (round to nearest), so updates smaller than half its ulp
+  are lost: for long low-precision training keep fp32 master weights (``hardware=gpu`` does:
   Lightning's bf16-mixed keeps fp32 parameters).
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def check_newton_schulz(where: str, group: dict) -> None:
     steps, dtype = group["ns_steps"], group["ns_dtype"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"{where}: ns_steps={steps!r} must be a positive integer (default 5).")
-    if not (dtype is None or dtype in NS_DTYPES or dtype in (torch.bfloat16, torch.float16, torch.float32)):
+    if not (dtype is None or dtype in NS_DTYPES or (isinstance(dtype, torch.dtype) and dtype.is_floating_point)):
         raise ValueError(f"{where}: ns_dtype={dtype!r} must be None (auto), a float dtype or one of {list(NS_DTYPES)}.")
     if group["backend"] not in BACKENDS:
         raise ValueError(f"{where}: backend={group['backend']!r} is not one of {BACKENDS}.")
@@ -54,17 +54,20 @@ def check_param(name: str, p: torch.Tensor) -> None:
                          f"dtype {p.dtype}); optimise torch.view_as_real(p) as a real tensor instead.")
 
 
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
 def grad_fp32(name: str, p: torch.Tensor) -> torch.Tensor:
-    """``p.grad`` as float32 (the same tensor when it already is: treat it as read-only)."""
+    """``p.grad``, promoted to float32 if it is bf16/fp16 (else the same tensor: treat it as read-only)."""
     if p.grad.is_sparse:
         raise ValueError(f"{name} does not support sparse gradients (parameter of shape {tuple(p.shape)}); "
                          "use torch.optim.SparseAdam, or build the embedding with sparse=False.")
-    return p.grad.float()
+    return p.grad.float() if p.grad.dtype in LOW_PRECISION else p.grad
 
 
 def master(p: torch.Tensor) -> torch.Tensor:
-    """The float32 tensor to update: ``p`` itself, or an fp32 copy of a low-precision ``p``."""
-    return p if p.dtype == torch.float32 else p.detach().float()
+    """The tensor to update: ``p`` itself, or an fp32 copy of a bf16/fp16 ``p``."""
+    return p.detach().float() if p.dtype in LOW_PRECISION else p
 
 
 def write_back(p: torch.Tensor, w: torch.Tensor) -> None:

@@ -3,8 +3,8 @@
     from kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
 
 Every function takes ``backend``: ``"triton"``, ``"torch"`` (the twin, kernels/cosmos/reference.py)
-or ``None`` (auto: Triton for CUDA tensors when triton imports, the twin elsewhere; set
-``REPROLAB_TRITON=0`` to force the twin on GPU). Triton is imported only when it is used.
+or ``None`` (auto: Triton for CUDA tensors of fp32/bf16/fp16 when triton imports, the twin
+elsewhere; set ``REPROLAB_TRITON=0`` to force the twin on GPU). Triton is imported only when it is used.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def backend_for(t: torch.Tensor, backend: str | None = None) -> str:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
     if backend is not None:
         return backend
-    if t.is_cuda and os.environ.get("REPROLAB_TRITON", "1") != "0" and _triton_importable():
+    if t.is_cuda and t.dtype != torch.float64 and os.environ.get("REPROLAB_TRITON", "1") != "0" and _triton_importable():
         return "triton"
     return "torch"
 
@@ -70,9 +70,10 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     return _impl(a, backend).gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype)
 
 
-def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, bias2, eps, backend=None):
+def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps, backend=None):
     """Fused COSMOS projection + moments; see `kernels.cosmos.reference.project_moments`."""
     return _impl(G, backend).project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
+                                             mix_scale=mix_scale,
                                              bias2=bias2, eps=eps)
 
 

@@ -17,15 +17,17 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     """out = alpha (a @ b) + beta c + delta d  (c, d optional, same shape as the product).
 
     a: (M, K), b: (K, N), any strides (pass ``x.T`` for a transposed operand). The product is
-    taken in the inputs' dtype (fp32 accumulation inside torch for bf16), the epilogue in fp32.
+    taken in the inputs' dtype (fp32 accumulation inside torch for bf16), the epilogue in fp32
+    (fp64 for fp64 inputs).
     """
-    out = (a @ b).float()
+    acc = torch.promote_types(a.dtype, torch.float32)
+    out = (a @ b).to(acc)
     if alpha != 1.0:
         out = out * alpha
     if c is not None:
-        out = out + beta * c.float()
+        out = out + beta * c.to(acc)
     if d is not None:
-        out = out + delta * d.float()
+        out = out + delta * d.to(acc)
     return out.to(out_dtype or a.dtype)
 
 
@@ -59,17 +61,18 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
     return X.T if tall else X
 
 
-def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, bias2, eps):
+def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps):
     """The fused projection + moment update of one COSMOS step (cosmos.md §2.4 steps 1, 3, 5, 6).
 
     G: (m, n) gradient; M: (m, n) momentum; U: (n, r) basis; V: (m, r) second moment. Updates in
     place M <- beta1 M + G and V <- beta2 V + (1 - beta2) (G U)^2, and returns
       P_G = G U,  P_hat = Ghat U,  D = P_hat / (sqrt(V) / sqrt(bias2) + eps)     (each (m, r))
-    with Ghat = g_coef G + m_coef M (the Nesterov mix, or M / b1 without Nesterov).
+    with Ghat = mix_scale (g_coef G + m_coef M): the Nesterov mix (G + beta1 M) / (1 + beta1 b1), or
+    M / b1 without Nesterov (the official code's association, for parity).
     """
     M.mul_(beta1).add_(G)
     P_G = G @ U
     V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
-    P_hat = (G * g_coef + M * m_coef) @ U
+    P_hat = torch.add(G * g_coef, M, alpha=m_coef).mul_(mix_scale) @ U
     D = P_hat / (V.sqrt() / math.sqrt(bias2) + eps)
     return P_G, P_hat, D

@@ -76,7 +76,7 @@ def _gemm_epilogue_kernel(
 def _project_moments_kernel(
     g_ptr, m_ptr, u_ptr, v_ptr, pg_ptr, ph_ptr, d_ptr, M, N, R,
     s_gm, s_gn, s_mm, s_mn, s_un, s_ur, s_vm, s_vr, s_om, s_or,
-    beta1, beta2, g_coef, m_coef, inv_sqrt_bias2, eps,
+    beta1, beta2, g_coef, m_coef, mix_scale, inv_sqrt_bias2, eps,
     PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr,
 ):
     # One program owns BM full rows of G and M, so the in-place momentum update is race-free.
@@ -93,7 +93,7 @@ def _project_moments_kernel(
         mom = tl.load(m_ptr + rm[:, None] * s_mm + kk[None, :] * s_mn, mask=mask, other=0.0)
         mom = beta1 * mom + g
         tl.store(m_ptr + rm[:, None] * s_mm + kk[None, :] * s_mn, mom, mask=mask)
-        ghat = g_coef * g + m_coef * mom
+        ghat = mix_scale * (g_coef * g + m_coef * mom)
         u = tl.load(u_ptr + kk[:, None] * s_un + rr[None, :] * s_ur,
                     mask=(kk[:, None] < N) & (rr[None, :] < R), other=0.0)
         acc_g = tl.dot(g, u, acc_g, input_precision=PRECISION)
@@ -151,7 +151,7 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     return out
 
 
-def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, bias2, eps):
+def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps):
     """Triton version of `kernels.cosmos.reference.project_moments` (same contract)."""
     m, n = G.shape
     r = U.shape[1]
@@ -171,7 +171,7 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, bias2, eps):
         G, M, U, V, P_G, P_hat, D, m, n, r,
         G.stride(0), G.stride(1), M.stride(0), M.stride(1), U.stride(0), U.stride(1),
         V.stride(0), V.stride(1), P_G.stride(0), P_G.stride(1),
-        float(beta1), float(beta2), float(g_coef), float(m_coef), 1.0 / math.sqrt(bias2), float(eps),
+        float(beta1), float(beta2), float(g_coef), float(m_coef), float(mix_scale), 1.0 / math.sqrt(bias2), float(eps),
         PRECISION="ieee", BM=BM, BK=BK, BR=BR, num_warps=4,
     )
     return P_G, P_hat, D

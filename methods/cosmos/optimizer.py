@@ -33,8 +33,6 @@ Deviations from the official code (``parity=True`` restores the ones that change
   embeddings and head about 2x the lr once the bias correction wears off (parity).
 - When the residual vanishes (||R|| <= 1e-6 ||Ghat||, e.g. rank = min(m, n)) the Muon part is
   dropped: NS5 would otherwise blow rounding noise up to norm gamma sqrt(mn) (parity: kept).
-- U_1 comes from `torch.linalg.eigh` of G^T G (descending), not an SVD of it: the same subspace;
-  column signs may differ, and the update is invariant to them (cosmos.md §6.7).
 - ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16).
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
 """
@@ -52,15 +50,14 @@ MAX_ROWS = 10_000  # the official shape rule: 2-D tensors with more rows go to A
 
 
 def top_eigenvectors(gram: torch.Tensor, r: int) -> torch.Tensor:
-    """The r leading eigenvectors (descending eigenvalues) of a symmetric PSD matrix, (n, r).
-
-    fp32 `eigh`, retried in float64 when it fails to converge (as SOAP does).
-    """
+    """The r leading eigenvectors of a symmetric PSD matrix, (n, r): its leading left singular
+    vectors, as the official code takes them (an SVD, not `eigh`: the same subspace, but an eigh
+    basis drifts from the official run by ~1e-6 within 30 steps). float64 retry on failure."""
     try:
-        _, vecs = torch.linalg.eigh(gram)
+        U = torch.linalg.svd(gram, full_matrices=False).U
     except RuntimeError:
-        _, vecs = torch.linalg.eigh(gram.double())
-    return vecs[:, -r:].flip(1).to(gram.dtype).contiguous()
+        U = torch.linalg.svd(gram.double(), full_matrices=False).U.to(gram.dtype)
+    return U[:, :r].contiguous()
 
 
 class COSMOS(HybridOptimizer):
@@ -156,12 +153,12 @@ class COSMOS(HybridOptimizer):
         # Momentum, the Nesterov mix, projections and the second moment, in one pass over G.
         b1 = (1 - beta1**t) / (1 - beta1)
         b2 = 1 - beta2**t
-        if group["nesterov"]:
-            g_coef = 1 / (1 + beta1 * b1)
-            m_coef = beta1 * g_coef
+        if group["nesterov"]:  # Ghat = mix_scale (g_coef G + m_coef M)
+            g_coef, m_coef, mix_scale = 1.0, beta1, 1 / (1 + beta1 * b1)
         else:
-            g_coef, m_coef = (1 / b1, 0.0) if parity else (0.0, 1 / b1)
+            g_coef, m_coef, mix_scale = (1.0, 0.0, 1 / b1) if parity else (0.0, 1.0, 1 / b1)
         P_G, P_hat, D = project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
+                                        mix_scale=mix_scale,
                                         bias2=b2, eps=eps, backend=backend)
         S = (1 - beta2) * (P_G.T @ P_G)
         if t > 1:
@@ -175,9 +172,10 @@ class COSMOS(HybridOptimizer):
         coef = 0.0
         O = None
         if group["gamma"] > 0:
-            R = gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=g_coef, d=M, delta=m_coef, backend=backend)
+            R = gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
+                              backend=backend)
             O = newton_schulz5(R, group["ns_steps"], "cosmos", ns_dtype_for(w, group["ns_dtype"]), backend=backend)
-            coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dtype=torch.float32) + eps)
+            coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dtype=w.dtype) + eps)
             if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
                 r_norm = torch.linalg.vector_norm(R)
                 coef = coef * (r_norm > RESIDUAL_FLOOR * torch.sqrt(r_norm**2 + P_hat.square().sum()))

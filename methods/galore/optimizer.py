@@ -24,8 +24,8 @@ from methods.optim import check_hparams, check_param, grad_fp32, master, write_b
 
 
 def svd_projector(g: torch.Tensor, rank: int) -> torch.Tensor:
-    """GaLore's "std" projector of gradient g: (r, n) right vectors if m >= n, else (m, r) left vectors."""
-    U, _, Vh = torch.linalg.svd(g.float(), full_matrices=False)
+    """GaLore's "std" projector of gradient g (fp32 or fp64): (r, n) right vectors if m >= n, else (m, r) left."""
+    U, _, Vh = torch.linalg.svd(g, full_matrices=False)
     return Vh[:rank].contiguous() if g.shape[0] >= g.shape[1] else U[:, :rank].contiguous()
 
 

@@ -60,7 +60,7 @@ def test_project_moments_matches_twin():
     m, n, r = 75, 40, 12  # r not a power of two, m not a multiple of the row block
     G, M, V = _rand(m, n, seed=1), _rand(m, n, seed=2), _rand(m, r, seed=3).abs()
     U = torch.linalg.qr(_rand(n, r, seed=4)).Q
-    kw = dict(beta1=0.95, beta2=0.95, g_coef=0.4, m_coef=0.38, bias2=0.0975, eps=1e-8)
+    kw = dict(beta1=0.95, beta2=0.95, g_coef=1.0, m_coef=0.95, mix_scale=0.4, bias2=0.0975, eps=1e-8)
     M1, V1, M2, V2 = M.clone(), V.clone(), M.clone(), V.clone()
     out1 = project_moments(G, M1, U, V1, backend="triton", **kw)
     out2 = project_moments(G, M2, U, V2, backend="torch", **kw)
