@@ -49,16 +49,17 @@ def hidden_matrices(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], l
     return hidden, [(n, p) for n, p in params if id(p) not in hidden_ids]
 
 
-def matrix_branch_groups(model: nn.Module, weight_decay: float, flag: str) -> list[dict]:
+def matrix_branch_groups(model: nn.Module, flag: str, matrix_options: dict, aux_options: dict) -> list[dict]:
     """Param groups for an optimizer with a matrix branch and an AdamW branch (Muon, COSMOS).
 
-    Hidden matrices get ``{flag: True}``; embeddings and the head ``{flag: False}`` with
-    ``weight_decay``; gains and biases ``{flag: False}`` with no decay (`decay_groups`' rule).
+    Hidden matrices (`hidden_matrices`) get ``{flag: True, **matrix_options}``; embeddings and the
+    head ``{flag: False, **aux_options}``; gains and biases the same with ``weight_decay: 0``
+    (`decay_groups`' rule: no decay below 2-D).
     """
     hidden, rest = hidden_matrices(model)
     groups = [
-        {"params": [p for _, p in hidden], flag: True, "weight_decay": weight_decay},
-        {"params": [p for _, p in rest if p.dim() >= 2], flag: False, "weight_decay": weight_decay},
-        {"params": [p for _, p in rest if p.dim() < 2], flag: False, "weight_decay": 0.0},
+        {"params": [p for _, p in hidden], flag: True, **matrix_options},
+        {"params": [p for _, p in rest if p.dim() >= 2], flag: False, **aux_options},
+        {"params": [p for _, p in rest if p.dim() < 2], flag: False, **aux_options, "weight_decay": 0.0},
     ]
     return [g for g in groups if g["params"]]
