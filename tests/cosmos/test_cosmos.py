@@ -218,7 +218,6 @@ def test_shape_routing_and_override():
 
 def test_plugin_routes_embeddings_and_head_to_adamw_by_name(compose):
     from reprolab.config import typed
-    from tests.conftest import TINY  # noqa: F401  (the shared tiny-run settings live there)
 
     cfg, _ = compose(["method=cosmos", "method.rank=16"])
     model = typed(cfg.model).build(256)
