@@ -27,6 +27,7 @@ class JobInfo:
     choices: dict = field(default_factory=dict)
     multirun: bool = False
     launcher: str = "basic"
+    key: str = ""  # the overrides that name the run folder (Hydra's override_dirname)
 
     @classmethod
     def from_hydra(cls) -> "JobInfo":
@@ -41,6 +42,7 @@ class JobInfo:
             choices=choices,
             multirun=hc.mode == RunMode.MULTIRUN,
             launcher=hc.runtime.choices.get("hydra/launcher") or "basic",
+            key=hc.job.override_dirname,
         )
 
 
@@ -74,7 +76,7 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
         print_results(results, run.path)
         return results
     if _rank_zero():
-        run.start(cfg, job.overrides, job.choices, action)
+        run.start(cfg, job.overrides, job.choices, action, key=job.key)
         if action == "resume":
             log.info(f"resuming {run.path} from {run.last_ckpt}")
     try:

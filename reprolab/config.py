@@ -16,8 +16,8 @@ TYPED_NODES = ("runner", "model", "data", "method")
 def _run_key(override_dirname: str) -> str:
     """Folder name of a run from its overrides: readable, filesystem-safe, bounded in length."""
     key = re.sub(r"[^A-Za-z0-9=,._+\-]", "_", override_dirname) or "default"
-    if len(key) > 120:
-        key = key[:100] + "-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+    if len(key) > 200:  # file names stop at 255 bytes
+        key = key[:180] + "-" + hashlib.sha1(key.encode()).hexdigest()[:10]
     return key
 
 

@@ -155,7 +155,7 @@ class RunDir:
         return "resume" if self.last_ckpt.exists() else "start"
 
     # ---- writing --------------------------------------------------------------------------
-    def start(self, cfg: DictConfig, overrides: list[str], choices: dict, action: str) -> None:
+    def start(self, cfg: DictConfig, overrides: list[str], choices: dict, action: str, key: str = "") -> None:
         """Record the config and provenance; on resume keep the W&B id and append to history."""
         self.path.mkdir(parents=True, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -174,6 +174,7 @@ class RunDir:
                 "seed": cfg.get("seed"),
                 "name": cfg.get("name"),
                 "overrides": list(overrides),
+                "key": key,
                 "choices": dict(choices),
                 "wandb_id": uuid.uuid4().hex[:12],
                 "versions": versions(),

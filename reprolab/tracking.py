@@ -42,8 +42,13 @@ def wandb_kwargs(cfg: DictConfig, run) -> dict:
 
 def lightning_loggers(cfg: DictConfig, run) -> list:
     """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled."""
+    import warnings
+
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+    # The run folder is never empty (config, run.json); Lightning's CSV writer appends to an
+    # existing metrics.csv on resume, despite what this warning says.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     loggers = [CSVLogger(save_dir=str(run.path), name="", version="")]
     if cfg.logger.wandb.enabled and wandb_mode(cfg) != "disabled":
         _prepare_env(cfg, run)

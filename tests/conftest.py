@@ -44,7 +44,7 @@ def compose_job(overrides: list[str], log_dir: Path, multirun: bool = False):
     output_dir = Path(hc.sweep.dir) / hc.sweep.subdir if multirun else Path(hc.run.dir)
     choices = {k: v for k, v in hc.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
     job = JobInfo(output_dir=output_dir, overrides=task_overrides, choices=choices, multirun=multirun,
-                  launcher=hc.runtime.choices.get("hydra/launcher") or "basic")
+                  launcher=hc.runtime.choices.get("hydra/launcher") or "basic", key=hc.job.override_dirname)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg, job

@@ -1,0 +1,281 @@
+"""Build a paper's tables from run folders: ours (mean ± std over seeds, n) beside the paper's.
+
+    python -m experiments.report <paper> [--runs DIR] [--out DIR] [--no-wandb]
+    make report PAPER=<paper>
+
+Reads ``experiments/<paper>/*.yaml`` (see CONTRIBUTING.md) and every finished run under ``--runs``
+(default: ``logs/``); writes ``<table>.md``, ``<table>.csv`` and ``<table>.png`` per table to
+``--out`` (default: ``<runs>/reports/<paper>``), and logs the tables to an offline W&B run.
+Reads no network. A cell no run filled says "not run"; a paper number we do not know says "n/a".
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import math
+import platform
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from experiments.tables import Run, Table, TableError, load_runs, paper_tables, runs_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0
+    setting: str | None = None  # which configuration was chosen when the table is best_of
+
+    def text(self, fmt: str) -> str:
+        if self.n == 0:
+            return "not run"
+        s = fmt.format(self.mean)
+        if self.n > 1:
+            s += f" ± {fmt.format(self.std)}"
+        return f"{s} (n={self.n})"
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def build(table: Table, runs: list[Run]) -> dict[tuple[str, str], Cell]:
+    """Fill every (row, column) cell from the matching runs."""
+    mine = runs_for(table, runs)
+    cells = {}
+    for col in table.columns:
+        col_runs = [r for r in mine if r.matches(col.match)]
+        if col_runs and not any(col.metric in r.results for r in col_runs):
+            have = sorted({k for r in col_runs for k in r.results})
+            raise TableError(
+                f"table {table.paper}/{table.name}, column {col.label!r}: no run wrote metric {col.metric!r}. "
+                f"Metrics the runs have: {have}"
+            )
+        for row, match in table.rows.items():
+            found = [r for r in col_runs if r.matches(match) and col.metric in r.results]
+            by_setting: dict[str, list[float]] = {}
+            for r in found:
+                v = r.results[col.metric]
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    by_setting.setdefault(r.setting, []).append(float(v))
+            if not by_setting:
+                cells[row, col.label] = Cell()
+                continue
+            if len(by_setting) > 1 and not table.best_of:
+                raise TableError(
+                    f"table {table.paper}/{table.name}, cell ({row}, {col.label}) has runs of different settings "
+                    f"{sorted(by_setting)}; narrow the row/column match, or set `best_of: true` to report the best."
+                )
+            pick = min if not col.higher_is_better else max
+            setting = pick(by_setting, key=lambda s: statistics.fmean(by_setting[s]))
+            mean, std = _stats(by_setting[setting])
+            cells[row, col.label] = Cell(mean, std, len(by_setting[setting]), setting if len(by_setting) > 1 else None)
+    return cells
+
+
+def best_rows(table: Table, cells) -> dict[str, str | None]:
+    """Per column, the row with the best mean (by the column's higher_is_better)."""
+    best = {}
+    for col in table.columns:
+        filled = [(row, cells[row, col.label].mean) for row in table.rows if cells[row, col.label].n]
+        if not filled:
+            best[col.label] = None
+            continue
+        best[col.label] = (max if col.higher_is_better else min)(filled, key=lambda rv: rv[1])[0]
+    return best
+
+
+def provenance(paper: str, runs_dir: Path) -> str:
+    from reprolab.rundir import git_state
+
+    g = git_state()
+    dirty = " (with uncommitted changes)" if g.get("dirty") else ""
+    return (
+        f"Command: `python -m experiments.report {paper} --runs {runs_dir}` (each run's own command is in its "
+        f"run.json)  \n"
+        f"Commit: {g.get('commit')}{dirty}  \n"
+        f"Machine: {socket.gethostname()}, {platform.platform()}, {__import__('os').cpu_count()} CPUs  \n"
+        f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}  \n"
+        f"Runs: `{runs_dir}`"
+    )
+
+
+def markdown(table: Table, cells, header: str) -> str:
+    best = best_rows(table, cells)
+    cols = table.columns
+    with_paper = table.paper_source is not None or bool(table.paper_values)
+    head = ["row"]
+    for c in cols:
+        head += [f"{c.label} (ours) {'↑' if c.higher_is_better else '↓'}"] + ([f"{c.label} (paper)"] if with_paper else [])
+    lines = [f"## {table.title}", "", header, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table.rows:
+        out = [row]
+        for c in cols:
+            cell = cells[row, c.label]
+            text = cell.text(c.fmt)
+            if cell.setting:
+                text += f" [{cell.setting}]"
+            out.append(f"**{text}**" if best[c.label] == row else text)
+            if with_paper:
+                pv = table.paper_value(row, c.label)
+                out.append("n/a" if pv is None else c.fmt.format(pv))
+        lines.append("| " + " | ".join(out) + " |")
+    notes = ["", "Ours: mean ± std over seeds (n = number of seeds); bold = best of ours per column; "
+             "not run = no finished run filled the cell."]
+    if with_paper:
+        notes.append(f"Paper numbers: {table.paper_source or 'source not given'}; n/a = not known to us "
+                     "(never filled in by hand).")
+    else:
+        notes.append("This table has no paper numbers.")
+    if table.best_of:
+        notes.append("Cells with several settings (e.g. an lr sweep) report the best setting, shown in [brackets].")
+    return "\n".join(lines + notes) + "\n"
+
+
+def write_csv(table: Table, cells, path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["table", "row", "column", "metric", "higher_is_better", "mean", "std", "n", "setting", "paper"])
+    for c in table.columns:
+        for row in table.rows:
+            cell = cells[row, c.label]
+            w.writerow([table.name, row, c.label, c.metric, c.higher_is_better, cell.mean, cell.std, cell.n,
+                        cell.setting or "", table.paper_value(row, c.label)])
+    from reprolab.rundir import atomic_write
+
+    atomic_write(path, buf.getvalue())
+
+
+def plot(table: Table, cells, path: Path) -> None:
+    """One panel per column: our mean ± std per row (bars), the paper's number as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(table.rows)
+    fig, axes = plt.subplots(1, len(table.columns), figsize=(max(4, 1.2 * len(rows)) * len(table.columns) ** 0.5 + 2, 3.6),
+                             squeeze=False)
+    for ax, c in zip(axes[0], table.columns):
+        means = [cells[r, c.label].mean if cells[r, c.label].n else float("nan") for r in rows]
+        stds = [cells[r, c.label].std if cells[r, c.label].n else 0.0 for r in rows]
+        ax.bar(range(len(rows)), means, yerr=stds, capsize=3, color="tab:blue", label="ours")
+        paper = [table.paper_value(r, c.label) for r in rows]
+        if any(p is not None for p in paper):
+            ax.scatter([i for i, p in enumerate(paper) if p is not None], [p for p in paper if p is not None],
+                       marker="D", color="tab:red", zorder=3, label="paper")
+            ax.legend(fontsize=7)
+        finite = [m for m in means if math.isfinite(m)] + [p for p in paper if p is not None]
+        if finite and min(finite) > 0 and not c.higher_is_better:
+            lo, hi = min(finite), max(finite)
+            ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9) - 1e-3 * lo, hi + 0.1 * (hi - lo + 1e-9) + 1e-3 * hi)
+        ax.set_xticks(range(len(rows)), rows, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{c.label}: {c.metric} {'↑' if c.higher_is_better else '↓'}", fontsize=9)
+    fig.suptitle(table.title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def log_wandb(paper: str, tables: list[tuple[Table, dict]], out: Path) -> None:
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    mode = os.environ.get("WANDB_MODE", "offline")
+    run = wandb.init(project="reprolab", job_type="report", group=paper, name=f"report/{paper}", dir=str(out),
+                     mode=mode if mode in ("online", "offline", "disabled") else "offline")
+    for table, cells in tables:
+        data = [[row, c.label, c.metric, cells[row, c.label].mean, cells[row, c.label].std, cells[row, c.label].n,
+                 table.paper_value(row, c.label)] for c in table.columns for row in table.rows]
+        run.log({f"table/{table.name}": wandb.Table(columns=["row", "column", "metric", "mean", "std", "n", "paper"],
+                                                     data=data)})
+    run.finish()
+
+
+def report(paper: str, runs_dir: Path, out: Path | None = None, use_wandb: bool = True) -> list[Path]:
+    """Build every table of ``paper``; returns the Markdown files written."""
+    from reprolab.rundir import atomic_write
+
+    runs_dir = Path(runs_dir)
+    out = Path(out) if out else runs_dir / "reports" / paper
+    runs = load_runs(runs_dir)
+    header = provenance(paper, runs_dir)
+    written, built = [], []
+    for table in paper_tables(paper):
+        cells = build(table, runs)
+        md = out / f"{table.name}.md"
+        atomic_write(md, markdown(table, cells, header))
+        write_csv(table, cells, out / f"{table.name}.csv")
+        plot(table, cells, out / f"{table.name}.png")
+        written.append(md)
+        built.append((table, cells))
+    if use_wandb:
+        log_wandb(paper, built, out)
+    return written
+
+
+def main(argv=None) -> None:
+    from reprolab.registry import ROOT
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("paper", help="a folder of experiments/ with table YAMLs")
+    p.add_argument("--runs", type=Path, default=ROOT / "logs", help="folder holding run folders (searched recursively)")
+    p.add_argument("--out", type=Path, default=None, help="where to write the tables (default <runs>/reports/<paper>)")
+    p.add_argument("--no-wandb", action="store_true", help="do not log the tables to W&B")
+    args = p.parse_args(argv)
+    try:
+        files = report(args.paper, args.runs, args.out, use_wandb=not args.no_wandb)
+    except TableError as e:
+        sys.exit(f"error: {e}")
+    for f in files:
+        print(f.read_text())
+        print(f"(written: {f}, .csv, .png)")
+
+
+class ReportCallback:
+    """Hydra callback: rebuild the experiment's paper tables when a run or a sweep ends.
+
+    A failure here is reported but never hides the run's own outcome.
+    """
+
+    def _build(self, config) -> None:
+        paper = config.get("paper")
+        if not paper:
+            return
+        try:
+            files = report(paper, Path(config.paths.log_dir), use_wandb=config.logger.wandb.enabled)
+            for f in files:
+                print(f.read_text(), flush=True)
+        except Exception as e:  # noqa: BLE001 - the table is a convenience after the run
+            log.warning(f"could not build the {paper} tables: {e}")
+
+    def on_run_end(self, config, **kwargs) -> None:
+        self._build(config)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        self._build(config)
+
+    # Hydra calls these too; nothing to do.
+    def on_run_start(self, config, **kwargs) -> None: ...
+    def on_multirun_start(self, config, **kwargs) -> None: ...
+    def on_job_start(self, config, **kwargs) -> None: ...
+    def on_job_end(self, config, job_return, **kwargs) -> None: ...
+    def on_compile_config(self, config, **kwargs) -> None: ...
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Table definitions (``experiments/<paper>/<table>.yaml``) and the runs that fill them."""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent
+TABLE_VERSION = 1
+
+
+class TableError(ValueError):
+    """A table definition is malformed, or asks for something no run provides."""
+
+
+@dataclass
+class Column:
+    label: str
+    metric: str
+    higher_is_better: bool
+    match: dict = field(default_factory=dict)
+    fmt: str = "{:.4g}"
+
+
+@dataclass
+class Table:
+    paper: str
+    name: str
+    title: str
+    runs: list[str]
+    rows: dict[str, dict]
+    columns: list[Column]
+    paper_values: dict[str, dict]
+    paper_source: str | None
+    best_of: bool  # several settings per cell (an lr sweep): report the best one
+
+    @classmethod
+    def load(cls, path: Path) -> "Table":
+        spec = yaml.safe_load(Path(path).read_text()) or {}
+        where = f"{path}"
+        if spec.get("version") != TABLE_VERSION:
+            raise TableError(f"{where}: version must be {TABLE_VERSION}, got {spec.get('version')!r}")
+        for key in ("title", "runs", "rows", "columns"):
+            if not spec.get(key):
+                raise TableError(f"{where}: missing `{key}`")
+        unknown = set(spec) - {"version", "title", "runs", "rows", "columns", "paper", "best_of"}
+        if unknown:
+            raise TableError(f"{where}: unknown keys {sorted(unknown)}")
+        columns = []
+        for label, c in spec["columns"].items():
+            if "metric" not in c or "higher_is_better" not in c:
+                raise TableError(f"{where}: column {label!r} needs `metric` and `higher_is_better`")
+            columns.append(Column(str(label), c["metric"], bool(c["higher_is_better"]), c.get("match") or {},
+                                  c.get("format", "{:.4g}")))
+        paper = spec.get("paper") or {}
+        values = paper.get("values") or {}
+        for row, cols in values.items():
+            if row not in spec["rows"]:
+                raise TableError(f"{where}: paper value for unknown row {row!r}")
+            for col in cols or {}:
+                if str(col) not in {c.label for c in columns}:
+                    raise TableError(f"{where}: paper value for unknown column {col!r}")
+        runs = spec["runs"] if isinstance(spec["runs"], list) else [spec["runs"]]
+        return cls(Path(path).parent.name, Path(path).stem, spec["title"], runs,
+                   {str(k): (v or {}) for k, v in spec["rows"].items()}, columns,
+                   {str(k): {str(c): v for c, v in (cols or {}).items()} for k, cols in values.items()},
+                   paper.get("source"), bool(spec.get("best_of", False)))
+
+    def paper_value(self, row: str, col: str):
+        v = self.paper_values.get(row, {}).get(col)
+        return None if v is None else float(v)
+
+
+def paper_tables(paper: str) -> list[Table]:
+    folder = EXPERIMENTS_DIR / paper
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        known = sorted(p.name for p in EXPERIMENTS_DIR.iterdir() if p.is_dir() and list(p.glob("*.yaml")))
+        raise TableError(f"no tables for paper {paper!r} in {folder}; papers with tables: {known}")
+    return [Table.load(f) for f in files]
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    choices: dict
+    key: str
+    config: object
+    results: dict
+
+    def get(self, key: str):
+        """A group choice (``method``) or a dotted config value (``method.rank``)."""
+        if key in self.choices:
+            return self.choices[key]
+        return OmegaConf.select(self.config, key, default=None)
+
+    def matches(self, match: dict) -> bool:
+        return all(_same(self.get(k), v) for k, v in match.items())
+
+    @property
+    def setting(self) -> str:
+        """The run's key (the overrides that name its folder) minus the seed: runs with equal
+        settings are seeds of one configuration."""
+        return ",".join(p for p in self.key.split(",") if p and not p.startswith("seed=")) or "default"
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return str(a) == str(b)
+
+
+def load_runs(root: Path) -> list[Run]:
+    """Every finished run (a run.json with status complete and a results.json) under ``root``."""
+    runs = []
+    for meta_file in sorted(Path(root).rglob("run.json")):
+        folder = meta_file.parent
+        meta = json.loads(meta_file.read_text())
+        if meta.get("status") != "complete" or not (folder / "results.json").exists():
+            continue
+        cfg = OmegaConf.load(folder / "config.yaml") if (folder / "config.yaml").exists() else OmegaConf.create()
+        runs.append(Run(folder, meta.get("name") or "", meta.get("choices", {}), meta.get("key", ""), cfg,
+                        json.loads((folder / "results.json").read_text())))
+    return runs
+
+
+def runs_for(table: Table, runs: list[Run]) -> list[Run]:
+    return [r for r in runs if any(fnmatch.fnmatchcase(r.name, pat) for pat in table.runs)]

@@ -1,0 +1,163 @@
+"""Whole jobs: every experiment smoke-runs; resume, failure and multirun behave as documented."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reprolab.app import check_launch
+from reprolab.checks import ConfigError
+from reprolab.config import typed
+from reprolab.registry import ROOT, options
+from reprolab.rundir import RunDir, RunExistsError
+from tests.conftest import TINY
+
+# Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
+SMOKE = {
+    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8"],
+}
+OFFLINE_LM = ["model=llama_tiny", "data=markov"]  # for paper-scale experiments (LLaMA-1B on C4 ...)
+
+
+def smoke_overrides(compose, experiment):
+    cfg, job = compose([f"experiment={experiment}"])
+    runner = job.choices["runner"]
+    assert runner in SMOKE, f"add tiny smoke overrides for runner {runner!r} to tests/test_runs.py"
+    extra = []
+    if runner == "lm":
+        data = typed(cfg.data)
+        big = cfg.model.hidden_size > 256 or getattr(data, "hf_path", "text") != "text"
+        extra = OFFLINE_LM if big else []
+    return [f"experiment={experiment}", *extra, *SMOKE[runner]]
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_smoke_runs(compose, run_job, experiment):
+    results, job = run_job(smoke_overrides(compose, experiment))
+    folder = job.output_dir
+    for f in ("config.yaml", "overrides.yaml", "run.json", "results.json", "metrics.csv", "checkpoints/last.ckpt"):
+        assert (folder / f).exists(), f
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["seed"] == 0 and "torch" in meta["versions"]
+    assert "commit" in meta and meta["wandb_id"]
+    assert list((folder / "wandb").glob(f"offline-run-*-{meta['wandb_id']}")), "no offline W&B run"
+    assert any(k.startswith("table/") for k in results)
+    assert json.loads((folder / "results.json").read_text()) == pytest.approx(results, nan_ok=True)
+
+
+def test_quickstart_reports_floor_excess_and_throughput(run_job):
+    results, job = run_job(SMOKE["lm"])
+    assert results["table/excess_loss"] == pytest.approx(results["table/val_loss"] - results["table/entropy_floor"])
+    assert results["table/entropy_floor"] > 0 and results["table/tokens_per_s"] > 0
+    n_tensors = 21  # llama_tiny: embed, 2 x (4 attn + 3 mlp + 2 norms), final norm, head
+    # AdamW: m and v in fp32 per element, plus a 4-byte step counter per tensor
+    assert results["table/opt_state_bytes"] == 2 * 4 * results["table/params"] + 4 * n_tensors
+
+
+def test_finished_run_is_reported_not_retrained(run_job):
+    first, job = run_job(SMOKE["lm"])
+    stamp = (job.output_dir / "results.json").stat().st_mtime_ns
+    again, _ = run_job(SMOKE["lm"])
+    assert again == first and (job.output_dir / "results.json").stat().st_mtime_ns == stamp
+
+
+def test_resume_never_refuses_to_touch_an_existing_run(run_job):
+    _, job = run_job(SMOKE["lm"])
+    before = {p: p.read_bytes() for p in job.output_dir.rglob("*") if p.is_file() and "wandb" not in p.parts}
+    with pytest.raises(RunExistsError, match="resume=auto"):
+        run_job(SMOKE["lm"] + ["resume=never"])
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_nan_loss_stops_names_the_step_and_keeps_the_checkpoint(run_job, tmp_path):
+    from runners.lm.module import NonFiniteLossError
+
+    args = SMOKE["lm"] + ["method=sgd", "method.lr=1e8", "trainer.max_steps=30", "runner.checkpoint_every=1",
+                          "runner.warmup_steps=0"]
+    with pytest.raises(NonFiniteLossError, match=r"at step \d+") as e:
+        run_job(args)
+    folder = next((tmp_path / "logs" / "quickstart").iterdir())
+    assert (folder / "checkpoints" / "last.ckpt").exists() and str(folder / "checkpoints/last.ckpt") in str(e.value)
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["status"] == "failed" and "NonFiniteLossError" in meta["error"]
+    assert not (folder / "results.json").exists()
+
+
+def test_ddp_inside_a_local_multirun_is_refused(compose):
+    cfg, job = compose(["hardware=ddp"], multirun=True)
+    with pytest.raises(ConfigError, match="ddp_spawn"):
+        check_launch(cfg, job)
+    cfg, job = compose(["hardware=ddp_spawn"], multirun=True)
+    check_launch(cfg, job)
+
+
+def _run_py(args, log_dir, **kw):
+    # A child must not attach to this process's W&B service (in-process tests started one): a killed
+    # child's run would stay registered there and block its resume ("run ID is in use").
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_SERVICE")}
+    env.update(WANDB_MODE="offline", PYTHONUNBUFFERED="1")
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    return subprocess.Popen([sys.executable, "run.py", *flags, f"paths.log_dir={log_dir}", *overrides], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+RESUME_ARGS = ["trainer.max_steps=40", "trainer.val_check_interval=20", "runner.checkpoint_every=10",
+               "trainer.deterministic=true", "trainer.enable_progress_bar=false", "data.batch_size=8",
+               "data.val_sequences=16", "runner.warmup_steps=5"]
+
+
+def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path):
+    """Kill -9 mid-run (after a checkpoint), resume with resume=auto: same numbers as an uninterrupted run."""
+    straight = _run_py(RESUME_ARGS, tmp_path / "a")
+    killed = _run_py(RESUME_ARGS, tmp_path / "b", start_new_session=True)
+    folder = tmp_path / "b" / "quickstart"
+    deadline = time.time() + 300
+    while not list(folder.glob("*/checkpoints/last.ckpt")):
+        assert killed.poll() is None and time.time() < deadline, killed.stdout.read()
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few steps past the checkpoint
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    run = RunDir(next(folder.iterdir()))
+    assert run.status == "unfinished" and run.resuming
+    resumed = _run_py(RESUME_ARGS + ["resume=auto"], tmp_path / "b")
+    out_resumed, out_straight = resumed.communicate(timeout=600)[0], straight.communicate(timeout=600)[0]
+    assert resumed.returncode == 0, out_resumed
+    assert straight.returncode == 0, out_straight
+    a = json.loads(next((tmp_path / "a" / "quickstart").glob("*/results.json")).read_text())
+    b = json.loads((run.path / "results.json").read_text())
+    for key in ("table/val_loss", "train/loss", "table/best_val_loss"):
+        assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
+    meta = json.loads((run.path / "run.json").read_text())
+    assert [h["action"] for h in meta["history"]] == ["start", "resume"]
+    assert len(list((run.path / "wandb").glob(f"offline-run-*-{meta['wandb_id']}"))) >= 2  # one W&B id, two segments
+
+
+def test_multirun_makes_separate_runs_and_wandb_runs(tmp_path):
+    proc = _run_py(["-m", "seed=0,1", *SMOKE["lm"]], tmp_path)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    folders = sorted((tmp_path / "quickstart").glob("*seed=*"))
+    assert ["seed=0" in f.name for f in folders] == [True, False] and "seed=1" in folders[1].name
+    ids = [json.loads((f / "run.json").read_text())["wandb_id"] for f in folders]
+    assert len(set(ids)) == 2
+    for f, i in zip(folders, ids):
+        assert (f / "results.json").exists() and list((f / "wandb").glob(f"offline-run-*-{i}"))
+    # the sweep's end rebuilt the quickstart table from both seeds
+    table = (tmp_path / "reports" / "quickstart" / "main.md").read_text()
+    assert "(n=2)" in table
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_a_sweep_in_parallel_processes(tmp_path):
+    proc = _run_py(["-m", "launcher=joblib", "seed=0,1", *SMOKE["lm"]], tmp_path)
+    out = proc.communicate(timeout=900)[0]
+    assert proc.returncode == 0, out
+    assert len(list((tmp_path / "quickstart").glob("*/results.json"))) == 2
