@@ -21,13 +21,16 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     (fp64 for fp64 inputs).
     """
     acc = torch.promote_types(a.dtype, torch.float32)
-    out = (a @ b).to(acc)
-    if alpha != 1.0:
-        out = out * alpha
-    if c is not None:
-        out = out + beta * c.to(acc)
+    if c is not None and a.dtype == b.dtype == c.dtype == acc and not isinstance(beta, torch.Tensor):
+        out = torch.addmm(c, a, b, beta=beta, alpha=alpha)  # one pass: product and axpy
+    else:
+        out = (a @ b).to(acc)
+        if alpha != 1.0:
+            out.mul_(alpha)
+        if c is not None:
+            out.add_(c.to(acc) * beta)
     if d is not None:
-        out = out + delta * d.to(acc)
+        out.add_(d.to(acc), alpha=delta)
     return out.to(out_dtype or a.dtype)
 
 
@@ -73,6 +76,7 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     M.mul_(beta1).add_(G)
     P_G = G @ U
     V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
-    P_hat = torch.add(G * g_coef, M, alpha=m_coef).mul_(mix_scale) @ U
+    ghat = torch.add(G if g_coef == 1 else G * g_coef, M, alpha=m_coef).mul_(mix_scale)
+    P_hat = ghat @ U
     D = P_hat / (V.sqrt() / math.sqrt(bias2) + eps)
     return P_G, P_hat, D

@@ -5,7 +5,7 @@ Two kernels cover the hot GEMMs of a step:
 - `gemm_epilogue`: out = alpha (A @ B) + beta C + delta D with the axpy epilogue fused into the
   GEMM, and an optional symmetric mode that computes only the upper block triangle of a product
   known to be symmetric (X X^T, A A) and mirrors each tile (half the FLOPs of a Newton-Schulz
-  Gram product). It serves Newton-Schulz (Gram product, A X, and the a X + b B + c A B step), the
+  Gram product; the grid holds only those blocks, their indices read from a small table). It serves Newton-Schulz (Gram product, A X, and the a X + b B + c A B step), the
   power-iteration product Z = (1 - beta2) G^T (G U) + beta2 U S, the residual
   R = Ghat - (Ghat U) U^T with Ghat formed in the epilogue from G and M, and the mix
   H = D U^T + gamma' O.
@@ -33,43 +33,44 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
 @triton.jit
 def _gemm_epilogue_kernel(
-    a_ptr, b_ptr, c_ptr, d_ptr, o_ptr, M, N, K,
+    a_ptr, b_ptr, c_ptr, d_ptr, o_ptr, tiles_ptr, M, N, K,
     s_am, s_ak, s_bk, s_bn, s_cm, s_cn, s_dm, s_dn, s_om, s_on,
     alpha, beta, delta, beta_ptr,
-    HAS_C: tl.constexpr, HAS_D: tl.constexpr, BETA_FROM_PTR: tl.constexpr, SYMMETRIC: tl.constexpr, UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
+    HAS_C: tl.constexpr, HAS_D: tl.constexpr, BETA_FROM_PTR: tl.constexpr, SYMMETRIC: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    # Symmetric products: only the blocks on or above the diagonal are computed.
-    if (not SYMMETRIC) or (pid_m <= pid_n):
-        rm = pid_m * BM + tl.arange(0, BM)
-        rn = pid_n * BN + tl.arange(0, BN)
-        rk = tl.arange(0, BK)
-        acc = tl.zeros((BM, BN), dtype=tl.float32)
-        for k0 in range(0, K, BK):
-            kk = k0 + rk
-            a = tl.load(a_ptr + rm[:, None] * s_am + kk[None, :] * s_ak,
-                        mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
-            b = tl.load(b_ptr + kk[:, None] * s_bk + rn[None, :] * s_bn,
-                        mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)
-            if UPCAST:
-                a = a.to(tl.float32)
-                b = b.to(tl.float32)
-            acc = tl.dot(a, b, acc, input_precision=PRECISION)
-        acc = acc * alpha
-        mask = (rm[:, None] < M) & (rn[None, :] < N)
-        if HAS_C:
-            if BETA_FROM_PTR:  # a coefficient computed on the device: no host sync to read it
-                beta = tl.load(beta_ptr).to(tl.float32)
-            acc += beta * tl.load(c_ptr + rm[:, None] * s_cm + rn[None, :] * s_cn, mask=mask, other=0.0).to(tl.float32)
-        if HAS_D:
-            acc += delta * tl.load(d_ptr + rm[:, None] * s_dm + rn[None, :] * s_dn, mask=mask, other=0.0).to(tl.float32)
-        out = acc.to(o_ptr.dtype.element_ty)
-        tl.store(o_ptr + rm[:, None] * s_om + rn[None, :] * s_on, out, mask=mask)
-        if SYMMETRIC:
-            if pid_m < pid_n:  # the mirrored tile: out[rn, rm] = out[rm, rn]
-                tl.store(o_ptr + rm[:, None] * s_on + rn[None, :] * s_om, out, mask=mask)
+    if SYMMETRIC:  # one program per block on or above the diagonal: (row, col) from a table
+        t = tl.program_id(0)
+        pid_m = tl.load(tiles_ptr + 2 * t)
+        pid_n = tl.load(tiles_ptr + 2 * t + 1)
+    else:
+        pid_m = tl.program_id(0)
+        pid_n = tl.program_id(1)
+    rm = pid_m * BM + tl.arange(0, BM)
+    rn = pid_n * BN + tl.arange(0, BN)
+    rk = tl.arange(0, BK)
+    acc = tl.zeros((BM, BN), dtype=tl.float32)
+    for k0 in range(0, K, BK):
+        kk = k0 + rk
+        a = tl.load(a_ptr + rm[:, None] * s_am + kk[None, :] * s_ak, mask=(rm[:, None] < M) & (kk[None, :] < K), other=0.0)
+        b = tl.load(b_ptr + kk[:, None] * s_bk + rn[None, :] * s_bn, mask=(kk[:, None] < K) & (rn[None, :] < N), other=0.0)
+        if UPCAST:
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+    acc = acc * alpha
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    if HAS_C:
+        if BETA_FROM_PTR:  # a coefficient computed on the device: no host sync to read it
+            beta = tl.load(beta_ptr).to(tl.float32)
+        acc += beta * tl.load(c_ptr + rm[:, None] * s_cm + rn[None, :] * s_cn, mask=mask, other=0.0).to(tl.float32)
+    if HAS_D:
+        acc += delta * tl.load(d_ptr + rm[:, None] * s_dm + rn[None, :] * s_dn, mask=mask, other=0.0).to(tl.float32)
+    out = acc.to(o_ptr.dtype.element_ty)
+    tl.store(o_ptr + rm[:, None] * s_om + rn[None, :] * s_on, out, mask=mask)
+    if SYMMETRIC:  # the mirrored tile, out[rn, rm] = out[rm, rn], for off-diagonal blocks (masked, no branch)
+        off_diagonal = (rm[:, None] // BM) < (rn[None, :] // BN)
+        tl.store(o_ptr + rm[:, None] * s_on + rn[None, :] * s_om, out, mask=mask & off_diagonal)
 
 
 @triton.jit
@@ -113,6 +114,18 @@ def _precision(*tensors) -> str:
     return "ieee" if all(t.dtype == torch.float32 for t in tensors) else "tf32"
 
 
+_TILES: dict = {}
+
+
+def _upper_tiles(t: int, device) -> torch.Tensor:
+    """(row, col) block indices on or above the diagonal of a t x t block grid, flattened, on ``device``."""
+    key = (t, str(device))
+    if key not in _TILES:
+        pairs = [(i, j) for i in range(t) for j in range(i, t)]
+        _TILES[key] = torch.tensor(pairs, dtype=torch.int32, device=device).flatten()
+    return _TILES[key]
+
+
 def _gemm_blocks(M: int, N: int, low_precision: bool) -> tuple[int, int, int, int]:
     """(BM, BN, BK, num_warps): large tiles for the big bf16 Newton-Schulz products."""
     if low_precision and min(M, N) >= 512:
@@ -139,14 +152,20 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     d_ = d if d is not None else out
     beta_is_tensor = isinstance(beta, torch.Tensor)
     beta_ptr = beta.to(device=a.device, dtype=torch.float32).reshape(1) if beta_is_tensor else out
-    grid = (triton.cdiv(M, BM), triton.cdiv(N, BN))
+    if symmetric:
+        BN = BM
+        tiles = _upper_tiles(triton.cdiv(M, BM), a.device)
+        grid = (tiles.numel() // 2,)
+    else:
+        tiles = out
+        grid = (triton.cdiv(M, BM), triton.cdiv(N, BN))
     _gemm_epilogue_kernel[grid](
-        a, b, c_, d_, out, M, N, K,
+        a, b, c_, d_, out, tiles, M, N, K,
         a.stride(0), a.stride(1), b.stride(0), b.stride(1), c_.stride(0), c_.stride(1),
         d_.stride(0), d_.stride(1), out.stride(0), out.stride(1),
         float(alpha), 0.0 if beta_is_tensor else float(beta), float(delta), beta_ptr,
-        HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric, UPCAST=INTERPRET and low,
-        PRECISION=_precision(a, b), BM=BM, BN=BN, BK=BK, num_warps=warps,
+        HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric,
+        UPCAST=INTERPRET and low, PRECISION=_precision(a, b), BM=BM, BN=BN, BK=BK, num_warps=warps,
     )
     return out
 

@@ -33,8 +33,12 @@ Deviations from the official code (``parity=True`` restores the ones that change
   embeddings and head about 2x the lr once the bias correction wears off (parity).
 - When the residual vanishes (||R|| <= 1e-6 ||Ghat||, e.g. rank = min(m, n)) the Muon part is
   dropped: NS5 would otherwise blow rounding noise up to norm gamma sqrt(mn) (parity: kept).
-- ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16).
+- ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16). NS5 runs in bf16 on
+  CUDA as in the official code, in fp32 on CPU (``ns_dtype``; bf16 GEMMs are emulated on CPUs).
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
+- The GEMMs run as fused Triton kernels on CUDA (kernels/cosmos), PyTorch twins elsewhere.
+The paper's own write-up of the update (EMA momentum without Nesterov, eps inside the square
+root, a sqrt(n) normalisation: cosmos.md §2.4) differs from its code; we follow the code.
 """
 from __future__ import annotations
 
