@@ -100,7 +100,25 @@ def adamw_(w, g, state, *, lr, betas, eps, weight_decay, momentum_coef=None, bia
     w.addcdiv_(m, denom, value=-lr / bias1)
 
 
-class HybridOptimizer(torch.optim.Optimizer, metaclass=ABCMeta):
+class KeepStateDtype:
+    """Mixin for a `torch.optim.Optimizer`: ``load_state_dict`` keeps each state tensor's saved dtype.
+
+    torch casts floating state to the parameter's dtype on load, which would turn the fp32 state
+    of a bf16 parameter into bf16 after a resume; this puts the saved tensors back (moved to the
+    parameter's device only).
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(saved_ids, params):
+            for key, value in state_dict["state"].get(i, {}).items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    self.state[p][key] = value.to(device=p.device)
+
+
+class HybridOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
     """An optimizer with a matrix branch and an AdamW branch, routed per parameter group.
 
     Each group has the boolean option ``flag`` (``use_cosmos``, ``use_muon``): True sends its

@@ -24,7 +24,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from methods.optim import check_hparams, check_param, grad_fp32, master, write_back
+from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
 
 ELEMENT, HEAD, ROW, TENSOR = "element", "head", "row", "tensor"
 HEAD_NAMES = ("q_proj.weight", "k_proj.weight", "wq.weight", "wk.weight")
@@ -44,7 +44,7 @@ def block_kind(name: str, p: torch.Tensor) -> str:
     return TENSOR
 
 
-class AdamMini(torch.optim.Optimizer):
+class AdamMini(KeepStateDtype, torch.optim.Optimizer):
     """Adam-mini (arXiv:2406.16793); the update and the partition are in the module docstring.
 
     Args:

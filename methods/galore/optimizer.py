@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.optim import check_hparams, check_param, grad_fp32, master, write_back
+from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
 
 
 def svd_projector(g: torch.Tensor, rank: int) -> torch.Tensor:
@@ -37,7 +37,7 @@ def project_back(x: torch.Tensor, P: torch.Tensor, shape: torch.Size) -> torch.T
     return x @ P if shape[0] >= shape[1] else P @ x
 
 
-class GaLoreAdamW(torch.optim.Optimizer):
+class GaLoreAdamW(KeepStateDtype, torch.optim.Optimizer):
     """GaLore's AdamW (arXiv:2403.03507); the update is in the module docstring.
 
     Args: lr (1e-3), betas ((0.9, 0.999)), eps (1e-6), weight_decay (0), correct_bias (True): the

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.optim import check_hparams, check_param, grad_fp32, master, write_back
+from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
 
 
 def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
     return q.flip(1).to(mat.dtype)
 
 
-class SOAP(torch.optim.Optimizer):
+class SOAP(KeepStateDtype, torch.optim.Optimizer):
     """SOAP optimizer (arXiv:2409.11321); the update is in the module docstring.
 
     Args (official defaults): lr 3e-3, betas (0.95, 0.95), shampoo_beta None (= beta2), eps 1e-8,

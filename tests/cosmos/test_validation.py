@@ -160,3 +160,21 @@ def test_adam_mini_needs_heads_for_query_key():
     q = torch.nn.Parameter(torch.randn(8, 8))
     with pytest.raises(ValueError, match="q_proj.weight is a query/key weight, which needs dim= and n_heads="):
         AdamMini([("layer.q_proj.weight", q)])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bf16_state_stays_fp32_through_a_checkpoint(name):
+    """torch's load_state_dict casts state to the param dtype; ours keeps the saved fp32 state."""
+    torch.manual_seed(0)
+    model = Tiny(torch.bfloat16)
+    opt = FACTORIES[name](model)
+    for _ in range(2):
+        _step(opt, model)
+    saved = opt.state_dict()
+    fresh = FACTORIES[name](model)
+    fresh.load_state_dict(saved)
+    for p in model.parameters():
+        for key, value in opt.state[p].items():
+            if isinstance(value, torch.Tensor):
+                assert fresh.state[p][key].dtype == torch.float32 and torch.equal(fresh.state[p][key], value), key
+    _step(fresh, model)  # and it keeps stepping
