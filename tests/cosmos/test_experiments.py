@@ -49,8 +49,8 @@ def test_tiny_sweep_points_compose(compose, method, data, level):
     objs = validate(cfg)
     assert objs["method"].lr == cfg.lr_grid[level]
     assert cfg.name == f"cosmos_tiny_{method}" and cfg.data.seq_len == 64 and cfg.model.hidden_size == 64
-    g = cfg.lr_grid
-    assert g.mid == pytest.approx(2 * g.lo) and g.hi == pytest.approx(2 * g.mid)
+    levels = [cfg.lr_grid[k] for k in ("lo2", "lo", "mid", "hi", "hi2")]
+    assert all(b == pytest.approx(2 * a) for a, b in zip(levels, levels[1:]))
 
 
 def test_tables_load():
