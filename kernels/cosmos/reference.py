@@ -43,7 +43,10 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
     with A = X X^T:
       "cosmos" (lliu606/COSMOS): B = A X;  X <- a X + b B + (c A) B
       "muon"   (KellerJordan/Muon): B = b A + c A A;  X <- a X + B X
-    Equal in exact arithmetic, not bitwise equal in bf16 (cosmos.md §2.6).
+    Equal in exact arithmetic, not bitwise equal in bf16 (cosmos.md §2.6). In bf16/fp16 each step
+    is written exactly as in the official code, so the twin is bitwise comparable with it; in
+    fp32/fp64 (the CPU default) the axpys are folded into `torch.addmm` (one pass instead of four
+    over X; the same association up to rounding: c (A B) rather than (c A) B).
     """
     if association not in ASSOCIATIONS:
         raise ValueError(f"association={association!r} is not one of {ASSOCIATIONS}")
@@ -53,14 +56,15 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
     tall = x.size(0) > x.size(1)
     if tall:
         X = X.T
+    literal = dtype in (torch.bfloat16, torch.float16)
     for _ in range(steps):
         A = X @ X.T
         if association == "cosmos":
             B = A @ X
-            X = a * X + b * B + c * A @ B
+            X = a * X + b * B + c * A @ B if literal else torch.addmm(B, A, B, beta=b, alpha=c).add_(X, alpha=a)
         else:
-            B = b * A + c * A @ A
-            X = a * X + B @ X
+            B = b * A + c * A @ A if literal else torch.addmm(A, A, A, beta=b, alpha=c)
+            X = a * X + B @ X if literal else torch.addmm(X, B, X, beta=a)
     return X.T if tall else X
 
 

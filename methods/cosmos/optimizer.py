@@ -35,6 +35,9 @@ Deviations from the official code (``parity=True`` restores the ones that change
   dropped: NS5 would otherwise blow rounding noise up to norm gamma sqrt(mn) (parity: kept).
 - ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16). NS5 runs in bf16 on
   CUDA as in the official code, in fp32 on CPU (``ns_dtype``; bf16 GEMMs are emulated on CPUs).
+- NS5 evaluates each step as Muon does, X <- a X + (b A + c A^2) X with A = X X^T, which for a
+  k x n input (k <= n) costs k^3 + 2 k^2 n multiply-adds instead of the official 3 k^2 n of
+  B = A X; X <- a X + b B + (c A) B. Equal in exact arithmetic, not bitwise (parity: official).
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
 - The GEMMs run as fused Triton kernels on CUDA (kernels/cosmos), PyTorch twins elsewhere.
 The paper's own write-up of the update (EMA momentum without Nesterov, eps inside the square
@@ -178,7 +181,8 @@ class COSMOS(HybridOptimizer):
         if group["gamma"] > 0:
             R = gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
                               backend=backend)
-            O = newton_schulz5(R, group["ns_steps"], "cosmos", ns_dtype_for(w, group["ns_dtype"]), backend=backend)
+            association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
+            O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(w, group["ns_dtype"]), backend=backend)
             coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dtype=w.dtype) + eps)
             if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
                 r_norm = torch.linalg.vector_norm(R)
