@@ -38,6 +38,8 @@ Deviations from the official code (``parity=True`` restores the ones that change
 - NS5 evaluates each step as Muon does, X <- a X + (b A + c A^2) X with A = X X^T, which for a
   k x n input (k <= n) costs k^3 + 2 k^2 n multiply-adds instead of the official 3 k^2 n of
   B = A X; X <- a X + b B + (c A) B. Equal in exact arithmetic, not bitwise (parity: official).
+- U_1 comes from `eigh` of G^T G, not its SVD (parity: SVD): the same subspace, several times
+  cheaper for the one-off n x n decomposition (n = 5461 for LLaMA-1B's down_proj).
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
 - The GEMMs run as fused Triton kernels on CUDA (kernels/cosmos), PyTorch twins elsewhere.
 The paper's own write-up of the update (EMA momentum without Nesterov, eps inside the square
@@ -56,15 +58,22 @@ RESIDUAL_FLOOR = 1e-6  # relative ||R|| below which the Muon part is dropped (pa
 MAX_ROWS = 10_000  # the official shape rule: 2-D tensors with more rows go to AdamW
 
 
-def top_eigenvectors(gram: torch.Tensor, r: int) -> torch.Tensor:
-    """The r leading eigenvectors of a symmetric PSD matrix, (n, r): its leading left singular
-    vectors, as the official code takes them (an SVD, not `eigh`: the same subspace, but an eigh
-    basis drifts from the official run by ~1e-6 within 30 steps). float64 retry on failure."""
+def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.Tensor:
+    """The r leading eigenvectors (descending) of a symmetric PSD matrix, (n, r).
+
+    ``eigh`` (symmetric solver, several times faster) or ``svd`` (its left singular vectors, what
+    the official code computes: parity mode). Same subspace; column signs may differ, and the
+    update is invariant to them (cosmos.md §6.7). float64 retry when the solver fails.
+    """
+    def solve(mat):
+        if method == "svd":
+            return torch.linalg.svd(mat, full_matrices=False).U[:, :r]
+        return torch.linalg.eigh(mat).eigenvectors[:, -r:].flip(1)
+
     try:
-        U = torch.linalg.svd(gram, full_matrices=False).U
+        return solve(gram).contiguous()
     except RuntimeError:
-        U = torch.linalg.svd(gram.double(), full_matrices=False).U.to(gram.dtype)
-    return U[:, :r].contiguous()
+        return solve(gram.double()).to(gram.dtype).contiguous()
 
 
 class COSMOS(HybridOptimizer):
@@ -152,7 +161,7 @@ class COSMOS(HybridOptimizer):
 
         # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix.
         if t == 1:
-            U = top_eigenvectors(G.T @ G, r)
+            U = top_eigenvectors(G.T @ G, r, "svd" if parity else "eigh")
         else:
             Z = gemm_epilogue(G.T, G @ U_old, alpha=1 - beta2, c=U_old @ S_old, beta=beta2, backend=backend)
             U = torch.linalg.qr(Z, mode="reduced").Q

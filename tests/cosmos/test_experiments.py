@@ -37,7 +37,8 @@ def test_t1_sweep_points_validate(compose, method):
 
 def test_main_experiment_is_cosmos_130m_c4(compose):
     cfg, job = compose(["experiment=cosmos_llama"])
-    assert job.choices["method"] == "cosmos" and job.choices["model"] == "llama_130m" and job.choices["data"] == "c4"
+    assert job.choices["method"] == "cosmos" and job.choices["model"] == "llama_130m" and job.choices["data"] == "c4_cosmos"
+    assert cfg.data.hf_path == "allenai/c4" and cfg.data.tokenizer == "t5-base" and cfg.data.val_sequences == 9766
     assert cfg.trainer.max_steps == 5000 and cfg.method.rank == 64 and cfg.trainer.accelerator == "gpu"
 
 
