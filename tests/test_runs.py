@@ -20,7 +20,7 @@ from tests.conftest import TINY
 
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
-    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8"],
+    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1"],
 }
 OFFLINE_LM = ["model=llama_tiny", "data=markov"]  # for paper-scale experiments (LLaMA-1B on C4 ...)
 
