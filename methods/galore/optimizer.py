@@ -15,8 +15,12 @@ Groups without ``rank`` take the same step unprojected: GaLore's AdamW (HF trans
 AdamW: eps added to sqrt(v) before the bias correction, weight decay after the step).
 
 State per projected m x n matrix (m >= n): m, v (m x r each) + P (r x n) = 2mr + nr elements.
+A rank above min(m, n) is used as min(m, n) (with a warning at construction), as in the
+reference, whose SVD slices simply return all min(m, n) vectors.
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 
@@ -70,9 +74,11 @@ class GaLoreAdamW(KeepStateDtype, torch.optim.Optimizer):
             if p.dim() != 2:
                 raise ValueError(f"{where}: GaLore projects 2-D tensors only, got shape {tuple(p.shape)}; put it in "
                                  "a group without rank.")
-            if rank > min(p.shape):
-                raise ValueError(f"{where}: rank={rank} is larger than min(m, n)={min(p.shape)} for a parameter of "
-                                 f"shape {tuple(p.shape)}; lower rank to at most {min(p.shape)}.")
+        small = sorted({tuple(p.shape) for p in group["params"] if rank > min(p.shape)})
+        if small:
+            warnings.warn(f"{where}: rank={rank} is larger than min(m, n) for parameters of shape {small}; they are "
+                          "projected at rank min(m, n), i.e. full-rank Adam in a rotated basis (the reference "
+                          "truncates the same way). Lower rank to project them.", stacklevel=3)
 
     @torch.no_grad()
     def step(self, closure=None):

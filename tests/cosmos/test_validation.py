@@ -36,10 +36,18 @@ def test_muon_momentum_and_adam_betas_checked():
         FACTORIES["muon"](Tiny(), adam_betas=(1.2, 0.95))
 
 
-@pytest.mark.parametrize("name", ["cosmos", "galore"])
-def test_rank_larger_than_min_dim(name):
+def test_cosmos_rank_larger_than_min_dim_is_an_error():
     with pytest.raises(ValueError, match=r"rank=9 is larger than min\(m, n\)=8 .* shape \(12, 8\)"):
-        FACTORIES[name](Tiny(), rank=9)
+        FACTORIES["cosmos"](Tiny(), rank=9)
+
+
+def test_galore_rank_larger_than_min_dim_is_clamped_with_a_warning():
+    """Documented behaviour (as the reference): rank > min(m, n) projects at rank min(m, n)."""
+    model = Tiny()
+    with pytest.warns(UserWarning, match=r"rank=9 is larger than min\(m, n\) for parameters of shape \[\(12, 8\)\]"):
+        opt = FACTORIES["galore"](model, rank=9)
+    _step(opt, model)
+    assert opt.state[model.proj.weight]["projector"].shape == (8, 8)
 
 
 @pytest.mark.parametrize("name", ["cosmos", "galore"])
