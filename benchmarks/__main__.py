@@ -12,7 +12,7 @@ def main(argv: list[str]) -> None:
         module = importlib.import_module(f"benchmarks.{name}")
         if hasattr(module, "main"):
             print(f"== benchmarks.{name}", flush=True)
-            module.main()
+            module.main([])
 
 
 if __name__ == "__main__":

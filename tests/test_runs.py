@@ -20,7 +20,7 @@ from tests.conftest import TINY
 
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
-    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8"],
+    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1"],
     # generate: a random tiny model on the offline recall task (paper-scale files need the HF hub and a GPU;
     # tests/gear/test_experiments.py runs each GEAR file with its own task).
     "generate": ["model=llama_tiny", "model.pretrained=false", "runner/task=recall", "runner.task.num_pairs=4",
