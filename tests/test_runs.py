@@ -57,7 +57,7 @@ def test_every_experiment_smoke_runs(compose, run_job, experiment):
 
 
 def test_quickstart_reports_floor_excess_and_throughput(run_job):
-    results, job = run_job(SMOKE["lm"])
+    results, job = run_job(SMOKE["lm"] + ["method=adamw"])
     assert results["table/excess_loss"] == pytest.approx(results["table/val_loss"] - results["table/entropy_floor"])
     assert results["table/entropy_floor"] > 0 and results["table/tokens_per_s"] > 0
     n_tensors = 21  # llama_tiny: embed, 2 x (4 attn + 3 mlp + 2 norms), final norm, head
@@ -146,7 +146,7 @@ def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path):
 
 
 def test_multirun_makes_separate_runs_and_wandb_runs(tmp_path):
-    proc = _run_py(["-m", "seed=0,1", *SMOKE["lm"]], tmp_path)
+    proc = _run_py(["-m", "seed=0,1", "method=adamw", *SMOKE["lm"]], tmp_path)
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out
     folders = sorted((tmp_path / "quickstart").glob("*seed=*"))
@@ -162,7 +162,7 @@ def test_multirun_makes_separate_runs_and_wandb_runs(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_a_sweep_in_parallel_processes(tmp_path):
-    proc = _run_py(["-m", "launcher=joblib", "seed=0,1", *SMOKE["lm"]], tmp_path)
+    proc = _run_py(["-m", "launcher=joblib", "seed=0,1", "method=adamw", *SMOKE["lm"]], tmp_path)
     out = proc.communicate(timeout=900)[0]
     assert proc.returncode == 0, out
     assert len(list((tmp_path / "quickstart").glob("*/results.json"))) == 2

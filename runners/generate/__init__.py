@@ -47,8 +47,6 @@ def run(cfg, run_dir) -> dict:
                         "Pick one with method=<fp16|kivi|kcvt|gear|gear_l|group_quant|uniform_quant|outlier_quant|h2o>.")
     task = runner.task
     torch.manual_seed(cfg.seed)
-    if runner.cpu_threads is not None:
-        torch.set_num_threads(runner.cpu_threads)
     device = runner.device if runner.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = None
     if task.own_vocab is None:

@@ -40,8 +40,6 @@ class GenerateRunner:
     batch_size: prompts decoded together (left-padded).
     reference: also decode with an fp16 DynamicCache in lockstep, for agreement and per-step KL.
     rescale: plant KV channel outliers before decoding (alpha = 1: off).
-    cpu_threads: torch's intra-op threads on CPU (None: torch's default). Tiny models decode many
-      small ops; on a shared machine 1 thread is often much faster than several.
     """
 
     _target_: str = "runners.generate.run"
@@ -53,12 +51,9 @@ class GenerateRunner:
     batch_size: int = 1
     reference: bool = True
     rescale: Rescale = field(default_factory=Rescale)
-    cpu_threads: Optional[int] = None
 
     def __post_init__(self):
         checks.one_of("runner.dtype", self.dtype, DTYPES)
         checks.positive("runner.batch_size", self.batch_size)
-        if self.cpu_threads is not None:
-            checks.positive("runner.cpu_threads", self.cpu_threads)
         if self.task is None:
             raise checks.ConfigError("runner.task is unset: pick one with runner/task=<gsm8k|aqua|bbh|perplexity|recall>.")

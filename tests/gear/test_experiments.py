@@ -40,7 +40,7 @@ def test_paper_scale_file_composes_with_the_paper_settings(compose, name):
 @needs_shared_data
 @pytest.mark.parametrize("name", [n for n in PAPER_SCALE if n.startswith("gear_llama3")])
 def test_paper_scale_file_runs_tiny(run_job, name):
-    results, _ = run_job([f"experiment={name}", *TINY_MODEL, "runner.device=cpu", "runner.dtype=float32", "runner.cpu_threads=1",
+    results, _ = run_job([f"experiment={name}", *TINY_MODEL, "runner.device=cpu", "runner.dtype=float32", "cpu_threads=1",
                           "runner.task.num_shots=1", "runner.task.max_examples=1",
                           "runner.task.max_new_tokens=3"])
     assert "table/accuracy" in results and "table/kv_fraction" in results

@@ -12,7 +12,7 @@ from runners.generate.tasks import cot
 from tests.conftest import TINY, needs_shared_data
 from tests.gear.conftest import tiny_llama
 
-GEN = ["~experiment", "runner=generate", "model=llama_tiny", "logger=csv", "runner.cpu_threads=1"]
+GEN = ["~experiment", "runner=generate", "model=llama_tiny", "logger=csv", "cpu_threads=1"]
 RECALL = ["runner.task.num_pairs=8", "runner.task.num_examples=3", "runner.batch_size=2"]
 
 
