@@ -1,18 +1,25 @@
-"""Run every benchmark module (one with a ``main()``), or the ones named: python -m benchmarks [name ...]."""
+"""Run every benchmark (each ``benchmarks/<name>.py`` with a ``main(argv)``), or the ones named:
+
+    python -m benchmarks [name ...]        # make bench
+"""
 import importlib
 import pkgutil
 import sys
 from pathlib import Path
 
 
-def main(argv: list[str]) -> None:
+def modules(names: list[str] | None = None) -> list:
+    """The benchmark modules: every module of this package that defines ``main``."""
     here = Path(__file__).parent
-    names = argv or sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.name.startswith("_"))
-    for name in names:
-        module = importlib.import_module(f"benchmarks.{name}")
-        if hasattr(module, "main"):
-            print(f"== benchmarks.{name}", flush=True)
-            module.main()
+    names = names or sorted(m.name for m in pkgutil.iter_modules([str(here)]) if not m.ispkg and m.name != "__main__")
+    found = [importlib.import_module(f"benchmarks.{name}") for name in names]
+    return [m for m in found if callable(getattr(m, "main", None))]
+
+
+def main(argv: list[str]) -> None:
+    for module in modules(argv):
+        print(f"== {module.__name__}", flush=True)
+        module.main([])
 
 
 if __name__ == "__main__":

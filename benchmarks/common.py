@@ -1,30 +1,54 @@
-"""Helpers shared by benchmarks: provenance header and result files."""
+"""Helpers shared by the benchmark modules: provenance, medians, result files."""
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+SHARED_CPU_NOTE = ("The CPU is shared with other engineers' jobs running at the same time: absolute times are noisy; "
+                   "the ratios come from interleaved repetitions in one process (medians), which cancels most of it.")
 
-def provenance() -> dict:
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return " ".join(["python -m", module, *args])
+
+
+def median_ms(samples: list[float]) -> float:
+    return 1000 * statistics.median(samples)
+
+
+def provenance(command: str | None = None) -> dict:
     from reprolab.rundir import git_state, machine, versions
 
-    return {"command": "python -m " + " ".join([Path(sys.argv[0]).stem if sys.argv[0].endswith("__main__.py") else
-                                                 sys.argv[0], *sys.argv[1:]]),
-            "date": time.strftime("%Y-%m-%d %H:%M %Z"), **git_state(), "machine": machine(), "versions": versions()}
+    if command is None:
+        argv0 = Path(sys.argv[0])
+        module = "benchmarks" + ("" if argv0.stem == "__main__" else f".{argv0.stem}")
+        command = " ".join(["python -m", module, *sys.argv[1:]]) if argv0.parent.name == "benchmarks" else \
+            " ".join(["python", *sys.argv])
+    return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), **git_state(), "machine": machine(),
+            "versions": versions()}
 
 
-def write(name: str, numbers: dict, markdown: str) -> Path:
-    """Write results/<name>.json (numbers + provenance) and results/<name>.md (the human table)."""
+def provenance_markdown(prov: dict) -> str:
+    m, v = prov["machine"], prov["versions"]
+    gpus = f", GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else ""
+    return (f"Command: `{prov['command']}`  \nCommit: {prov['commit']}"
+            f"{' (with uncommitted changes)' if prov['dirty'] else ''}  \n"
+            f"Machine: {m['host']}, {m['platform']}, {m['cpus']} CPUs{gpus}  \n"
+            f"Versions: python {v.get('python')}, torch {v.get('torch')}  \nDate: {prov['date']}\n\n")
+
+
+def write(name: str, numbers: dict, markdown: str, command: str | None = None) -> Path:
+    """results/<name>.json (numbers + provenance) and results/<name>.md (provenance, then the table)."""
     from reprolab.rundir import atomic_write
 
-    prov = provenance()
+    prov = provenance(command)
     atomic_write(RESULTS / f"{name}.json", json.dumps({**numbers, "provenance": prov}, indent=2, default=str) + "\n")
-    head = (f"Command: `{prov['command']}`  \nCommit: {prov['commit']}{' (dirty)' if prov['dirty'] else ''}  \n"
-            f"Machine: {prov['machine']}  \nDate: {prov['date']}\n\n")
     path = RESULTS / f"{name}.md"
-    atomic_write(path, head + markdown)
+    atomic_write(path, provenance_markdown(prov) + markdown)
     return path

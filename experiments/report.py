@@ -75,7 +75,7 @@ def build(table: Table, runs: list[Run]) -> dict[tuple[str, str], Cell]:
                     f"table {table.paper}/{table.name}, cell ({row}, {col.label}) has runs of different settings "
                     f"{sorted(by_setting)}; narrow the row/column match, or set `best_of: true` to report the best."
                 )
-            pick = min if not col.higher_is_better else max
+            pick = max if col.higher_is_better else min
             setting = pick(by_setting, key=lambda s: statistics.fmean(by_setting[s]))
             mean, std = _stats(by_setting[setting])
             cells[row, col.label] = Cell(mean, std, len(by_setting[setting]), setting if len(by_setting) > 1 else None)
@@ -87,7 +87,7 @@ def best_rows(table: Table, cells) -> dict[str, str | None]:
     best = {}
     for col in table.columns:
         filled = [(row, cells[row, col.label].mean) for row in table.rows if cells[row, col.label].n]
-        if not filled:
+        if not filled or col.higher_is_better is None:
             best[col.label] = None
             continue
         best[col.label] = (max if col.higher_is_better else min)(filled, key=lambda rv: rv[1])[0]
@@ -109,13 +109,17 @@ def provenance(paper: str, runs_dir: Path) -> str:
     )
 
 
+def _arrow(col) -> str:
+    return {True: " ↑", False: " ↓", None: ""}[col.higher_is_better]
+
+
 def markdown(table: Table, cells, header: str) -> str:
     best = best_rows(table, cells)
     cols = table.columns
     with_paper = table.paper_source is not None or bool(table.paper_values)
     head = ["row"]
     for c in cols:
-        head += [f"{c.label} (ours) {'↑' if c.higher_is_better else '↓'}"] + ([f"{c.label} (paper)"] if with_paper else [])
+        head += [f"{c.label} (ours){_arrow(c)}"] + ([f"{c.label} (paper)"] if with_paper else [])
     lines = [f"## {table.title}", "", header, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         out = [row]
@@ -179,7 +183,7 @@ def plot(table: Table, cells, path: Path) -> None:
             lo, hi = min(finite), max(finite)
             ax.set_ylim(lo - 0.1 * (hi - lo + 1e-9) - 1e-3 * lo, hi + 0.1 * (hi - lo + 1e-9) + 1e-3 * hi)
         ax.set_xticks(range(len(rows)), rows, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{c.label}: {c.metric} {'↑' if c.higher_is_better else '↓'}", fontsize=9)
+        ax.set_title(f"{c.label}: {c.metric}{_arrow(c)}", fontsize=9)
     fig.suptitle(table.title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,31 +251,42 @@ def main(argv=None) -> None:
 
 
 class ReportCallback:
-    """Hydra callback: rebuild the experiment's paper tables when a run or a sweep ends.
+    """Hydra callback: rebuild the paper tables of what just ran, when a run or a sweep ends.
 
-    A failure here is reported but never hides the run's own outcome.
+    A sweep may span experiments (``-m experiment=a,b``) and launchers that run jobs in other
+    processes, so at its end the papers are read from the run folders written since it started.
+    A failure here is reported but never hides the runs' own outcome.
     """
 
-    def _build(self, config) -> None:
-        paper = config.get("paper")
-        if not paper:
-            return
-        try:
-            files = report(paper, Path(config.paths.log_dir), use_wandb=config.logger.wandb.enabled)
-            for f in files:
-                print(f.read_text(), flush=True)
-        except Exception as e:  # noqa: BLE001 - the table is a convenience after the run
-            log.warning(f"could not build the {paper} tables: {e}")
+    def __init__(self):
+        self.started = time.time()
+
+    def _build(self, papers: set, config) -> None:
+        for paper in sorted(p for p in papers if p):
+            try:
+                for f in report(paper, Path(config.paths.log_dir), use_wandb=config.logger.wandb.enabled):
+                    print(f.read_text(), flush=True)
+            except Exception as e:  # noqa: BLE001 - the table is a convenience after the run
+                log.warning(f"could not build the {paper} tables: {e}")
 
     def on_run_end(self, config, **kwargs) -> None:
-        self._build(config)
+        self._build({config.get("paper")}, config)
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        self.started = time.time()
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        self._build(config)
+        import yaml
+
+        papers = set()
+        for meta in Path(config.paths.log_dir).rglob("run.json"):
+            cfg_file = meta.parent / "config.yaml"
+            if meta.stat().st_mtime >= self.started - 1 and cfg_file.exists():
+                papers.add((yaml.safe_load(cfg_file.read_text()) or {}).get("paper"))
+        self._build(papers, config)
 
     # Hydra calls these too; nothing to do.
     def on_run_start(self, config, **kwargs) -> None: ...
-    def on_multirun_start(self, config, **kwargs) -> None: ...
     def on_job_start(self, config, **kwargs) -> None: ...
     def on_job_end(self, config, job_return, **kwargs) -> None: ...
     def on_compile_config(self, config, **kwargs) -> None: ...

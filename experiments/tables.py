@@ -22,7 +22,7 @@ class TableError(ValueError):
 class Column:
     label: str
     metric: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a reference column (e.g. an exact floor), never ranked
     match: dict = field(default_factory=dict)
     fmt: str = "{:.4g}"
 
@@ -55,7 +55,10 @@ class Table:
         for label, c in spec["columns"].items():
             if "metric" not in c or "higher_is_better" not in c:
                 raise TableError(f"{where}: column {label!r} needs `metric` and `higher_is_better`")
-            columns.append(Column(str(label), c["metric"], bool(c["higher_is_better"]), c.get("match") or {},
+            hib = c["higher_is_better"]
+            if hib not in (True, False, None):
+                raise TableError(f"{where}: column {label!r}: higher_is_better must be true, false or null")
+            columns.append(Column(str(label), c["metric"], hib, c.get("match") or {},
                                   c.get("format", "{:.4g}")))
         paper = spec.get("paper") or {}
         values = paper.get("values") or {}

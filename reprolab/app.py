@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,21 @@ def check_launch(cfg: DictConfig, job: JobInfo) -> None:
         )
 
 
+@contextmanager
+def cpu_threads(n: int | None):
+    """torch's intra-op threads for the job (None: leave torch's default); restored afterwards, so
+    jobs of an in-process sweep do not inherit each other's setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _rank_zero() -> bool:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
@@ -80,7 +96,8 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
         if action == "resume":
             log.info(f"resuming {run.path} from {run.last_ckpt}")
     try:
-        results = get_method(cfg.runner._target_)(cfg, run)
+        with cpu_threads(cfg.get("cpu_threads")):
+            results = get_method(cfg.runner._target_)(cfg, run)
     except BaseException as e:
         if _rank_zero():
             run.fail(e)

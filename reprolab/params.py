@@ -30,3 +30,36 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def count(groups: list[dict]) -> int:
     return sum(p.numel() for g in groups for p in g["params"] if isinstance(p, torch.Tensor))
+
+
+def hidden_matrices(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, nn.Parameter]]]:
+    """Split the trainable parameters into (hidden weight matrices, the rest).
+
+    Hidden matrices are the 2-D weights other than the input embedding and the output head: the
+    attention and MLP projections of a transformer (GaLore's ``["attn", "mlp"]`` targets). The
+    rest are embeddings, the head, gains and biases. Matrix optimizers (Muon, COSMOS, GaLore) use
+    this to send the rest to their AdamW branch by name, not by shape: the official COSMOS shape
+    rule (``ndim == 2 and size(0) <= 10000``) would put a small vocabulary's embedding and head
+    into the matrix branch.
+    """
+    skip = embedding_and_head_names(model)
+    params = trainable(model)
+    hidden = [(n, p) for n, p in params if p.dim() == 2 and n not in skip]
+    hidden_ids = {id(p) for _, p in hidden}
+    return hidden, [(n, p) for n, p in params if id(p) not in hidden_ids]
+
+
+def matrix_branch_groups(model: nn.Module, flag: str, matrix_options: dict, aux_options: dict) -> list[dict]:
+    """Param groups for an optimizer with a matrix branch and an AdamW branch (Muon, COSMOS).
+
+    Hidden matrices (`hidden_matrices`) get ``{flag: True, **matrix_options}``; embeddings and the
+    head ``{flag: False, **aux_options}``; gains and biases the same with ``weight_decay: 0``
+    (`decay_groups`' rule: no decay below 2-D).
+    """
+    hidden, rest = hidden_matrices(model)
+    groups = [
+        {"params": [p for _, p in hidden], flag: True, **matrix_options},
+        {"params": [p for _, p in rest if p.dim() >= 2], flag: False, **aux_options},
+        {"params": [p for _, p in rest if p.dim() < 2], flag: False, **aux_options, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]

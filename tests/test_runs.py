@@ -20,7 +20,12 @@ from tests.conftest import TINY
 
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
-    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8"],
+    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1"],
+    # generate: a random tiny model on the offline recall task (paper-scale files need the HF hub and a GPU;
+    # tests/gear/test_experiments.py runs each GEAR file with its own task).
+    "generate": ["model=llama_tiny", "model.pretrained=false", "runner/task=recall", "runner.task.num_pairs=4",
+                 "runner.task.num_examples=2", "runner.batch_size=2", "runner.checkpoint=null", "runner.device=cpu",
+                 "runner.dtype=float32"],
     "numeric": ["runner.max_steps=3", "runner.log_every=1", "runner.record_at=[]", "runner.accelerator=cpu",
                 "runner.checkpoint_every=0"],
 }
@@ -59,7 +64,7 @@ def test_every_experiment_smoke_runs(compose, run_job, experiment):
 
 
 def test_quickstart_reports_floor_excess_and_throughput(run_job):
-    results, job = run_job(SMOKE["lm"])
+    results, job = run_job(SMOKE["lm"] + ["method=adamw"])
     assert results["table/excess_loss"] == pytest.approx(results["table/val_loss"] - results["table/entropy_floor"])
     assert results["table/entropy_floor"] > 0 and results["table/tokens_per_s"] > 0
     n_tensors = 21  # llama_tiny: embed, 2 x (4 attn + 3 mlp + 2 norms), final norm, head
@@ -148,7 +153,7 @@ def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path):
 
 
 def test_multirun_makes_separate_runs_and_wandb_runs(tmp_path):
-    proc = _run_py(["-m", "seed=0,1", *SMOKE["lm"]], tmp_path)
+    proc = _run_py(["-m", "seed=0,1", "method=adamw", *SMOKE["lm"]], tmp_path)
     out = proc.communicate(timeout=600)[0]
     assert proc.returncode == 0, out
     folders = sorted((tmp_path / "quickstart").glob("*seed=*"))
@@ -164,7 +169,7 @@ def test_multirun_makes_separate_runs_and_wandb_runs(tmp_path):
 
 @pytest.mark.slow
 def test_joblib_launcher_runs_a_sweep_in_parallel_processes(tmp_path):
-    proc = _run_py(["-m", "launcher=joblib", "seed=0,1", *SMOKE["lm"]], tmp_path)
+    proc = _run_py(["-m", "launcher=joblib", "seed=0,1", "method=adamw", *SMOKE["lm"]], tmp_path)
     out = proc.communicate(timeout=900)[0]
     assert proc.returncode == 0, out
     assert len(list((tmp_path / "quickstart").glob("*/results.json"))) == 2

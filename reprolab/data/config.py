@@ -110,3 +110,39 @@ class HFData(LMData):
         return HFSource(self, seed)
 
 
+
+
+@schema("data", "recall")
+@dataclass
+class RecallData(LMData):
+    """Synthetic key:value recall (`reprolab.data.recall`): P distinct (key, value) pairs, then all P
+    recalled (in reverse or forward order). Labels cover the answer only; the loss floor is 0.
+
+    num_keys / num_values: sizes of the two symbol sets (vocab = 3 + num_keys + num_values).
+    order: ``reverse`` (content-addressed lookups) or ``forward`` (also findable by position).
+    seq_len must hold a sequence: seq_len >= 4·num_pairs + 2.
+    val_seed: seeds the fixed validation set (the generate runner's recall task uses its own seed).
+    """
+
+    num_keys: int = 64
+    num_values: int = 64
+    num_pairs: int = 32
+    order: str = "reverse"
+    val_seed: int = 1234
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks.one_of("data.order", self.order, ("reverse", "forward"))
+        for key in ("num_keys", "num_values", "num_pairs"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        if self.num_pairs > min(self.num_keys, self.num_values):
+            raise checks.ConfigError(f"data.num_pairs={self.num_pairs} exceeds min(data.num_keys, data.num_values) "
+                                     f"(keys and values of a sequence are distinct).")
+        need = 4 * self.num_pairs + 2
+        if self.seq_len < need:
+            raise checks.ConfigError(f"data.seq_len={self.seq_len} is too short: {self.num_pairs} pairs need data.seq_len >= {need}.")
+
+    def build(self, seed: int):
+        from reprolab.data.recall import RecallSource
+
+        return RecallSource(self, seed)

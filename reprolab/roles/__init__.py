@@ -10,9 +10,10 @@ imports a method. Hooks import their heavy implementation lazily, so that regist
 schema at start-up stays cheap.
 """
 from reprolab.roles.base import Method
+from reprolab.roles.cache import CacheMethod
 from reprolab.roles.loss import LossMethod
 from reprolab.roles.optimizer import OptimizerMethod
 from reprolab.roles.solver import COUNTERS, ProblemSpec, SolveContext, Solver, SolverMethod
 
-__all__ = ["Method", "LossMethod", "OptimizerMethod", "SolverMethod", "Solver", "ProblemSpec", "SolveContext",
-           "COUNTERS"]
+__all__ = ["Method", "CacheMethod", "LossMethod", "OptimizerMethod", "SolverMethod", "Solver", "ProblemSpec",
+           "SolveContext", "COUNTERS"]

@@ -107,8 +107,8 @@ def drive(fabric, cfg, run_dir, runner, method, spec, spawned: bool) -> dict:
     from runners.numeric import checkpoint
     from runners.numeric.metrics_log import MetricsLog
 
-    if runner.threads:
-        torch.set_num_threads(runner.threads)
+    if spawned and cfg.get("cpu_threads"):  # the launcher's process applies cpu_threads itself (reprolab.app)
+        torch.set_num_threads(int(cfg.cpu_threads))
     fabric.seed_everything(cfg.seed, verbose=False)
     rank0 = fabric.global_rank == 0
     ctx = _context(cfg, runner, fabric.global_rank, fabric.world_size, fabric.device,

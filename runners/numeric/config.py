@@ -50,8 +50,6 @@ class NumericRunner:
       others fail with an error naming it after this many seconds instead of waiting forever.
     start_method: how the distributed backend starts processes (``fork`` starts in well under a
       second; ``spawn`` re-imports torch in every process).
-    threads: torch intra-op threads per process (0: torch's default). One thread per process keeps
-      results independent of the machine and is fastest for the small matrices used here.
     """
 
     _target_: str = "runners.numeric.run"
@@ -65,7 +63,6 @@ class NumericRunner:
     checkpoint_every: int = 0
     timeout_s: float = 60.0
     start_method: str = "fork"
-    threads: int = 1
 
     def __post_init__(self):
         checks.one_of("runner.backend", self.backend, BACKENDS)
@@ -75,7 +72,6 @@ class NumericRunner:
         checks.positive("runner.log_every", self.log_every)
         checks.non_negative("runner.checkpoint_every", self.checkpoint_every)
         checks.positive("runner.timeout_s", self.timeout_s)
-        checks.non_negative("runner.threads", self.threads)
         for i, s in enumerate(self.record_at):
             checks.positive(f"runner.record_at[{i}]", s)
         for key, limit in self.budget.limits().items():

@@ -1,0 +1,140 @@
+"""Optimizer step time and state memory for one weight matrix on CPU: COSMOS vs AdamW, Muon, SOAP.
+
+    python -m benchmarks.cosmos_step [--shapes 256x256,768x768,768x2048,2048x2048] [--reps 5] [--threads 1]
+
+Targets (issue 3): COSMOS <= 1.25x Muon and <= 0.5x SOAP per step, SOAP amortised over its
+refresh period (precondition_frequency 10); optimizer state exactly the cosmos.md §2.8 formulas.
+
+Method: one process, one m x n parameter per optimizer, gradients cycled from a fixed set. After
+warm-up (COSMOS's step-1 SVD, SOAP's preconditioner-only first step, one full SOAP period), every
+repetition times each optimizer in turn (interleaved, so load from other processes hits them
+alike): one step for AdamW, Muon and COSMOS, a whole refresh period of 10 steps for SOAP (reported
+per step). Medians over repetitions. Newton-Schulz runs in fp32 on CPU for both Muon and COSMOS
+(`kernels.cosmos.ns_dtype_for`: bf16 GEMMs are emulated on this CPU, 60x slower). Writes
+benchmarks/results/cosmos_step.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from benchmarks.common import SHARED_CPU_NOTE, command_line, median_ms, write
+
+SHAPES = ((256, 256), (768, 768), (768, 2048), (2048, 2048))
+SOAP_PERIOD = 10
+TARGETS = {"COSMOS/Muon": 1.25, "COSMOS/SOAP": 0.5}
+
+
+def state_formulas(m: int, n: int, r: int) -> dict[str, int]:
+    """Optimizer-state elements of one m x n matrix, cosmos.md §2.8."""
+    return {"AdamW": 2 * m * n, "Muon": m * n, "SOAP": 2 * m * n + 2 * m * m + 2 * n * n,
+            "COSMOS": m * n + (m + n) * r + r * r}
+
+
+def make_optimizers(m: int, n: int, rank: int) -> dict:
+    from methods.cosmos import COSMOS
+    from methods.muon import Muon
+    from methods.soap import SOAP
+
+    def param(seed):
+        return torch.nn.Parameter(torch.randn(m, n, generator=torch.Generator().manual_seed(seed)) * 0.02)
+
+    ps = {k: param(i) for i, k in enumerate(("AdamW", "Muon", "SOAP", "COSMOS"))}
+    return {
+        "AdamW": (ps["AdamW"], torch.optim.AdamW([ps["AdamW"]], lr=1e-3)),
+        "Muon": (ps["Muon"], Muon([ps["Muon"]], lr=0.02)),
+        "SOAP": (ps["SOAP"], SOAP([ps["SOAP"]], lr=3e-3, precondition_frequency=SOAP_PERIOD)),
+        "COSMOS": (ps["COSMOS"], COSMOS([ps["COSMOS"]], lr=2e-3, rank=rank)),
+    }
+
+
+def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
+    grads = [torch.randn(m, n, generator=torch.Generator().manual_seed(100 + i)) for i in range(4)]
+    opts = make_optimizers(m, n, rank)
+    counter = {"i": 0}
+
+    def step(name):
+        p, opt = opts[name]
+        p.grad = grads[counter["i"] % len(grads)]
+        counter["i"] += 1
+        opt.step()
+
+    for name in opts:  # warm-up: first steps (SVD, SOAP init) and one full SOAP period
+        for _ in range(SOAP_PERIOD + 1 if name == "SOAP" else 2):
+            step(name)
+    samples = {name: [] for name in opts}
+    for _ in range(reps):
+        for name in opts:
+            k = SOAP_PERIOD if name == "SOAP" else 1
+            t0 = time.perf_counter()
+            for _ in range(k):
+                step(name)
+            samples[name].append((time.perf_counter() - t0) / k)
+    ms = {name: median_ms(s) for name, s in samples.items()}
+    formulas = state_formulas(m, n, rank)
+    state = {}
+    for name, (p, opt) in opts.items():
+        measured = sum(v.numel() * v.element_size() for k, v in opt.state[p].items()
+                       if isinstance(v, torch.Tensor) and k != "step")  # torch's AdamW keeps its step count as a tensor
+        state[name] = {"bytes": measured, "formula_bytes": 4 * formulas[name], "exact": measured == 4 * formulas[name]}
+    return {"shape": [m, n], "rank": rank, "reps": reps, "ms": ms,
+            "ratios": {"COSMOS/Muon": ms["COSMOS"] / ms["Muon"], "COSMOS/SOAP": ms["COSMOS"] / ms["SOAP"],
+                       "COSMOS/AdamW": ms["COSMOS"] / ms["AdamW"]},
+            "state": state}
+
+
+def markdown(rows: list[dict], threads: int) -> str:
+    lines = ["# COSMOS optimizer step on CPU vs AdamW, Muon, SOAP (f = 10)", "",
+             f"One weight matrix per optimizer, fp32, {threads} intra-op thread(s); Newton-Schulz in fp32 on CPU. "
+             "SOAP's time is per step, amortised over one refresh period (10 steps). Median of interleaved repetitions.",
+             SHARED_CPU_NOTE, "",
+             "| shape | rank | AdamW ms | Muon ms | SOAP ms | COSMOS ms | COSMOS/Muon (target <= 1.25) | "
+             "COSMOS/SOAP (target <= 0.5) | state bytes = §2.8 formulas |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ms, ratio = r["ms"], r["ratios"]
+        ok = lambda key: "met" if ratio[key] <= TARGETS[key] else "**missed**"  # noqa: E731
+        exact = all(s["exact"] for s in r["state"].values())
+        lines.append(
+            f"| {r['shape'][0]}x{r['shape'][1]} | {r['rank']} | {ms['AdamW']:.3g} | {ms['Muon']:.3g} | {ms['SOAP']:.3g} | "
+            f"{ms['COSMOS']:.3g} | {ratio['COSMOS/Muon']:.2f} ({ok('COSMOS/Muon')}) | "
+            f"{ratio['COSMOS/SOAP']:.2f} ({ok('COSMOS/SOAP')}) | {'exact' if exact else '**differs**'} |")
+    lines += ["", "State bytes (measured from the optimizers' state dicts, step counters aside; equal to the formula "
+              "times 4 bytes where the table above says exact):", "",
+              "| shape | AdamW | Muon | SOAP | COSMOS |", "|---|---|---|---|---|"]
+    for r in rows:
+        s = r["state"]
+        lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | " + " | ".join(
+            f"{s[k]['bytes']:,}" for k in ("AdamW", "Muon", "SOAP", "COSMOS")) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", default=",".join(f"{m}x{n}" for m, n in SHAPES))
+    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--reps", type=int, default=9, help="repetitions per shape (at most 5 for shapes with 2048 rows)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared CPU)")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+    rows = []
+    for m, n in shapes:
+        reps = min(args.reps, 5) if m >= 2048 else args.reps
+        rows.append(bench_shape(m, n, min(args.rank, m, n), reps))
+        r = rows[-1]
+        print(f"{m}x{n}: " + ", ".join(f"{k} {v:.3g} ms" for k, v in r["ms"].items()) + " | " +
+              ", ".join(f"{k} {v:.2f}" for k, v in r["ratios"].items()), flush=True)
+    md = markdown(rows, args.threads)
+    if not args.no_write:
+        path = write("cosmos_step", {"rows": rows, "threads": args.threads}, md,
+                     command=command_line("benchmarks.cosmos_step", argv))
+        print(f"written: {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

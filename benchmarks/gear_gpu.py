@@ -1,0 +1,155 @@
+"""GPU benchmark (one H100/H200, < 10 min): GEAR's Triton kernels vs their PyTorch twins, and decode
+throughput / peak memory of fp16 vs KIVI-2 vs GEAR-L vs GEAR (GEAR paper §4.1 throughput protocol).
+
+NOT YET RUN: written in a session without a GPU; its CPU-runnable path is exercised by
+tests/gear/test_benchmarks.py (tiny model, twin backends). Results go to benchmarks/results/gear_gpu.*.
+
+1. Kernels (fp16 inputs, CUDA events, median of 20): quantise + pack of a LLaMA-7B layer's keys
+   (batch 8, 32 heads x 128 channels x 1024 tokens, b = 2, g = 64) and decode attention over a
+   compressed cache (batch 8, 32 heads, 1024 compressed tokens with GEAR outliers and low-rank, 64 fp16
+   buffer tokens): Triton vs twin time and max |difference|.
+2. Decode: a randomly initialised LLaMA-7B-shaped model (d 4096, 32 layers, 32 heads, fp16), prompt of
+   1000 random tokens, 500 greedy new tokens, batch 1 / 8 / 32; fp16 DynamicCache (SDPA) vs KIVI-2,
+   GEAR-L and GEAR (b = 2, g = n_b = 64, s = 2 %, r = 4/2) with fused decode attention. Reports
+   generated tokens/s (prefill included, as the official cuda_supported_gear/test.py) and
+   torch.cuda.max_memory_allocated. Expectation (spec §5.2): KV ~19-25 % of fp16, throughput gains
+   only at large batch.
+
+    python -m benchmarks.gear_gpu [--layers 32] [--batches 1,8,32] [--prompt 1000] [--new 500]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def _time(fn, device, reps=20) -> float:
+    """Median seconds of ``fn`` (CUDA events on GPU, wall clock elsewhere)."""
+    fn()
+    out = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            torch.cuda.synchronize()
+            out.append(a.elapsed_time(b) / 1000)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def kernels(device, B=8, H=32, d=128, n=1024, reps=20) -> dict:
+    from kernels.gear import quant, quant_triton
+    from kernels.gear.attention import decode_attention
+    from methods.gear.compress import CodecSpec, QuantSpec, compress
+    from methods.gear.store import PackedStore
+
+    rows = torch.randn(B * H * d, n, device=device, dtype=torch.float16)
+    twin = lambda: quant.quantize_pack(rows, 2, 64)  # noqa: E731
+    trit = lambda: quant_triton.quantize_pack(rows, 2, 64)  # noqa: E731
+    same = all(torch.equal(a, b) for a, b in zip(twin(), trit()))
+    res = {"quant_twin_s": _time(twin, device, reps), "quant_triton_s": _time(trit, device, reps), "quant_codes_equal": same}
+    codec = CodecSpec(QuantSpec(2, "channel", 64), QuantSpec(2, "token", 64), outlier_frac=0.02)
+    sk, sv = PackedStore(codec.key, H, d), PackedStore(codec.value, H, d)
+    for chunk, r in [(n - 128, 4), (64, 2), (64, 2)]:
+        x = torch.randn(B, H, chunk, d, device=device, dtype=torch.float16)
+        p0 = torch.rand(d, r, device=device)
+        sk.append(compress(x, "key", codec, r, p0))
+        sv.append(compress(x, "value", codec, r, p0))
+    q = torch.randn(B, H, d, device=device, dtype=torch.float16)
+    bk = torch.randn(B, H, 64, d, device=device, dtype=torch.float16)
+    bv = torch.randn(B, H, 64, d, device=device, dtype=torch.float16)
+    f = {be: (lambda be=be: decode_attention(q, sk, sv, bk, bv, d**-0.5, backend=be)) for be in ("torch", "triton")}
+    res.update(attn_twin_s=_time(f["torch"], device, reps), attn_triton_s=_time(f["triton"], device, reps),
+               attn_max_diff=float((f["torch"]() - f["triton"]()).abs().max()))
+    return res
+
+
+def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, batches=(1, 8, 32), prompt=1000, new=500,
+           dtype=torch.float16) -> list[dict]:
+    from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
+
+    from methods.gear import GEAR
+    from methods.kivi import KIVI
+    from runners.generate.decode import Stepper, kv_stats
+
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=prompt + new + 8)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(cfg).to(device=device, dtype=dtype).eval()
+    fused = device.type == "cuda"  # the twin on CPU is correct but slow; CPU runs check the code path only
+    methods = {"fp16": None, "KIVI-2": KIVI(attention="fused" if fused else "materialize"),
+               "GEAR-L": GEAR(outlier_frac=0.0, attention="fused" if fused else "materialize"),
+               "GEAR": GEAR(attention="fused" if fused else "materialize")}
+    out = []
+    for name, m in methods.items():
+        if m is not None:
+            m.prepare_model(model)
+        model.set_attn_implementation(m.attn_implementation if m is not None and m.attn_implementation else "sdpa")
+        for B in batches:
+            ids = torch.randint(0, vocab, (B, prompt), device=device)
+            row = {"cache": name, "batch": B}
+            try:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                cache = DynamicCache(config=cfg) if m is None else m.make_cache(cfg)
+                with torch.no_grad():
+                    s = Stepper(model, cache, ids, torch.ones_like(ids))
+                    for _ in range(new - 1):
+                        s.step(s.logits.argmax(-1))
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                    row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+                sec = time.perf_counter() - t0
+                measured, nominal, fp16 = kv_stats(cache)
+                row.update(tokens_per_s=B * new / sec, seconds=sec, kv_gb=measured / 2**30, kv_fraction=measured / fp16)
+                del cache, s
+            except torch.cuda.OutOfMemoryError:
+                row["error"] = "out of memory"
+            out.append(row)
+            print(row, flush=True)
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--layers", type=int, default=32)
+    p.add_argument("--batches", default="1,8,32")
+    p.add_argument("--prompt", type=int, default=1000)
+    p.add_argument("--new", type=int, default=500)
+    args = p.parse_args(argv if argv is not None else [])
+    if not torch.cuda.is_available():
+        print("benchmarks.gear_gpu: no CUDA device here, skipped (it needs one H100/H200; see its docstring).")
+        return
+    from benchmarks.common import write
+
+    device = torch.device("cuda")
+    k = kernels(device)
+    rows = decode(device, layers=args.layers, batches=[int(b) for b in args.batches.split(",")], prompt=args.prompt, new=args.new)
+    md = [f"GPU: {torch.cuda.get_device_name()}. Kernels (median of 20, fp16): quantise+pack twin {k['quant_twin_s'] * 1e3:.3f} ms "
+          f"vs Triton {k['quant_triton_s'] * 1e3:.3f} ms (codes equal: {k['quant_codes_equal']}); decode attention twin "
+          f"{k['attn_twin_s'] * 1e3:.3f} ms vs Triton {k['attn_triton_s'] * 1e3:.3f} ms (max |diff| {k['attn_max_diff']:.2e}).", "",
+          f"Decode: random-init LLaMA-7B shape ({args.layers} layers), prompt {args.prompt}, {args.new} new tokens, fp16.", "",
+          "| cache | batch | tokens/s | peak memory (GiB) | KV (GiB) | KV / fp16 |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            md.append(f"| {r['cache']} | {r['batch']} | {r['error']} | | | |")
+        else:
+            md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
+                      f"{r['kv_fraction']:.3f} |")
+    print("\n".join(md))
+    write("gear_gpu", {"kernels": k, "decode": rows, **vars(args)}, "\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

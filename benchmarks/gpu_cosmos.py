@@ -1,0 +1,200 @@
+"""GPU benchmark for COSMOS: Triton kernels vs their PyTorch twins, and a full LLaMA training step.
+
+    python -m benchmarks.gpu_cosmos                 # one H100/H200: about 5 minutes
+    python -m benchmarks.gpu_cosmos --device cpu --tiny   # the CPU smoke test of the same code (twins only)
+
+Part 1, per kernel (kernels/cosmos), at LLaMA-1B shapes: median ms of the Triton kernel and of
+the twin, their ratio, and the max abs difference. Part 2, per optimizer (AdamW, Muon, SOAP f=10,
+COSMOS r=64) and model (LLaMA-60M, LLaMA-130M, conf/model): ms per training step (forward,
+backward, optimizer; bf16 autocast, fp32 weights and state), the optimizer step alone, peak
+memory (`torch.cuda.max_memory_allocated`) and the optimizer-state bytes. Random tokens: the
+timings do not depend on the data. Writes benchmarks/results/gpu_cosmos.{md,json} (not with --tiny).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from benchmarks.common import command_line, write
+
+MODELS = {"llama_60m": dict(hidden_size=512, intermediate_size=1376, num_layers=8, num_heads=8),
+          "llama_130m": dict(hidden_size=768, intermediate_size=2048, num_layers=12, num_heads=12)}
+TINY_MODEL = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4)
+
+
+class Timer:
+    """Median wall time of a callable, synchronising CUDA around it."""
+
+    def __init__(self, device: str):
+        self.cuda = device.startswith("cuda")
+
+    def __call__(self, fn, reps: int, warmup: int = 2) -> float:
+        for _ in range(warmup):
+            fn()
+        samples = []
+        for _ in range(reps):
+            if self.cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if self.cuda:
+                torch.cuda.synchronize()
+            samples.append(time.perf_counter() - t0)
+        return 1000 * statistics.median(samples)
+
+
+def kernel_cases(device: str, tiny: bool) -> dict:
+    """name -> (twin-or-triton callable factory taking a backend) at LLaMA-1B down_proj-like shapes."""
+    from kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
+
+    m, n, r = (48, 40, 8) if tiny else (2048, 5461, 64)
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def rnd(*shape, dtype=torch.float32):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    G, M, Zc = rnd(m, n), rnd(m, n), rnd(n, r)
+    U = torch.linalg.qr(rnd(n, r)).Q
+    V = rnd(m, r).abs()
+    P = G @ U
+    X = rnd(m, n, dtype=torch.bfloat16)
+    pm = dict(beta1=0.95, beta2=0.95, g_coef=1.0, m_coef=0.95, mix_scale=0.1, bias2=0.5, eps=1e-8)
+    return {
+        "power iteration Z = (1-b2) G^T P + b2 U S": lambda be: gemm_epilogue(G.T, P, alpha=0.05, c=Zc, beta=0.95,
+                                                                              backend=be),
+        "projection + moments (M, V, GU, GhatU, D)": lambda be: project_moments(G, M.clone(), U, V.clone(), backend=be,
+                                                                                **pm)[2],
+        "residual R = Ghat - (Ghat U) U^T": lambda be: gemm_epilogue(P, U.T, alpha=-1.0, c=G, beta=0.1, d=M, delta=0.095,
+                                                                      backend=be),
+        "NS5 bf16 (cosmos association)": lambda be: newton_schulz5(X, 5, "cosmos", torch.bfloat16, backend=be),
+        "NS5 bf16 (muon association)": lambda be: newton_schulz5(X, 5, "muon", torch.bfloat16, backend=be),
+    }
+
+
+def bench_kernels(device: str, tiny: bool, reps: int) -> list[dict]:
+    timer = Timer(device)
+    rows = []
+    backends = ("triton", "torch") if device.startswith("cuda") else ("torch",)
+    for name, fn in kernel_cases(device, tiny).items():
+        out = {be: fn(be) for be in backends}
+        row = {"kernel": name, **{f"{be}_ms": timer(lambda: fn(be), reps) for be in backends}}
+        if len(backends) == 2:
+            row["speedup"] = row["torch_ms"] / row["triton_ms"]
+            row["max_abs_diff"] = (out["triton"].float() - out["torch"].float()).abs().max().item()
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def make_optimizer(name: str, model):
+    from reprolab.params import decay_groups, matrix_branch_groups
+
+    if name == "AdamW":
+        return torch.optim.AdamW(decay_groups(model, 0.0), lr=1e-3, betas=(0.9, 0.95))
+    if name == "Muon":
+        from methods.muon import Muon
+
+        return Muon(matrix_branch_groups(model, "use_muon", {}, {"lr": 1e-3}), lr=0.02)
+    if name == "SOAP":
+        from methods.soap import SOAP
+
+        return SOAP(decay_groups(model, 0.0), lr=3e-3, precondition_frequency=10)
+    from methods.cosmos import COSMOS
+
+    groups = matrix_branch_groups(model, "use_cosmos", {}, {})
+    return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]))
+
+
+def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) -> list[dict]:
+    from reprolab.models.config import CausalLM
+
+    rows = []
+    models = {"tiny": TINY_MODEL} if tiny else MODELS
+    vocab = 256 if tiny else 32000
+    for model_name, sizes in models.items():
+        for opt_name in ("AdamW", "Muon", "SOAP", "COSMOS"):
+            torch.manual_seed(0)
+            model = CausalLM(**sizes, vocab_size=vocab).build().to(device)
+            opt = make_optimizer(opt_name, model)
+            tokens = torch.randint(0, vocab, (batch, seq + 1), device=device)
+            x, y = tokens[:, :-1], tokens[:, 1:]
+            opt_ms = []
+
+            def train_step():
+                with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=not tiny):
+                    logits = model(input_ids=x).logits
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                loss.backward()
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                opt.step()
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                opt_ms.append(1000 * (time.perf_counter() - t0))
+                opt.zero_grad(set_to_none=True)
+
+            for _ in range(11 if opt_name == "SOAP" else 2):  # first steps: SVD / eigh set-up
+                train_step()
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            opt_ms.clear()
+            step_ms = Timer(device)(train_step, steps, warmup=0)
+            state = sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values()
+                        if isinstance(v, torch.Tensor))
+            row = {"model": model_name, "optimizer": opt_name, "ms_per_step": step_ms,
+                   "optimizer_ms": statistics.median(opt_ms), "state_bytes": state,
+                   "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}
+            rows.append(row)
+            print(row, flush=True)
+            del model, opt
+            if device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    return rows
+
+
+def markdown(kernels: list[dict], training: list[dict], batch: int, seq: int) -> str:
+    lines = ["# COSMOS on GPU: Triton kernels vs PyTorch twins, and full LLaMA training steps", "",
+             "## Kernels (LLaMA-1B down_proj shapes: m 2048, n 5461, r 64), median ms", "",
+             "| kernel | Triton ms | twin ms | twin / Triton | max abs diff |", "|---|---|---|---|---|"]
+    for k in kernels:
+        lines.append(f"| {k['kernel']} | {k.get('triton_ms', float('nan')):.3f} | {k['torch_ms']:.3f} | "
+                     f"{k.get('speedup', float('nan')):.2f} | {k.get('max_abs_diff', float('nan')):.2e} |")
+    lines += ["", f"## Training step, batch {batch} x {seq} tokens, bf16 autocast, fp32 weights and state", "",
+              "| model | optimizer | ms/step | optimizer ms | peak GB | state bytes |", "|---|---|---|---|---|---|"]
+    for t in training:
+        peak = "n/a" if t["peak_gb"] is None else f"{t['peak_gb']:.2f}"
+        lines.append(f"| {t['model']} | {t['optimizer']} | {t['ms_per_step']:.1f} | {t['optimizer_ms']:.1f} | {peak} | "
+                     f"{t['state_bytes']:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--tiny", action="store_true", help="tiny shapes (a smoke test; nothing is written)")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seq", type=int, default=1024)
+    args = p.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("benchmarks.gpu_cosmos: no CUDA device here, skipped (run it on one H100/H200).")
+        return None
+    if args.tiny:
+        args.reps, args.steps, args.batch, args.seq = 2, 2, 2, 16
+    kernels = bench_kernels(args.device, args.tiny, args.reps)
+    training = bench_training(args.device, args.tiny, args.steps, args.batch, args.seq)
+    if not args.tiny:
+        md = markdown(kernels, training, args.batch, args.seq)
+        path = write("gpu_cosmos", {"kernels": kernels, "training": training}, md,
+                     command=command_line("benchmarks.gpu_cosmos", argv))
+        print(f"written: {path}")
+    return kernels, training
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Triton kernels, one folder per method, each with a PyTorch twin that defines its semantics."""

@@ -1,0 +1,109 @@
+"""The hot pieces of a COSMOS step, each with a Triton kernel and a PyTorch twin (cosmos.md §2.11).
+
+    from kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
+
+Every function takes ``backend``: ``"triton"``, ``"torch"`` (the twin, kernels/cosmos/reference.py)
+or ``None`` (auto: Triton for CUDA tensors of fp32/bf16/fp16 when triton imports, the twin
+elsewhere; set ``REPROLAB_TRITON=0`` to force the twin on GPU). Triton is imported only when it is used.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+
+from kernels.cosmos import reference
+from kernels.cosmos.reference import ASSOCIATIONS, NS5_COEFFS
+
+BACKENDS = (None, "torch", "triton")
+
+NS_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "backend_for", "gemm_epilogue", "newton_schulz5", "ns_dtype_for",
+           "project_moments"]
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def backend_for(t: torch.Tensor, backend: str | None = None) -> str:
+    """The backend that runs for tensor ``t``: ``backend`` if given, else auto (see module doc)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
+    if backend is not None:
+        return backend
+    if t.is_cuda and t.dtype != torch.float64 and os.environ.get("REPROLAB_TRITON", "1") != "0" and _triton_importable():
+        return "triton"
+    return "torch"
+
+
+def ns_dtype_for(t: torch.Tensor, dtype: torch.dtype | str | None = None) -> torch.dtype:
+    """The Newton-Schulz dtype: ``dtype`` if given (a torch dtype or a `NS_DTYPES` name), else
+    bf16 on CUDA (the official choice) and fp32 on CPU, where bf16 GEMMs without hardware support
+    are emulated (60x slower than fp32 on the 2-core AMD EPYC this was written on)."""
+    if isinstance(dtype, str):
+        if dtype not in NS_DTYPES:
+            raise ValueError(f"ns_dtype={dtype!r} is not one of {list(NS_DTYPES)}")
+        dtype = NS_DTYPES[dtype]
+    if dtype is None:
+        return torch.bfloat16 if t.is_cuda else torch.float32
+    return dtype
+
+
+def _impl(t: torch.Tensor, backend: str | None):
+    if backend_for(t, backend) == "triton":
+        from kernels.cosmos import triton_kernels
+
+        return triton_kernels
+    return reference
+
+
+def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, backend=None):
+    """out = alpha (a @ b) + beta c + delta d, in ``out_dtype`` (default a's dtype). a (M, K), b (K, N)."""
+    return _impl(a, backend).gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype)
+
+
+def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps, backend=None):
+    """Fused COSMOS projection + moments; see `kernels.cosmos.reference.project_moments`."""
+    return _impl(G, backend).project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
+                                             mix_scale=mix_scale,
+                                             bias2=bias2, eps=eps)
+
+
+def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos", dtype=torch.bfloat16, backend=None):
+    """Quintic Newton-Schulz orthogonalisation; see `kernels.cosmos.reference.newton_schulz5`.
+
+    The Triton path runs each step as three fused GEMMs: the Gram product X X^T (symmetric: upper
+    block triangle only), then for "cosmos" B = A X and X <- a X + b B + c (A B) with the axpy in
+    the epilogue, for "muon" B = b A + c (A A) (symmetric, epilogue) and X <- a X + B X. The
+    epilogue works in fp32 and rounds once, where torch rounds every bf16 op (differences are
+    within bf16 rounding: cosmos.md §6.19).
+    """
+    if association not in ASSOCIATIONS:
+        raise ValueError(f"association={association!r} is not one of {ASSOCIATIONS}")
+    if backend_for(x, backend) == "torch":
+        return reference.newton_schulz5(x, steps, association, dtype)
+    from kernels.cosmos.triton_kernels import gemm_epilogue as gemm
+
+    a, b, c = NS5_COEFFS
+    X = x.to(dtype)
+    X = X / (X.norm() + 1e-7)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        X = X.T
+    for _ in range(steps):
+        A = gemm(X, X.T, symmetric=True)
+        if association == "cosmos":
+            B = gemm(A, X)
+            X = gemm(A, B, alpha=c, c=X, beta=a, d=B, delta=b)
+        else:
+            B = gemm(A, A, alpha=c, c=A, beta=b, symmetric=True)
+            X = gemm(B, X, c=X, beta=a)
+    return X.T if tall else X

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from reprolab import checks
+from reprolab.registry import schema
+from reprolab.roles import OptimizerMethod
+
+NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 on CUDA, fp32 on CPU
+
+ROUTINGS = ("name", "shape")
+BACKENDS = (None, "torch", "triton")
+
+
+@schema("method", "cosmos")
+@dataclass
+class Cosmos(OptimizerMethod):
+    """COSMOS: Liu et al., "COSMOS: A Hybrid Adaptive Optimizer for Memory-Efficient Training of
+    LLMs", arXiv:2502.17410 (update: methods/cosmos/optimizer.py; spec: cosmos.md §2).
+
+    lr: eta; embeddings, head, gains and biases (AdamW branch) step with lr, hidden matrices with
+      RMS lr * lr_ratio. betas: (beta1, beta2). gamma: weight of the Muon (residual) part.
+    rank: dimension of the adaptive subspace (<= min(m, n) of every hidden matrix).
+    routing: ``name`` sends the embeddings and the head to AdamW whatever their shape (the
+      paper's intent, needed for small vocabularies); ``shape`` is the official rule (2-D with
+      <= 10000 rows -> COSMOS).
+    parity: reproduce the official code's quirks (AdamW-branch momentum 0.1, nesterov=false
+      without momentum, no vanishing-residual guard).
+    backend: None (Triton on CUDA, PyTorch twin elsewhere), ``torch`` or ``triton``.
+    Defaults: the official README (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2, gamma 0.2, rank 64);
+    weight_decay 0 as in the paper's LLaMA runs (cosmos.md §8.4; README 0.1).
+    """
+
+    lr: float = 2e-3
+    betas: list[float] = field(default_factory=lambda: [0.95, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    lr_ratio: float = 0.2
+    gamma: float = 0.2
+    rank: int = 64
+    nesterov: bool = True
+    ns_steps: int = 5
+    parity: bool = False
+    routing: str = "name"
+    ns_dtype: str = "auto"
+    backend: Optional[str] = None
+
+    def __post_init__(self):
+        checks.positive("method.lr", self.lr)
+        checks.betas("method.betas", self.betas, 2)
+        checks.non_negative("method.eps", self.eps)
+        checks.non_negative("method.weight_decay", self.weight_decay)
+        checks.positive("method.lr_ratio", self.lr_ratio)
+        checks.non_negative("method.gamma", self.gamma)
+        checks.positive("method.rank", self.rank)
+        checks.positive("method.ns_steps", self.ns_steps)
+        checks.one_of("method.routing", self.routing, ROUTINGS)
+        checks.one_of("method.ns_dtype", self.ns_dtype, NS_DTYPES)
+        checks.one_of("method.backend", self.backend, BACKENDS)
+
+    def build_optimizer(self, model):
+        from methods.cosmos.optimizer import COSMOS
+        from reprolab.params import decay_groups, matrix_branch_groups
+
+        if self.routing == "name":
+            groups = matrix_branch_groups(model, "use_cosmos", {"weight_decay": self.weight_decay},
+                                          {"weight_decay": self.weight_decay})
+        else:
+            groups = decay_groups(model, self.weight_decay)
+        return COSMOS(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay,
+                      lr_ratio=self.lr_ratio, gamma=self.gamma, rank=self.rank, nesterov=self.nesterov,
+                      ns_steps=self.ns_steps, parity=self.parity, ns_dtype=self.ns_dtype, backend=self.backend)

@@ -1,0 +1,247 @@
+"""GEAR's compression of one chunk of KV: quantised backbone + sparse outliers + low-rank residual.
+
+"GEAR: An Efficient KV Cache Compression Recipe for Near-Lossless Generative Inference of LLM",
+Kang, Zhang, Kundu, Jeong, Liu, Krishna, Zhao, arXiv:2403.05527 (spec: ../shared/papers/gear.md §2).
+
+For X ∈ {K, V} of one chunk, shape [B, H, n, d_H] (K after RoPE, before GQA's repeat):
+
+    S  = Filter_s(X)                 sparse outliers: per row the k smallest and k largest entries
+                                     (signed ``topk``), kept exactly (fp16 value + int32 index)
+    D̂  = Dequant(Quant_b(X − S))     group-wise asymmetric b-bit quantisation (`kernels.gear.quant`)
+                                     of X with the outliers replaced by the row mean, so they do not
+                                     stretch any group's range
+    R  = X − fp16(D̂ + S)             residual (zero at outlier positions)
+    L  = Q Pᵀ ≈ R                    rank-r power iteration per (batch, head) n × d_H matrix
+
+and X̂ = D̂ + S + L. Order of operations as in the official ``gearslkivi_channelQ_new`` /
+``gearslkivi_tokenQ_new`` (§2.1): fp32 math, mean computed over the full row before the
+replacement, outliers written back after dequantisation, D̂+S rounded to fp16 before the residual.
+
+Deviations from the official code (each a choice, documented in the spec):
+- ``quant_levels`` is 2^b − 1 everywhere (the official sparse path passes b² − 1: equal for b = 2, 4).
+- The per-row outlier count is ⌈s·row_len/2⌉ per side in ``"paper"`` mode (the default);
+  ``"official"`` mode reproduces ⌊⌊B·H·n·d_H·s⌋/B/n/2⌋, which for keys makes the kept fraction
+  H·d_H·s/n (all keys become outliers for short chunks, §2.3). Both are capped at ⌊row_len/2⌋.
+- The backbone D̂+S is always rounded to fp16 before the residual is fitted (the official GEAR-L
+  path skips this for fp32 input), so s = 0 gives GEAR-L and s = r = 0 gives KIVI exactly.
+- The power iteration starts from one random P shared by every (batch, head) matrix (drawn from
+  the cache's own generator), so compressing a batch equals compressing each sequence alone; the
+  official code draws a fresh P per matrix from the global RNG (pass ``p0`` to reproduce it).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from kernels.gear import quant
+from methods.gear.layout import from_rows, row_length, to_rows
+
+COUNT_MODES = ("paper", "official")
+FILLS = ("mean", "inside")
+STORAGES = ("packed", "simulated")
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How one of K/V is quantised: ``bits``, row ``layout`` and ``group`` (None: the whole row)."""
+
+    bits: int
+    layout: str
+    group: Optional[int] = None
+
+    def group_for(self, row_len: int) -> int:
+        return row_len if self.group is None else self.group
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """Everything but the rank: the rank differs between the prefill chunk and decode chunks.
+
+    outlier_fill: ``mean`` (GEAR: outliers replaced by the row mean before the ranges are taken)
+      or ``inside`` (v1 outlier-reduced quantisation: the range is that of the remaining entries).
+    storage: ``packed`` (real low-bit codes, fp16 scales/mins/outliers/factors) or ``simulated``
+      (fake-quantise in fp32 and keep the fp16 reconstruction, as the official accuracy runs).
+    """
+
+    key: QuantSpec
+    value: QuantSpec
+    outlier_frac: float = 0.0
+    outlier_count: str = "paper"
+    outlier_fill: str = "mean"
+    loops: int = 3
+    storage: str = "packed"
+
+    def quant(self, kind: str) -> QuantSpec:
+        return self.key if kind == "key" else self.value
+
+
+# ---- outliers --------------------------------------------------------------------------------
+def outlier_k(frac: float, mode: str, shape, layout: str) -> int:
+    """Outliers per row per side (k smallest + k largest), capped at half the row."""
+    if frac <= 0:
+        return 0
+    L = row_length(layout, shape)
+    if mode == "paper":
+        k = math.ceil(frac * L / 2)
+    elif mode == "official":
+        B, H, n, d = shape
+        k = int(int(B * H * n * d * frac) / B / n / 2)
+    else:
+        raise ValueError(f"outlier_count={mode!r} is not one of {list(COUNT_MODES)}.")
+    return min(k, L // 2)
+
+
+def split_outliers(rows: torch.Tensor, k: int, fill: str = "mean"):
+    """Take the k smallest and k largest entries of every row (signed values).
+
+    Returns (filled rows, index [.., 2k] int64, value [.., 2k]); ``filled`` has the outliers
+    replaced by the row mean (``fill="mean"``) or by the smallest remaining entry (``"inside"``).
+    """
+    small_v, small_i = rows.topk(k, dim=-1, largest=False)
+    large_v, large_i = rows.topk(k, dim=-1, largest=True)
+    if fill == "mean":
+        f = rows.mean(-1, keepdim=True).expand_as(small_v)
+    elif fill == "inside":
+        f = rows.topk(min(k + 1, rows.shape[-1]), dim=-1, largest=False).values[..., -1:].expand_as(small_v)
+    else:
+        raise ValueError(f"outlier_fill={fill!r} is not one of {list(FILLS)}.")
+    filled = rows.scatter(-1, small_i, f).scatter(-1, large_i, f)
+    return filled, torch.cat([small_i, large_i], -1), torch.cat([small_v, large_v], -1)
+
+
+# ---- low rank --------------------------------------------------------------------------------
+def power_iteration(R: torch.Tensor, rank: int, loops: int, p0: torch.Tensor, orthogonalize_every: bool = False):
+    """Rank-``rank`` factors (Q [.., n, r] orthonormal, P [.., d, r]) with Q Pᵀ ≈ R [.., n, d].
+
+    PowerSGD-style, as the official ``fake_poweriteration_group``: ``loops`` rounds of
+    Q ← R P, P ← Rᵀ Q, with QR of P and of Q only in the last round (every round with
+    ``orthogonalize_every``, which converges to the top-r SVD subspace for large ``loops``).
+    ``p0`` [.., d, r] (broadcast over the leading axes) is the random start.
+    """
+    n, d = R.shape[-2:]
+    if rank > min(n, d):
+        raise ValueError(f"rank={rank} exceeds min(n, d_H) = min({n}, {d}): lower the rank or compress longer chunks.")
+    if loops < 1:
+        raise ValueError(f"loops={loops} must be >= 1.")
+    P = p0.to(R).expand(*R.shape[:-2], d, rank)
+    Q = None
+    for i in range(loops):
+        last = i == loops - 1
+        if last or orthogonalize_every:
+            P = torch.linalg.qr(P).Q
+        Q = R @ P
+        if last or orthogonalize_every:
+            Q = torch.linalg.qr(Q).Q
+        P = R.transpose(-1, -2) @ Q
+    return Q, P
+
+
+# ---- one chunk -------------------------------------------------------------------------------
+@dataclass
+class Compressed:
+    """One of K/V of one chunk, as stored.
+
+    Packed: ``codes`` uint8 [B, rows, row_len·b/8], ``scale``/``mn`` fp16 [B, rows, row_len/g],
+    ``out_idx`` int32 / ``out_val`` fp16 [B, rows, 2k] (positions within the row), low-rank
+    ``lr_q`` [B, H, n, r] and ``lr_p`` [B, H, d_H, r] fp16. Simulated: ``dense`` fp16 [B, H, n, d_H]
+    (the reconstruction) and the same ``nominal_bits`` a packed chunk would take.
+    """
+
+    shape: tuple
+    spec: QuantSpec
+    group: int
+    codes: Optional[torch.Tensor] = None
+    scale: Optional[torch.Tensor] = None
+    mn: Optional[torch.Tensor] = None
+    out_idx: Optional[torch.Tensor] = None
+    out_val: Optional[torch.Tensor] = None
+    lr_q: Optional[torch.Tensor] = None
+    lr_p: Optional[torch.Tensor] = None
+    dense: Optional[torch.Tensor] = None
+    nominal_bits: int = 0
+
+    @property
+    def n(self) -> int:
+        return self.shape[2]
+
+    def backbone(self) -> torch.Tensor:
+        """fp16 D̂ + S of a packed chunk (exactly the tensor the residual was fitted against)."""
+        rows = quant.unpack_dequantize(self.codes, self.scale, self.mn, self.spec.bits)
+        if self.out_idx is not None:
+            rows = rows.scatter(-1, self.out_idx.long(), self.out_val.float())
+        return from_rows(rows, self.spec.layout, self.shape).half()
+
+    def lowrank(self) -> Optional[torch.Tensor]:
+        if self.lr_q is None:
+            return None
+        return self.lr_q.float() @ self.lr_p.float().transpose(-1, -2)
+
+    def materialize(self) -> torch.Tensor:
+        """fp16 [B, H, n, d_H] reconstruction D̂ + S + L."""
+        if self.dense is not None:
+            return self.dense
+        base = self.backbone()
+        lr = self.lowrank()
+        return base if lr is None else (base.float() + lr).half()
+
+    def tensors(self) -> list[torch.Tensor]:
+        names = ("codes", "scale", "mn", "out_idx", "out_val", "lr_q", "lr_p", "dense")
+        return [t for t in (getattr(self, k) for k in names) if t is not None]
+
+    def nbytes(self) -> int:
+        """Bytes of the stored tensors, measured."""
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+
+def nominal_bits(shape, spec: QuantSpec, group: int, n_outliers: int, rank: int) -> int:
+    """Memory formula of §2.7 for one chunk of one of K/V (whole batch)."""
+    B, H, n, d = shape
+    numel = B * H * n * d
+    return spec.bits * numel + 2 * 16 * (numel // group) + 48 * n_outliers + 16 * rank * (n + d) * H * B
+
+
+def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Optional[torch.Tensor]) -> Compressed:
+    """Compress ``x`` [B, H, n, d_H] (``kind`` = "key" or "value") with ``codec`` and ``rank``.
+
+    ``p0`` [d_H, rank] or [B, H, d_H, rank]: the power-iteration start (ignored when rank = 0).
+    """
+    spec = codec.quant(kind)
+    shape = tuple(x.shape)
+    x32 = x.float()
+    rows = to_rows(x32, spec.layout)
+    L = rows.shape[-1]
+    group = spec.group_for(L)
+    packed = codec.storage == "packed"
+    if packed:
+        quant.check_layout(L, spec.bits, group)
+    elif L % group:
+        raise ValueError(f"{kind}s: a row of {L} entries cannot be split into groups of {group} (use a chunk length that is a multiple of g).")
+    k = outlier_k(codec.outlier_frac, codec.outlier_count, shape, spec.layout)
+    idx = val = None
+    if k:
+        rows, idx, val = split_outliers(rows, k, codec.outlier_fill)
+    params_dtype = torch.float16 if packed else torch.float32
+    mn, scale = quant.quant_params(rows, spec.bits, group, params_dtype)
+    q = quant.quantize(rows, mn, scale, spec.bits)
+    deq = quant.dequantize(q, mn, scale)
+    if k:
+        deq = deq.scatter(-1, idx, val)
+    base = from_rows(deq, spec.layout, shape).half()  # fp16(D̂ + S)
+    Q = P = None
+    if rank > 0:
+        Q, P = power_iteration(x32 - base.float(), rank, codec.loops, p0)
+    n_out = 0 if idx is None else idx.numel()
+    bits = nominal_bits(shape, spec, group, n_out, rank)
+    if not packed:
+        dense = base if Q is None else (base.float() + Q @ P.transpose(-1, -2)).half()
+        return Compressed(shape, spec, group, dense=dense, nominal_bits=bits)
+    return Compressed(
+        shape, spec, group,
+        codes=quant.pack(q, spec.bits), scale=scale, mn=mn,
+        out_idx=None if idx is None else idx.to(torch.int32), out_val=None if val is None else val.half(),
+        lr_q=None if Q is None else Q.half(), lr_p=None if P is None else P.half(),
+        nominal_bits=bits,
+    )

@@ -1,0 +1,4 @@
+"""KCVT KV-cache quantisation (per-channel keys / per-token values, whole-axis groups)."""
+from methods.kcvt.config import KCVT
+
+__all__ = ["KCVT"]

@@ -1,0 +1,195 @@
+"""Plumbing shared by the optimizers in methods/ (COSMOS, Muon, SOAP, GaLore, Adam-mini).
+
+Conventions every one of them follows (tests: tests/cosmos/test_validation.py):
+- ``step(closure=None)``; the closure runs with grad enabled (Lightning always passes one).
+- Gradients are read, never written: the official COSMOS mixes Nesterov momentum into ``p.grad``
+  in place (cosmos.md §7); ours works on its own buffers, so grads can be logged or reused.
+- Parameters whose ``.grad`` is None are skipped: no state is created, their step count does
+  not advance, they do not change.
+- Sparse gradients and complex parameters raise a `ValueError` naming the tensor.
+- State is float32 (float64 for float64 parameters). A bf16/fp16 parameter is updated in
+  float32 and rounded back to its dtype (round to nearest), so updates smaller than half its ulp
+  are lost: for long low-precision training keep fp32 master weights (``hardware=gpu`` does:
+  Lightning's bf16-mixed keeps fp32 parameters).
+"""
+from __future__ import annotations
+
+import math
+from abc import ABCMeta, abstractmethod
+from typing import Iterable
+
+import torch
+
+from reprolab import checks
+
+
+def check_hparams(name: str, *, lr: float, betas: Iterable[float] | None = None, eps: float | None = None,
+                  weight_decay: float | None = None) -> None:
+    """Validate the Adam-style hyperparameters of optimizer ``name``; messages name the argument."""
+    checks.positive(f"{name}: lr", lr)
+    if betas is not None:
+        checks.betas(f"{name}: betas", betas, 2)
+    if eps is not None:
+        checks.non_negative(f"{name}: eps", eps)
+    if weight_decay is not None:
+        checks.non_negative(f"{name}: weight_decay", weight_decay)
+
+
+def check_newton_schulz(where: str, group: dict) -> None:
+    """Validate the Newton-Schulz options shared by COSMOS and Muon: ns_steps, ns_dtype, backend."""
+    from kernels.cosmos import BACKENDS, NS_DTYPES
+
+    steps, dtype = group["ns_steps"], group["ns_dtype"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{where}: ns_steps={steps!r} must be a positive integer (default 5).")
+    if not (dtype is None or dtype in NS_DTYPES or (isinstance(dtype, torch.dtype) and dtype.is_floating_point)):
+        raise ValueError(f"{where}: ns_dtype={dtype!r} must be None (auto), a float dtype or one of {list(NS_DTYPES)}.")
+    if group["backend"] not in BACKENDS:
+        raise ValueError(f"{where}: backend={group['backend']!r} is not one of {BACKENDS}.")
+
+
+def check_param(name: str, p: torch.Tensor) -> None:
+    if p.is_complex():
+        raise ValueError(f"{name} does not support complex parameters (got one of shape {tuple(p.shape)}, "
+                         f"dtype {p.dtype}); optimise torch.view_as_real(p) as a real tensor instead.")
+
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def grad_fp32(name: str, p: torch.Tensor) -> torch.Tensor:
+    """``p.grad``, promoted to float32 if it is bf16/fp16 (else the same tensor: treat it as read-only)."""
+    if p.grad.is_sparse:
+        raise ValueError(f"{name} does not support sparse gradients (parameter of shape {tuple(p.shape)}); "
+                         "use torch.optim.SparseAdam, or build the embedding with sparse=False.")
+    return p.grad.float() if p.grad.dtype in LOW_PRECISION else p.grad
+
+
+def master(p: torch.Tensor) -> torch.Tensor:
+    """The tensor to update: ``p`` itself, or an fp32 copy of a bf16/fp16 ``p``."""
+    return p.detach().float() if p.dtype in LOW_PRECISION else p
+
+
+def write_back(p: torch.Tensor, w: torch.Tensor) -> None:
+    if w is not p:
+        p.copy_(w)
+
+
+def adamw_(w, g, state, *, lr, betas, eps, weight_decay, momentum_coef=None, bias1_beta=None) -> None:
+    """One torch.optim.AdamW step on ``w`` in place (state keys ``step``, ``exp_avg``, ``exp_avg_sq``).
+
+    m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2;  w <- w (1 - lr wd);
+    w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+    ``momentum_coef`` replaces (1 - beta1) in the momentum and ``bias1_beta`` replaces beta1 in its
+    bias correction: the official COSMOS AdamW branch hard-codes 0.1 and 0.9 (cosmos.md §2.5).
+    """
+    beta1, beta2 = betas
+    if not state:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(w)
+        state["exp_avg_sq"] = torch.zeros_like(w)
+    state["step"] += 1
+    t = state["step"]
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m.mul_(beta1).add_(g, alpha=1 - beta1 if momentum_coef is None else momentum_coef)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    bias1 = 1 - (beta1 if bias1_beta is None else bias1_beta) ** t
+    denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
+    if weight_decay:
+        w.mul_(1 - lr * weight_decay)
+    w.addcdiv_(m, denom, value=-lr / bias1)
+
+
+class KeepStateDtype:
+    """Mixin for a `torch.optim.Optimizer`: ``load_state_dict`` keeps each state tensor's saved dtype.
+
+    torch casts floating state to the parameter's dtype on load, which would turn the fp32 state
+    of a bf16 parameter into bf16 after a resume; this puts the saved tensors back (moved to the
+    parameter's device only).
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(saved_ids, params):
+            for key, value in state_dict["state"].get(i, {}).items():
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    self.state[p][key] = value.to(device=p.device)
+
+
+class HybridOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
+    """An optimizer with a matrix branch and an AdamW branch, routed per parameter group.
+
+    Each group has the boolean option ``flag`` (``use_cosmos``, ``use_muon``): True sends its
+    tensors to the matrix branch, False to AdamW. A group without it (or with None) is split in
+    two by `default_route`, tensor by tensor. Groups with ``flag=False`` take their missing
+    options from ``aux_defaults`` first (e.g. Muon's own Adam lr), then from ``defaults``.
+    Subclasses implement `_matrix_step` and may override `_aux_step`, `default_route` and
+    `_check_group`.
+    """
+
+    flag: str = "use_matrix"
+
+    def __init__(self, params, defaults: dict, aux_defaults: dict | None = None):
+        self._aux_defaults = dict(aux_defaults or {})
+        super().__init__(params, defaults)
+
+    # ---- construction ---------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        flag = param_group.get(self.flag)
+        if flag not in (None, True, False):
+            raise ValueError(f"{type(self).__name__}: param group option {self.flag}={flag!r} must be true, "
+                             "false or absent (route by shape).")
+        if flag is None:
+            params = param_group["params"]
+            params = [params] if isinstance(params, torch.Tensor) else list(params)
+            for route in (True, False):
+                part = [p for p in params if self.default_route(p) == route]
+                if part:
+                    self.add_param_group({**param_group, "params": part, self.flag: route})
+            return
+        if flag is False:
+            param_group = {**self._aux_defaults, **param_group}
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:
+            check_param(type(self).__name__, p)
+        self._check_group(group, len(self.param_groups) - 1)
+
+    def _check_group(self, group: dict, index: int) -> None:
+        """Validate one group's options (after defaults are filled); raise naming the option."""
+        name = f"{type(self).__name__} (param group {index})"
+        check_hparams(name, lr=group["lr"], betas=group.get("betas"), eps=group.get("eps"),
+                      weight_decay=group["weight_decay"])
+
+    def default_route(self, p: torch.Tensor) -> bool:
+        """Matrix branch for 2-D tensors when the group does not say."""
+        return p.dim() == 2
+
+    # ---- the step -------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        name = type(self).__name__
+        for group in self.param_groups:
+            branch = self._matrix_step if group[self.flag] else self._aux_step
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = grad_fp32(name, p)
+                w = master(p)
+                branch(w, g, self.state[p], group)
+                write_back(p, w)
+        return loss
+
+    @abstractmethod
+    def _matrix_step(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        """Update ``w`` (fp32, in place) from ``g`` (fp32, read-only) for one matrix-branch tensor."""
+
+    def _aux_step(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        adamw_(w, g, state, lr=group["lr"], betas=group["betas"], eps=group["eps"],
+               weight_decay=group["weight_decay"])

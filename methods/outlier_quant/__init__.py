@@ -1,0 +1,4 @@
+"""Outlier-reduced per-tensor KV quantisation (GEAR v1 baseline)."""
+from methods.outlier_quant.config import OutlierQuant
+
+__all__ = ["OutlierQuant"]

@@ -1,0 +1,165 @@
+"""SOAP: Adam in the eigenbasis of Shampoo's preconditioner.
+
+Vyas, Morwani, Zhao, Kwun, Shapira, Brandfonbrener, Janson, Kakade, "SOAP: Improving and
+Stabilizing Shampoo using Adam", arXiv:2409.11321. Reference code nikhilvyas/SOAP `soap.py`
+(HEAD, with the Dec 2024 change that keeps the momentum in the eigenbasis); cosmos.md §3.2.
+
+For a matrix W (m x n) with gradient G, L = EMA(G G^T) (m x m) and R = EMA(G^T G) (n x n), with
+eigenbases Q_L, Q_R (descending eigenvalues). A side longer than ``max_precond_dim`` has no
+factor (identity on that side).
+
+- First call: L, R <- (1 - beta_s) G G^T, (1 - beta_s) G^T G; Q from `eigh`; **W is not changed**
+  and the step count does not advance (the current gradient never preconditions itself).
+- Step t >= 1:  G' = Q_L^T G Q_R;  m <- beta1 m + (1 - beta1) G';  v <- beta2 v + (1 - beta2) G'^2
+  W <- W - lr sqrt(1 - beta2^t) / (1 - beta1^t) * Q_L [m / (sqrt(v) + eps)] Q_R^T;  W <- W - lr wd W
+  then L, R are updated with G (after the step), and every ``precondition_frequency`` steps each Q
+  is refreshed by one power step: sort Q's columns by diag(Q^T L Q) descending, permute v the same
+  way, Q <- QR(L Q). m lives in the eigenbasis and is rotated into the new one.
+
+State per m x n matrix (both sides preconditioned): exp_avg, exp_avg_sq (mn each), L (m^2),
+R (n^2), Q_L (m^2), Q_R (n^2) = 2mn + 2m^2 + 2n^2 elements.
+
+Deviations: tensors with more than two dims are flattened to (size(0), -1) (the official code
+keeps one factor per dim, or merges dims on request); 1-D tensors are rows (1, n) whose only
+factor is R when ``precondition_1d``. m is rotated only when Q changes (the official code
+projects it back and forth every step, the identity up to fp32 rounding). No merge_dims,
+data_format.
+"""
+from __future__ import annotations
+
+import torch
+
+from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
+
+
+def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
+    """Eigenvectors of a symmetric PSD matrix, descending eigenvalues (float64 retry on failure)."""
+    eye = torch.eye(mat.shape[0], dtype=mat.dtype, device=mat.device)
+    try:
+        _, q = torch.linalg.eigh(mat + 1e-30 * eye)
+    except RuntimeError:
+        _, q = torch.linalg.eigh(mat.double() + 1e-30 * eye.double())
+    return q.flip(1).to(mat.dtype)
+
+
+class SOAP(KeepStateDtype, torch.optim.Optimizer):
+    """SOAP optimizer (arXiv:2409.11321); the update is in the module docstring.
+
+    Args (official defaults): lr 3e-3, betas (0.95, 0.95), shampoo_beta None (= beta2), eps 1e-8,
+    weight_decay 0.01, precondition_frequency 10, max_precond_dim 10000, precondition_1d False,
+    normalize_grads False (divide the update by its RMS), correct_bias True.
+    """
+
+    def __init__(self, params, lr: float = 3e-3, betas=(0.95, 0.95), shampoo_beta: float | None = None,
+                 eps: float = 1e-8, weight_decay: float = 0.01, precondition_frequency: int = 10,
+                 max_precond_dim: int = 10000, precondition_1d: bool = False, normalize_grads: bool = False,
+                 correct_bias: bool = True):
+        defaults = dict(lr=lr, betas=tuple(betas), shampoo_beta=shampoo_beta, eps=eps, weight_decay=weight_decay,
+                        precondition_frequency=precondition_frequency, max_precond_dim=max_precond_dim,
+                        precondition_1d=precondition_1d, normalize_grads=normalize_grads, correct_bias=correct_bias)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group, where = self.param_groups[-1], f"SOAP (param group {len(self.param_groups) - 1})"
+        check_hparams(where, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])
+        sb = group["shampoo_beta"]
+        if sb is not None and not 0 <= sb < 1:
+            raise ValueError(f"{where}: shampoo_beta={sb!r} must be in [0, 1), or None to use betas[1].")
+        for key in ("precondition_frequency", "max_precond_dim"):
+            if not (isinstance(group[key], int) and group[key] >= 1):
+                raise ValueError(f"{where}: {key}={group[key]!r} must be a positive integer.")
+        for p in group["params"]:
+            check_param("SOAP", p)
+
+    @staticmethod
+    def _sides(shape: tuple[int, int], group: dict, is_1d: bool) -> tuple[bool, bool]:
+        """Which of (left, right) carry a preconditioner for a tensor viewed as ``shape``."""
+        m, n = shape
+        left = not is_1d and m <= group["max_precond_dim"]
+        right = n <= group["max_precond_dim"] and (group["precondition_1d"] or not is_1d)
+        return left, right
+
+    @staticmethod
+    def _project(x, state, back: bool = False):
+        """Q_L^T x Q_R (into the eigenbasis) or Q_L x Q_R^T (``back``), skipping absent sides."""
+        QL, QR = state.get("basis_left"), state.get("basis_right")
+        if QL is not None:
+            x = (QL if back else QL.T) @ x
+        if QR is not None:
+            x = x @ (QR.T if back else QR)
+        return x
+
+    @staticmethod
+    def _accumulate(g, state, beta_s: float) -> None:
+        if "precond_left" in state:
+            state["precond_left"].lerp_(g @ g.T, 1 - beta_s)
+        if "precond_right" in state:
+            state["precond_right"].lerp_(g.T @ g, 1 - beta_s)
+
+    @staticmethod
+    def _refresh(state) -> None:
+        """One power step per side, columns sorted by estimated eigenvalue; v follows the sort."""
+        v = state["exp_avg_sq"]
+        for side, dim in (("left", 0), ("right", 1)):
+            if f"precond_{side}" not in state:
+                continue
+            P, Q = state[f"precond_{side}"], state[f"basis_{side}"]
+            order = torch.argsort(torch.einsum("ij,ij->j", Q, P @ Q), descending=True)
+            v = v.index_select(dim, order)
+            Q.copy_(torch.linalg.qr(P @ Q[:, order]).Q)
+        state["exp_avg_sq"] = v
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                is_1d = p.dim() == 1
+                g = grad_fp32("SOAP", p)
+                g = g.reshape(1, -1) if is_1d else g.reshape(g.size(0), -1)
+                state = self.state[p]
+                if not state:  # first call: build the preconditioner only
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(g)
+                    state["exp_avg_sq"] = torch.zeros_like(g)
+                    for side, on, size in zip(("left", "right"), self._sides(g.shape, group, is_1d), g.shape):
+                        if on:
+                            state[f"precond_{side}"] = torch.zeros(size, size, dtype=g.dtype, device=g.device)
+                    self._accumulate(g, state, beta_s)
+                    for side in ("left", "right"):
+                        if f"precond_{side}" in state:
+                            state[f"basis_{side}"] = eigenbasis(state[f"precond_{side}"])
+                    continue
+
+                state["step"] += 1
+                t = state["step"]
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                gp = self._project(g, state)
+                m.mul_(beta1).add_(gp, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(gp, gp, value=1 - beta2)
+                update = self._project(m / (v.sqrt() + group["eps"]), state, back=True)
+                if group["normalize_grads"]:
+                    update = update / (1e-30 + update.square().mean().sqrt())
+                step_size = group["lr"]
+                if group["correct_bias"]:
+                    step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
+                w = master(p)
+                w.add_(update.reshape(w.shape), alpha=-step_size)
+                if group["weight_decay"]:
+                    w.add_(w, alpha=-group["lr"] * group["weight_decay"])
+                write_back(p, w)
+
+                self._accumulate(g, state, beta_s)
+                if t % group["precondition_frequency"] == 0 and ("precond_left" in state or "precond_right" in state):
+                    m_orig = self._project(m, state, back=True)
+                    self._refresh(state)
+                    state["exp_avg"] = self._project(m_orig, state)
+        return loss

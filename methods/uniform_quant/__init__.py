@@ -1,0 +1,4 @@
+"""Per-tensor uniform KV quantisation (GEAR v1 baseline)."""
+from methods.uniform_quant.config import UniformQuant
+
+__all__ = ["UniformQuant"]

@@ -1,0 +1,292 @@
+"""COSMOS against the math and the official algorithm (cosmos.md §6, properties 1-14)."""
+import copy
+import math
+
+import pytest
+import torch
+
+import methods.cosmos.optimizer as cosmos_module
+from kernels.cosmos.reference import NS5_COEFFS, newton_schulz5
+from methods.cosmos import COSMOS
+from tests.cosmos.official_reference import official_step
+
+
+def _g(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _low_rank_grad(m=48, n=32, seed=0):
+    """A gradient with a decaying spectrum (distinct singular values), so subspaces are well defined."""
+    U, _ = torch.linalg.qr(_g(m, n, seed=seed))
+    V, _ = torch.linalg.qr(_g(n, n, seed=seed + 1))
+    s = torch.logspace(1, -2, n)
+    return U @ torch.diag(s) @ V.T
+
+
+def _cosmos(w, **kw):
+    kw = {"rank": 4, "lr": 1e-2, "ns_dtype": "float32", **kw}
+    return COSMOS([w], **kw)
+
+
+def _step(opt, w, grad):
+    w.grad = grad.clone()
+    before = w.detach().clone()
+    opt.step()
+    return w.detach() - before
+
+
+# ---- 1. parity with the official 2026 algorithm ---------------------------------------------
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_parity_with_official_code(dtype, tol):
+    """Linear 96x64 + bias + a 12000x4 embedding, rank 8, 30 steps, NS5 in the params' dtype.
+
+    float64 shows the algorithm is the official one (measured 1.7e-15). float32 rounding is
+    amplified by this problem's power iterations: our fused GEMMs associate the Nesterov mix, the
+    residual and the NS5 axpys differently from the official code, and equivalent associations
+    land between 5e-7 and 1.1e-6 here (measured 8.6e-7 for ours; the spec's target is 1e-6), so
+    the float32 bound is 2e-6.
+    """
+    torch.manual_seed(0)
+    lin, emb = torch.nn.Linear(64, 96).to(dtype), torch.nn.Embedding(12000, 4).to(dtype)
+    params = [lin.weight, lin.bias, emb.weight]
+    ref_params = [p.detach().clone() for p in params]
+    hp = dict(lr=2e-3, betas=(0.95, 0.95), eps=1e-8, weight_decay=0.1, lr_ratio=0.2, gamma=0.2, rank=8)
+    opt = COSMOS(params, parity=True, ns_dtype=dtype, **hp)
+    ref_states = [{} for _ in params]
+    x = _g(32, 64, seed=1).to(dtype)
+    idx = torch.randint(0, 12000, (32,), generator=torch.Generator().manual_seed(2))
+    for step in range(30):
+        opt.zero_grad()
+        ((lin(x * (1 + step / 10)) ** 2).mean() + emb(idx).sin().sum()).backward()
+        grads = [p.grad.clone() for p in params]
+        opt.step()
+        for p, g, s in zip(ref_params, grads, ref_states):
+            official_step(p, g, s, ns_dtype=dtype, **hp)
+    for p, ref in zip(params, ref_params):
+        assert (p.detach() - ref).abs().max() <= tol
+    assert opt.state[lin.weight]["exp_avg_sq"].shape == (96, 8)  # the matrix really took the COSMOS branch
+
+
+# ---- 2. update norm invariant ----------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(48, 32), (20, 60)])
+def test_update_norm_is_lr_ratio_sqrt_mn(shape):
+    m, n = shape
+    steps = []
+    for grad_scale in (1.0, 1000.0):
+        w = torch.nn.Parameter(_g(m, n))
+        opt = _cosmos(w, lr=3e-3, lr_ratio=0.2)
+        steps.append([_step(opt, w, _g(m, n, seed=s) * grad_scale) for s in range(5)])
+    for d in steps[0]:
+        assert d.norm().item() == pytest.approx(3e-3 * 0.2 * math.sqrt(m * n), rel=1e-5)
+    for d, d_scaled in zip(*steps):  # the step does not depend on the gradient's scale
+        assert (d - d_scaled).norm() <= 1e-4 * d.norm()
+
+
+# ---- 3. orthonormal basis --------------------------------------------------------------------
+def test_basis_stays_orthonormal():
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, rank=6)
+    for s in range(10):
+        _step(opt, w, _g(48, 32, seed=s))
+        U = opt.state[w]["basis"]
+        assert (U.T @ U - torch.eye(6)).abs().max() <= 1e-5
+
+
+# ---- 4. step-1 spectrum ----------------------------------------------------------------------
+def test_step_one_basis_is_top_singular_subspace():
+    G = _low_rank_grad()
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, rank=5, betas=(0.9, 0.95))
+    _step(opt, w, G)
+    U, S = opt.state[w]["basis"], opt.state[w]["gram"]
+    _, sigma, Vh = torch.linalg.svd(G)
+    for v in Vh[:5]:
+        assert (v - U @ (U.T @ v)).norm() <= 1e-4
+    expected = 0.05 * torch.diag(sigma[:5] ** 2)
+    assert (S - expected).abs().max() <= 1e-4 * sigma[0] ** 2
+
+
+# ---- 5. residual orthogonal to the subspace --------------------------------------------------
+def test_residual_is_orthogonal_to_basis(monkeypatch):
+    seen = []
+    monkeypatch.setattr(cosmos_module, "newton_schulz5", lambda R, *a, **k: seen.append(R.clone()) or newton_schulz5(R, *a))
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, rank=6)
+    for s in range(4):
+        _step(opt, w, _g(48, 32, seed=s))
+        U = opt.state[w]["basis"]
+        assert (seen[-1] @ U).norm() <= 1e-5 * seen[-1].norm()
+    assert len(seen) == 4
+
+
+# ---- 6. constant gradient: fixed point -------------------------------------------------------
+def test_constant_gradient_fixed_point():
+    G = _low_rank_grad(seed=3)
+    w = torch.nn.Parameter(_g(48, 32))
+    beta2 = 0.9
+    opt = _cosmos(w, rank=4, betas=(0.9, beta2))
+    deltas = [_step(opt, w, G) for _ in range(60)]
+    st, t = opt.state[w], 60
+    U = st["basis"]
+    top = torch.linalg.svd(G).Vh[:4].T
+    assert (top @ top.T - U @ U.T).norm() <= 1e-4  # span(U) = top-r right singular subspace
+    GU = G @ U
+    assert (st["gram"] / (1 - beta2**t) - GU.T @ GU).abs().max() <= 1e-4 * (GU.T @ GU).abs().max()
+    assert (st["exp_avg_sq"] / (1 - beta2**t) - GU**2).abs().max() <= 1e-4 * (GU**2).max()
+    direction = [d / d.norm() for d in deltas]
+    assert (direction[-1] - direction[-2]).norm() <= 1e-4
+
+
+# ---- 7. sign invariance ----------------------------------------------------------------------
+def test_update_invariant_to_basis_column_signs():
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, rank=5)
+    for s in range(3):
+        _step(opt, w, _g(48, 32, seed=s))
+    twin = torch.nn.Parameter(w.detach().clone())
+    opt2 = _cosmos(twin, rank=5)
+    state = copy.deepcopy(opt.state[w])
+    flip = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0])
+    state["basis"] *= flip
+    state["gram"] *= flip[:, None] * flip[None, :]
+    opt2.state[twin] = state
+    G = _g(48, 32, seed=9)
+    d1, d2 = _step(opt, w, G), _step(opt2, twin, G)
+    assert (d1 - d2).norm() <= 1e-5 * d1.norm()
+
+
+# ---- 8. gamma = 0 ----------------------------------------------------------------------------
+def test_gamma_zero_is_rank_r_adaptive_step():
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, rank=4, gamma=0.0, lr=1e-2, lr_ratio=0.5)
+    for s in range(3):
+        d = _step(opt, w, _g(48, 32, seed=s))
+    assert torch.linalg.matrix_rank(d, rtol=1e-4) <= 4
+    assert d.norm().item() == pytest.approx(1e-2 * 0.5 * math.sqrt(48 * 32), rel=1e-5)
+    U = opt.state[w]["basis"]
+    assert (d - d @ U @ U.T).norm() <= 1e-5 * d.norm()  # A = D U^T lives in the row space of U^T
+
+
+# ---- 9. AdamW branch -------------------------------------------------------------------------
+def _aux_run(make, grads, p0):
+    p = torch.nn.Parameter(p0.clone())
+    opt = make([p])
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+    return p.detach()
+
+
+@pytest.mark.parametrize("shape", [(7,), (10001, 3)])
+@pytest.mark.parametrize("parity", [False, True])
+def test_adamw_branch_equals_torch_adamw_at_beta1_0_9(shape, parity):
+    p0 = _g(*shape)
+    grads = [_g(*shape, seed=s) for s in range(5)]
+    hp = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    ours = _aux_run(lambda ps: COSMOS(ps, rank=2, parity=parity, **hp), grads, p0)
+    ref = _aux_run(lambda ps: torch.optim.AdamW(ps, **hp), grads, p0)
+    assert ((ours - ref).abs() <= 1e-7 * ref.abs().clamp(min=1) + 1.2e-7).all()  # 1e-7, up to an fp32 ulp
+
+
+def test_adamw_branch_at_beta1_0_95():
+    """parity=True: the official 0.1-momentum rule (not torch AdamW); parity=False: torch AdamW."""
+    p0, grads = _g(7), [_g(7, seed=s) for s in range(6)]
+    hp = dict(lr=1e-2, betas=(0.95, 0.95), eps=1e-8, weight_decay=0.0)
+    torch_adamw = _aux_run(lambda ps: torch.optim.AdamW(ps, **hp), grads, p0)
+    assert (_aux_run(lambda ps: COSMOS(ps, **hp), grads, p0) - torch_adamw).abs().max() <= 1e-7
+    official = _aux_run(lambda ps: COSMOS(ps, parity=True, **hp), grads, p0)
+    p, m, v = p0.clone(), torch.zeros(7), torch.zeros(7)
+    for t, g in enumerate(grads, 1):
+        m = 0.95 * m + 0.1 * g
+        v = 0.95 * v + 0.05 * g * g
+        p = p - 1e-2 / (1 - 0.9**t) * m / (v.sqrt() / math.sqrt(1 - 0.95**t) + 1e-8)
+    assert (official - p).abs().max() <= 1e-6
+    assert (official - torch_adamw).abs().max() > 1e-3
+
+
+# ---- 10. routing -----------------------------------------------------------------------------
+def test_shape_routing_and_override():
+    big, edge, vec, mat = (torch.nn.Parameter(torch.zeros(*s)) for s in [(10001, 8), (10000, 8), (8,), (16, 8)])
+    opt = COSMOS([big, edge, vec], rank=4)
+    routes = {id(p): g["use_cosmos"] for g in opt.param_groups for p in g["params"]}
+    assert routes == {id(big): False, id(edge): True, id(vec): False}
+    opt = COSMOS([{"params": [big], "use_cosmos": True}, {"params": [mat], "use_cosmos": False}], rank=4)
+    assert [g["use_cosmos"] for g in opt.param_groups] == [True, False]
+    mat.grad = torch.ones(16, 8)
+    opt.step()
+    assert set(opt.state[mat]) == {"step", "exp_avg", "exp_avg_sq"} and opt.state[mat]["exp_avg_sq"].shape == (16, 8)
+
+
+def test_plugin_routes_embeddings_and_head_to_adamw_by_name(compose):
+    from reprolab.config import typed
+
+    cfg, _ = compose(["method=cosmos", "method.rank=16"])
+    model = typed(cfg.model).build(256)
+    opt = typed(cfg.method).build_optimizer(model)
+    route = {id(p): g["use_cosmos"] for g in opt.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        expect = p.dim() == 2 and "embed" not in name and "lm_head" not in name
+        assert route[id(p)] is expect, name
+
+
+# ---- 11. Nesterov weights sum to one ---------------------------------------------------------
+def test_nesterov_mix_of_constant_gradient_is_the_gradient(monkeypatch):
+    projections = []
+    real = cosmos_module.project_moments
+
+    def spy(G, M, U, V, **kw):
+        out = real(G, M, U, V, **kw)
+        projections.append((G @ U, out[1]))
+        return out
+
+    monkeypatch.setattr(cosmos_module, "project_moments", spy)
+    G = _g(48, 32, seed=4)
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, betas=(0.95, 0.95))
+    for _ in range(8):
+        _step(opt, w, G)
+    for GU, P_hat in projections:  # Ghat U = G U, i.e. Ghat = G on the subspace, at every t
+        assert (P_hat - GU).abs().max() <= 1e-5 * GU.abs().max()
+
+
+# ---- 12. vanishing residual (rank = min(m, n)) -----------------------------------------------
+def test_full_rank_drops_the_roundoff_residual():
+    """rank = n: the residual is roundoff; parity=False drops it so gamma does not inject noise."""
+    deltas = {}
+    for gamma in (0.0, 0.2):
+        w = torch.nn.Parameter(_g(24, 8))
+        opt = _cosmos(w, rank=8, gamma=gamma)
+        deltas[gamma] = [_step(opt, w, _g(24, 8, seed=s)) for s in range(3)]
+    for a, b in zip(deltas[0.0], deltas[0.2]):
+        assert (a - b).norm() <= 1e-5 * a.norm()
+
+
+# ---- 13. state memory -------------------------------------------------------------------------
+def test_state_numel_matches_formula():
+    m, n, r = 40, 24, 6
+    w, b = torch.nn.Parameter(_g(m, n)), torch.nn.Parameter(_g(m))
+    opt = COSMOS([w, b], rank=r, ns_dtype="float32")
+    w.grad, b.grad = _g(m, n), _g(m)
+    opt.step()
+    numel = lambda s: sum(v.numel() for v in s.values() if isinstance(v, torch.Tensor))  # noqa: E731
+    assert numel(opt.state[w]) == m * n + (m + n) * r + r * r
+    assert numel(opt.state[b]) == 2 * m
+
+
+# ---- 14. Newton-Schulz -----------------------------------------------------------------------
+def test_ns5_gaussian_spectrum():
+    out = newton_schulz5(_g(96, 64, seed=5), association="cosmos", dtype=torch.bfloat16)
+    sv = torch.linalg.svdvals(out.float())
+    assert out.dtype == torch.bfloat16 and 0.6 <= sv.min() and sv.max() <= 1.2
+
+
+def test_ns5_on_orthonormal_input_follows_the_scalar_map():
+    Q, _ = torch.linalg.qr(_g(96, 64, seed=6))
+    a, b, c = NS5_COEFFS
+    x = 1 / math.sqrt(64)  # Frobenius normalisation of k = 64 unit singular values
+    for _ in range(5):
+        x = a * x + b * x**3 + c * x**5
+    out = newton_schulz5(Q, association="cosmos", dtype=torch.bfloat16).float()
+    U, sv, Vh = torch.linalg.svd(out, full_matrices=False)
+    assert (sv - x).abs().max() <= 3e-2
+    assert (out - x * Q).abs().max() <= 3e-2 * x  # same singular vectors: out = f^5(x) Q

@@ -1,0 +1,20 @@
+"""The GEAR benchmarks' code paths on CPU with tiny sizes (numbers are not checked here)."""
+from __future__ import annotations
+
+import torch
+
+
+def test_gpu_benchmark_decode_path_runs_on_cpu():
+    from benchmarks.gear_gpu import decode
+
+    rows = decode(torch.device("cpu"), layers=1, hidden=64, heads=2, inter=128, vocab=64, batches=(2,), prompt=70, new=5,
+                  dtype=torch.float32)
+    assert [r["cache"] for r in rows] == ["fp16", "KIVI-2", "GEAR-L", "GEAR"]
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    assert rows[0]["kv_fraction"] == 2.0 and all(r["kv_fraction"] < 2.0 for r in rows[1:])  # fp32 model: fp16 = half
+
+
+def test_memory_benchmark_formula():
+    from benchmarks.gear_memory import formula
+
+    assert abs(formula(2, 64, 0.02, 4, 1000) * 16 - 4.0236) < 1e-3  # the spec's 4.02 bits per entry (§2.7)
