@@ -6,11 +6,13 @@ import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException, HydraException
+from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from reprolab.checks import ConfigError
-from reprolab.config import validate
+from reprolab.config import typed, validate
 from reprolab.registry import CONF_DIR, ROOT, methods, options
+from reprolab.roles import CacheMethod, LossMethod, OptimizerMethod, SolverMethod
 
 GROUPS = ["model", "data", "method", "runner", "trainer", "hardware", "logger", "callbacks", "paths", "launcher",
           "experiment", "problem"]
@@ -79,20 +81,37 @@ def test_registering_schemas_is_lazy():
     assert out.stdout.strip() == ""
 
 
+def method_schema(name: str) -> type:
+    """The schema class ``conf/method/<name>.yaml`` names in its defaults list (no composing)."""
+    ref = next(d for d in OmegaConf.load(CONF_DIR / "method" / f"{name}.yaml").defaults
+               if isinstance(d, str) and d.startswith("/schema/method/"))
+    return methods()[ref.removeprefix("/schema/method/").split("@")[0]]
+
+
+OPTIMIZERS = [name for name in options("method") if issubclass(method_schema(name), OptimizerMethod)]
+
+
 @pytest.mark.parametrize("name", options("method"))
-def test_every_method_instantiates_and_steps(compose, name):
-    """Each method plugin builds its role object for a tiny model and takes a step."""
-    import torch
-
-    from reprolab.config import typed
-    from reprolab.roles import OptimizerMethod
-
+def test_every_method_instantiates(compose, name):
+    """Each method's YAML composes into its typed schema, one of the runner roles."""
     cfg, _ = compose(["~experiment", f"method={name}"])
     method = typed(cfg.method)
-    if not isinstance(method, OptimizerMethod):
-        pytest.skip(f"{name} is not an optimizer; its runner's tests instantiate it")
+    assert type(method) is method_schema(name)
+    assert isinstance(method, (OptimizerMethod, LossMethod, CacheMethod, SolverMethod)), type(method).__mro__
+
+
+def test_optimizer_list_is_not_empty():
+    assert {"adamw", "sgd", "cosmos"} <= set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_steps(compose, name):
+    """Each optimizer plugin builds its parameter groups for a tiny model and takes a step."""
+    import torch
+
+    cfg, _ = compose(["~experiment", f"method={name}"])
     model = typed(cfg.model).build(vocab_size=32)
-    opt = method.build_optimizer(model)
+    opt = typed(cfg.method).build_optimizer(model)
     assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
     x = torch.randint(0, 32, (2, 8))
     before = [p.detach().clone() for p in model.parameters()]
