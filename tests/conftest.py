@@ -25,6 +25,19 @@ needs_shared_data = pytest.mark.skipif(
     reason=f"../shared/data is absent ({SHARED_DATA}); set REPROLAB_DATA_DIR to the folder with the real small datasets",
 )
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op torch thread per test process. `make test` runs two xdist workers on two cores;
+    two OpenMP threads per worker spin against each other on tiny ops (measured: 15x to 75x slower
+    optimizer, decoding and matrix-factorization tests). Runs that set `cpu_threads` still do."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # Small enough for CPU tests, large enough that loggers, checkpoints and validation all run.
 TINY = ["trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.log_every_n_steps=1",
         "trainer.enable_progress_bar=false", "runner.checkpoint_every=2"]

@@ -1,30 +1,18 @@
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from reprolab import checks
+from methods.adamw.config import AdamW
 from reprolab.registry import schema
-from reprolab.roles import OptimizerMethod
 
 
 @schema("method", "adam_mini")
 @dataclass
-class AdamMini(OptimizerMethod):
+class AdamMini(AdamW):
     """Adam-mini: Zhang et al., "Adam-mini: Use Fewer Learning Rates To Gain More",
     arXiv:2406.16793 (update and partition: methods/adam_mini/optimizer.py; cosmos.md §3.5).
-    The hidden size and head count come from the model's HF config.
+    AdamW's hyperparameters and checks; the hidden size and head count come from the model's HF config.
     """
-
-    lr: float = 1e-3
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-
-    def __post_init__(self):
-        checks.positive("method.lr", self.lr)
-        checks.betas("method.betas", self.betas, 2)
-        checks.non_negative("method.eps", self.eps)
-        checks.non_negative("method.weight_decay", self.weight_decay)
 
     def build_optimizer(self, model):
         from methods.adam_mini.optimizer import AdamMini

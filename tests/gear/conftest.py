@@ -1,17 +1,7 @@
-"""Fixtures of the GEAR tests: tiny models, and one torch thread (tiny decoding is op-bound; on a
-shared 2-core machine one thread per pytest worker is much faster than two)."""
+"""Fixtures of the GEAR tests: tiny models and structured synthetic KV tensors."""
 from __future__ import annotations
 
-import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_llama(kv_heads=2, layers=2, hidden=64, heads=4, vocab=64, seed=0, **kw):
