@@ -13,6 +13,7 @@ the same command again finds it: ``resume=auto`` continues an unfinished run fro
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -71,22 +72,18 @@ def versions() -> dict:
 
     out = {"python": sys.version.split()[0]}
     for name in _PACKAGES:
-        try:
+        with contextlib.suppress(PackageNotFoundError):  # not installed: not recorded
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 
 def machine() -> dict:
     info = {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()}
-    try:
+    with contextlib.suppress(ImportError):
         import torch
 
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    except ImportError:
-        pass
     return info
 
 
