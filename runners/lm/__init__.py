@@ -69,7 +69,7 @@ def run(cfg, run_dir) -> dict:
         default_root_dir=str(run_dir.path),
         logger=lightning_loggers(cfg, run_dir),
         callbacks=callbacks,
-        max_epochs=-1,
+        max_epochs=1,  # the train stream is infinite: one epoch, ended by trainer.max_steps
     )
     if trainer.is_global_zero:
         n_params = sum(p.numel() for p in model.parameters())
