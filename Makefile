@@ -21,9 +21,9 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# the default experiment's own sweep (quickstart: COSMOS vs AdamW); ARGS adds overrides
+# the default experiment (quickstart): COSMOS vs AdamW; ARGS adds overrides
 run: install
-	$(PY) run.py -m $(ARGS)
+	$(PY) run.py -m method=adamw,cosmos $(ARGS)
 
 test: install
 	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)

@@ -29,6 +29,7 @@ class JobInfo:
     multirun: bool = False
     launcher: str = "basic"
     key: str = ""  # the overrides that name the run folder (Hydra's override_dirname)
+    sweep_params: dict = field(default_factory=dict)  # the sweep the job's own config defines (hydra.sweeper.params)
 
     @classmethod
     def from_hydra(cls) -> "JobInfo":
@@ -44,6 +45,7 @@ class JobInfo:
             multirun=hc.mode == RunMode.MULTIRUN,
             launcher=hc.runtime.choices.get("hydra/launcher") or "basic",
             key=hc.job.override_dirname,
+            sweep_params=dict(hc.sweeper.get("params") or {}),
         )
 
 
@@ -56,6 +58,18 @@ def check_launch(cfg: DictConfig, job: JobInfo) -> None:
             "script in every rank, and each rank would re-run the whole sweep. Use hardware=ddp_spawn, or hand the "
             "sweep to SLURM with launcher=slurm (one job per sweep point, each with its own ranks)."
         )
+
+
+def warn_unswept(job: JobInfo) -> None:
+    """In a sweep over several experiments, Hydra builds the job list before it loads any of them, so
+    the sweeps the experiments define themselves (``hydra.sweeper.params``) do not run: say so."""
+    swept = {o.lstrip("+~").split("=", 1)[0] for o in job.overrides}
+    missing = {k: v for k, v in job.sweep_params.items() if k not in swept}
+    if job.multirun and missing:
+        name = job.choices.get("experiment", "this experiment")
+        log.warning(f"experiment {name} defines a sweep over {missing} that this multirun does not run (Hydra "
+                    f"expands a sweep before it loads the experiments it sweeps over); to run it, sweep "
+                    f"`python run.py -m experiment={name}` on its own or name the values on the command line.")
 
 
 @contextmanager
@@ -84,6 +98,7 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
 
     validate(cfg)
     check_launch(cfg, job)
+    warn_unswept(job)
     run = RunDir(job.output_dir)
     action = run.check_policy(cfg.resume)
     if action == "report":

@@ -167,6 +167,31 @@ def test_multirun_makes_separate_runs_and_wandb_runs(tmp_path):
     assert "(n=2)" in table
 
 
+def test_a_sweep_over_experiments_runs_each_with_its_own_method(tmp_path):
+    """`-m experiment=a,b` composes each job from its experiment; no default experiment's sweep leaks in."""
+    proc = _run_py(["-m", "experiment=cosmos_tiny/adamw,cosmos_tiny/galore", *SMOKE["lm"]], tmp_path)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out
+    runs = {f.parent.parent.name: json.loads((f.parent / "run.json").read_text())["choices"]["method"]
+            for f in tmp_path.glob("*/*/results.json")}
+    assert runs == {"cosmos_tiny_adamw": "adamw", "cosmos_tiny_galore": "galore"}, out
+
+
+def test_an_experiments_own_sweep_left_out_of_a_multirun_is_named(caplog):
+    from reprolab.app import JobInfo, warn_unswept
+
+    job = JobInfo(output_dir=Path("."), overrides=["experiment=nag_mf_curves", "seed=1"], multirun=True,
+                  choices={"experiment": "nag_mf_curves"}, sweep_params={"problem.d": "5,20", "seed": "0,1"})
+    with caplog.at_level("WARNING", logger="reprolab"):
+        warn_unswept(job)
+    assert "{'problem.d': '5,20'}" in caplog.text and "python run.py -m experiment=nag_mf_curves" in caplog.text
+    caplog.clear()
+    job.overrides.append("problem.d=5")
+    with caplog.at_level("WARNING", logger="reprolab"):
+        warn_unswept(job)
+    assert caplog.text == ""
+
+
 @pytest.mark.slow
 def test_joblib_launcher_runs_a_sweep_in_parallel_processes(tmp_path):
     proc = _run_py(["-m", "launcher=joblib", "seed=0,1", "method=adamw", *SMOKE["lm"]], tmp_path)
