@@ -6,6 +6,7 @@ and `finish` closes the run at the end of the job, which keeps multirun jobs apa
 """
 from __future__ import annotations
 
+import logging
 import os
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,20 +41,48 @@ def wandb_kwargs(cfg: DictConfig, run) -> dict:
     )
 
 
-def lightning_loggers(cfg: DictConfig, run) -> list:
-    """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled."""
+class _DropLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """One copy of each Lightning message, in the job's log format, and none of its advertising.
+
+    `import lightning` gives the ``lightning`` logger a console handler of its own, so under Hydra
+    (whose handlers sit on the root logger) every message was printed twice; Lightning's "try
+    litlogger" tip and a torch-pytree deprecation warning inside Lightning are dropped."""
     import warnings
 
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+    import lightning  # noqa: F401  (adds the handler we remove)
 
+    if logging.getLogger().hasHandlers():
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            for handler in list(logging.getLogger(name).handlers):
+                logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).propagate = True
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropLitLoggerTip) for f in tips.filters):
+        tips.addFilter(_DropLitLoggerTip())
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # The run folder is never empty (config, run.json); Lightning's CSV writer appends to an
     # existing metrics.csv on resume, despite what this warning says.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+
+
+def lightning_loggers(cfg: DictConfig, run) -> list:
+    """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled."""
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    quiet_lightning()
     loggers = [CSVLogger(save_dir=str(run.path), name="", version="")]
     if cfg.logger.wandb.enabled and wandb_mode(cfg) != "disabled":
         _prepare_env(cfg, run)
         kw = wandb_kwargs(cfg, run)
-        loggers.append(WandbLogger(save_dir=kw.pop("dir"), offline=wandb_mode(cfg) == "offline", log_model=False, **kw))
+        wandb_logger = WandbLogger(save_dir=kw.pop("dir"), offline=wandb_mode(cfg) == "offline", log_model=False, **kw)
+        # Lightning always passes `anonymous` (None here), which wandb >= 0.19 warns is deprecated.
+        wandb_logger._wandb_init.pop("anonymous", None)
+        loggers.append(wandb_logger)
     return loggers
 
 

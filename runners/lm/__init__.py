@@ -76,11 +76,11 @@ def run(cfg, run_dir) -> dict:
         floor = f", entropy floor {source.entropy_floor:.4f} nats" if source.entropy_floor is not None else ""
         log.info(f"model {n_params / 1e6:.2f}M params, vocab {source.vocab_size}{floor}")
     ckpt_path = str(run_dir.last_ckpt) if run_dir.resuming else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)  # our own checkpoint
     if not module.val_history or module.val_history[-1][0] != trainer.global_step:
         trainer.validate(module, datamodule=datamodule, verbose=False)
     # The final checkpoint (ModelCheckpoint only writes on its interval).
-    trainer.save_checkpoint(str(run_dir.last_ckpt))
+    trainer.save_checkpoint(str(run_dir.last_ckpt), weights_only=False)  # full state: resumable
 
     final = module.val_history[-1][1]
     results = {
