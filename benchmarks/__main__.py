@@ -17,8 +17,11 @@ def modules(names: list[str] | None = None) -> list:
 
 
 def main(argv: list[str]) -> None:
+    from benchmarks import common
+
     for module in modules(argv):
         print(f"== {module.__name__}", flush=True)
+        common.RUNNING = module.__name__.removeprefix("benchmarks.")
         module.main([])
 
 

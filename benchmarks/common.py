@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+RUNNING: str | None = None  # the benchmark `python -m benchmarks` is running now (it calls each main with no args)
 
 SHARED_CPU_NOTE = ("The CPU is shared with other engineers' jobs running at the same time: absolute times are noisy; "
                    "the ratios come from interleaved repetitions in one process (medians), which cancels most of it.")
@@ -27,9 +28,12 @@ def provenance(command: str | None = None) -> dict:
 
     if command is None:
         argv0 = Path(sys.argv[0])
-        module = "benchmarks" + ("" if argv0.stem == "__main__" else f".{argv0.stem}")
-        command = " ".join(["python -m", module, *sys.argv[1:]]) if argv0.parent.name == "benchmarks" else \
-            " ".join(["python", *sys.argv])
+        if argv0.parent.name != "benchmarks":
+            command = " ".join(["python", *sys.argv])
+        elif argv0.stem == "__main__":  # `python -m benchmarks a b` runs each one as `python -m benchmarks.<name>`
+            command = f"python -m benchmarks.{RUNNING}" if RUNNING else " ".join(["python -m benchmarks", *sys.argv[1:]])
+        else:
+            command = " ".join([f"python -m benchmarks.{argv0.stem}", *sys.argv[1:]])
     return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), **git_state(), "machine": machine(),
             "versions": versions()}
 
