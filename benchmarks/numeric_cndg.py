@@ -9,8 +9,10 @@ the machine is shared (2 cores), so ratios are more meaningful than absolute tim
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
+
 import torch
 
 from benchmarks.common import write
@@ -24,7 +26,8 @@ def timed(fn, reps: int = 1):
     return (time.perf_counter() - t0) / reps, out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     torch.set_num_threads(1)
     X, g = L1Ball(1.0), torch.Generator().manual_seed(0)
     numbers = {}
@@ -55,4 +58,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
