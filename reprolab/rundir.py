@@ -56,6 +56,9 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+GENERATED = ("benchmarks/results", "experiments/*/results")
+
+
 def git_state() -> dict:
     def git(*args):
         try:
@@ -64,7 +67,9 @@ def git_state() -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None}
+    # Uncommitted code changes; result files this repo writes (benchmark and paper tables) do not count.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in GENERATED))
+    return {"commit": commit or None, "dirty": bool(changed) if commit else None}
 
 
 def versions() -> dict:
