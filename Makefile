@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 ARGS   ?=
 PAPER  ?= quickstart
 
-.PHONY: install run test test-all bench report clean-venv
+.PHONY: install run test test-slow test-all bench report clean-venv
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ run: install
 
 test: install
 	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
+
+# whole experiments and subprocess sweeps (about a minute on 2 cores; CI runs them after `make test`)
+test-slow: install
+	$(PY) -m pytest -q -n 2 -m slow $(ARGS)
 
 test-all: install
 	$(PY) -m pytest -q -n 2 $(ARGS)
