@@ -21,6 +21,7 @@ import time
 import torch
 
 from benchmarks.common import SHARED_CPU_NOTE, command_line, median_ms, write
+from reprolab.params import optimizer_state_bytes
 
 SHAPES = ((256, 256), (768, 768), (768, 2048), (2048, 2048))
 SOAP_PERIOD = 10
@@ -76,8 +77,7 @@ def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
     formulas = state_formulas(m, n, rank)
     state = {}
     for name, (p, opt) in opts.items():
-        measured = sum(v.numel() * v.element_size() for k, v in opt.state[p].items()
-                       if isinstance(v, torch.Tensor) and k != "step")  # torch's AdamW keeps its step count as a tensor
+        measured = optimizer_state_bytes(opt, [p], skip=("step",))  # torch's AdamW keeps its step count as a tensor
         state[name] = {"bytes": measured, "formula_bytes": 4 * formulas[name], "exact": measured == 4 * formulas[name]}
     return {"shape": [m, n], "rank": rank, "reps": reps, "ms": ms,
             "ratios": {"COSMOS/Muon": ms["COSMOS"] / ms["Muon"], "COSMOS/SOAP": ms["COSMOS"] / ms["SOAP"],

@@ -19,6 +19,7 @@ import time
 import torch
 
 from benchmarks.common import command_line, write
+from reprolab.params import optimizer_state_bytes
 
 MODELS = {"llama_60m": dict(hidden_size=512, intermediate_size=1376, num_layers=8, num_heads=8),
           "llama_130m": dict(hidden_size=768, intermediate_size=2048, num_layers=12, num_heads=12)}
@@ -143,8 +144,7 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
                 torch.cuda.reset_peak_memory_stats()
             opt_ms.clear()
             step_ms = Timer(device)(train_step, steps, warmup=0)
-            state = sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values()
-                        if isinstance(v, torch.Tensor))
+            state = optimizer_state_bytes(opt)
             row = {"model": model_name, "optimizer": opt_name, "ms_per_step": step_ms,
                    "optimizer_ms": statistics.median(opt_ms), "state_bytes": state,
                    "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}

@@ -19,6 +19,14 @@ def embedding_and_head_names(model: nn.Module) -> set[str]:
     return names
 
 
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer, params=None, skip: tuple[str, ...] = ()) -> int:
+    """Bytes held in the optimizer's state tensors (moments, preconditioners, bases), measured: only
+    ``params``' state when given; keys in ``skip`` left out (e.g. torch AdamW's ``step`` tensor)."""
+    states = optimizer.state.values() if params is None else (optimizer.state[p] for p in params)
+    return sum(v.numel() * v.element_size() for s in states for k, v in s.items()
+               if isinstance(v, torch.Tensor) and k not in skip)
+
+
 def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two groups: matrices (dim >= 2) decay, gains and biases (dim < 2) do not (nanoGPT's rule)."""
     params = trainable(model)

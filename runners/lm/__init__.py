@@ -26,18 +26,6 @@ def _roles(cfg, objs):
     return optimizer, loss
 
 
-def optimizer_state_bytes(optimizer) -> int:
-    """Bytes held in optimizer state tensors (moments, preconditioners, bases), measured."""
-    import torch
-
-    total = 0
-    for state in optimizer.state.values():
-        for v in state.values():
-            if isinstance(v, torch.Tensor):
-                total += v.numel() * v.element_size()
-    return total
-
-
 def run(cfg, run_dir) -> dict:
     import lightning as L
     import torch
@@ -45,6 +33,7 @@ def run(cfg, run_dir) -> dict:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from reprolab.config import validate
+    from reprolab.params import optimizer_state_bytes
     from reprolab.tracking import lightning_loggers
     from runners.lm.callbacks import Throughput
     from runners.lm.data import LMDataModule

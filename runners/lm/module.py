@@ -14,10 +14,11 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """Training produced a NaN/inf loss; the message names the step and the checkpoint kept."""
 
 
-def lm_loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
-    """Mean next-token cross-entropy over labels != -100 (labels are pre-shifted)."""
+def lm_loss(model: torch.nn.Module, batch: dict, reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy over labels != -100 (labels are pre-shifted), mean or sum."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-    return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100)
+    return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100,
+                           reduction=reduction)
 
 
 class LMModule(L.LightningModule):
@@ -64,11 +65,8 @@ class LMModule(L.LightningModule):
 
     # ---- validation -----------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-        labels = batch["labels"].flatten()
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), labels, ignore_index=-100, reduction="sum")
-        self.val_loss_sum.update(nll)
-        self.val_tokens.update((labels != -100).sum())
+        self.val_loss_sum.update(lm_loss(self.model, batch, reduction="sum"))
+        self.val_tokens.update((batch["labels"] != -100).sum())
 
     def on_validation_epoch_end(self):
         loss = (self.val_loss_sum.compute() / self.val_tokens.compute()).item()
