@@ -38,7 +38,7 @@ def read_libsvm(path: str | Path, n_features: int | None = None) -> tuple[np.nda
                                         "(`label idx:val idx:val ...`)?") from None
             if not line:
                 continue
-            row = len(labels)
+            row, first = len(labels), len(cols)
             try:
                 labels.append(float(line[0]))
                 for item in line[1:]:
@@ -49,8 +49,9 @@ def read_libsvm(path: str | Path, n_features: int | None = None) -> tuple[np.nda
             except ValueError:
                 raise LibsvmFormatError(f"{path}:{lineno}: {raw[:60]!r} is not `label idx:val idx:val ...` "
                                         "(LIBSVM format, 1-based integer indices)") from None
-            if cols and cols[-1] < 0:
-                raise LibsvmFormatError(f"{path}:{lineno}: feature index {cols[-1] + 1} < 1; LIBSVM indices start at 1")
+            low = min(cols[first:], default=0)  # every index of the line, not only its last
+            if low < 0:
+                raise LibsvmFormatError(f"{path}:{lineno}: feature index {low + 1} < 1; LIBSVM indices start at 1")
     if not labels:
         raise LibsvmFormatError(f"{path} holds no examples (empty file?); expected `label idx:val ...` lines")
     width = (max(cols) + 1 if cols else 0) if n_features is None else n_features

@@ -27,7 +27,8 @@ def test_reader_parses_sparse_rows_and_label_only_rows(tmp_path):
 
 
 @pytest.mark.parametrize("text,match", [("1 a:1\n", "is not `label idx:val"), ("yes 1:1\n", "is not `label"),
-                                        ("1 0:1\n", "index 0 < 1"), ("", "no examples"),
+                                        ("1 0:1\n", "index 0 < 1"), ("1 0:1 3:2\n", "index 0 < 1"),
+                                        ("", "no examples"),
                                         ("1 7:1\n", "exceeds n_features=4")])
 def test_reader_rejects_non_libsvm_files(tmp_path, text, match):
     with pytest.raises(LibsvmFormatError, match=match):
