@@ -31,7 +31,7 @@ def cndg(c: torch.Tensor, beta, w: torch.Tensor, X, delta, max_iter: int) -> tup
     delta = torch.as_tensor(delta, dtype=c.dtype, device=c.device).expand(k)
     out, calls = w.clone(), torch.full((k,), max_iter, dtype=torch.int64)
     rows = torch.arange(k, device=c.device)
-    c, beta, delta, w = c, beta.unsqueeze(-1), delta, w.clone()
+    beta = beta.unsqueeze(-1)  # w is rebound (never written in place): no copy needed
     for s in range(max_iter):
         grad = (w - c) * beta
         away = w - X.lo(grad)                       # w_s - v_s

@@ -105,9 +105,10 @@ class SOAP(KeepStateDtype, torch.optim.Optimizer):
             if f"precond_{side}" not in state:
                 continue
             P, Q = state[f"precond_{side}"], state[f"basis_{side}"]
-            order = torch.argsort(torch.einsum("ij,ij->j", Q, P @ Q), descending=True)
+            PQ = P @ Q  # one product serves the eigenvalue estimates and the power step
+            order = torch.argsort(torch.einsum("ij,ij->j", Q, PQ), descending=True)
             v = v.index_select(dim, order)
-            Q.copy_(torch.linalg.qr(P @ Q[:, order]).Q)
+            Q.copy_(torch.linalg.qr(PQ[:, order]).Q)
         state["exp_avg_sq"] = v
 
     @torch.no_grad()

@@ -15,17 +15,23 @@ import torch
 import torch.nn.functional as F
 
 
+def _dense_kv(cache):
+    return [t for layer in cache.layers if getattr(layer, "keys", None) is not None for t in (layer.keys, layer.values)]
+
+
+def kv_measured(cache) -> int:
+    """Bytes of the tensors the cache stores (cheap: called every decode step for the peak)."""
+    if hasattr(cache, "nbytes"):
+        return cache.nbytes()
+    return sum(t.numel() * t.element_size() for t in _dense_kv(cache))
+
+
 def kv_stats(cache) -> tuple[int, float, int]:
     """(measured bytes, nominal bytes by the paper's formula, bytes of an fp16 cache of the same tokens)."""
     if hasattr(cache, "nbytes"):
         return cache.nbytes(), cache.nominal_bytes(), cache.fp16_bytes()
-    measured = entries = 0
-    for layer in cache.layers:
-        if getattr(layer, "keys", None) is not None:
-            for t in (layer.keys, layer.values):
-                measured += t.numel() * t.element_size()
-                entries += t.numel()
-    return measured, 2.0 * entries, 2 * entries
+    entries = sum(t.numel() for t in _dense_kv(cache))
+    return kv_measured(cache), 2.0 * entries, 2 * entries
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +94,7 @@ def free_run(model, cache, ids, mask, max_new: int, is_done) -> FreeRun:
             if not done[b]:
                 out[b].append(t)
                 done[b] = is_done(out[b])
-        peak = max(peak, kv_stats(cache)[0])
+        peak = max(peak, kv_measured(cache))
         if all(done) or i == max_new - 1:
             break
         s.step(tok)
