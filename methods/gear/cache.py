@@ -33,11 +33,10 @@ import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from methods.gear.compress import CodecSpec, compress
+from methods.gear.config import ATTENTIONS, STREAM_MODES
 from methods.gear.store import DenseStore, PackedStore
 from reprolab.checks import ConfigError, UserError
 
-STREAM_MODES = ("paper_chunked", "official_recompress")
-ATTENTIONS = ("materialize", "fused")
 # transformers versions whose Cache API (layers, ``update(..., kwargs=...)``, ``get_mask_sizes``)
 # this module is written against and tested with. Keep in step with pyproject.toml.
 TRANSFORMERS_RANGE = ("5.24", "6")
@@ -282,7 +281,7 @@ class CompressedLayer(CacheLayerMixin):
 
 
 class GEARCache(Cache):
-    """A `CompressedLayer` per decoder layer. Build it with `GEARCache.for_model(config, ...)`.
+    """A `CompressedLayer` per decoder layer.
 
     ``nbytes()`` is the measured size of everything stored; ``nominal_bytes()`` the §2.7 formula;
     ``fp16_bytes()`` what an fp16 cache of the same tokens would take. In ``storage="packed"`` the

@@ -37,11 +37,10 @@ from typing import Optional
 import torch
 
 from kernels.gear import quant
+from methods.gear.config import COUNT_MODES
 from methods.gear.layout import from_rows, row_length, to_rows
 
-COUNT_MODES = ("paper", "official")
 FILLS = ("mean", "inside")
-STORAGES = ("packed", "simulated")
 
 
 @dataclass(frozen=True)
@@ -186,14 +185,6 @@ class Compressed:
         base = self.backbone()
         lr = self.lowrank()
         return base if lr is None else (base.float() + lr).half()
-
-    def tensors(self) -> list[torch.Tensor]:
-        names = ("codes", "scale", "mn", "out_idx", "out_val", "lr_q", "lr_p", "dense")
-        return [t for t in (getattr(self, k) for k in names) if t is not None]
-
-    def nbytes(self) -> int:
-        """Bytes of the stored tensors, measured."""
-        return sum(t.numel() * t.element_size() for t in self.tensors())
 
 
 def nominal_bits(shape, spec: QuantSpec, group: int, n_outliers: int, rank: int) -> int:

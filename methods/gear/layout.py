@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 
 LAYOUTS = ("channel", "token", "tensor", "dim")
-STREAMABLE = ("channel", "token")  # layouts whose rows concatenate along tokens (packed storage)
 
 
 def to_rows(x: torch.Tensor, layout: str) -> torch.Tensor:

@@ -3,11 +3,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from methods.cosmos.config import BACKENDS, NS_DTYPES
 from reprolab import checks
 from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
-NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 on CUDA, fp32 on CPU
 
 SCALES = ("keller", "moonlight")
 
@@ -47,7 +47,7 @@ class Muon(OptimizerMethod):
         checks.non_negative("method.adam_eps", self.adam_eps)
         checks.non_negative("method.adam_weight_decay", self.adam_weight_decay)
         checks.one_of("method.ns_dtype", self.ns_dtype, NS_DTYPES)
-        checks.one_of("method.backend", self.backend, (None, "torch", "triton"))
+        checks.one_of("method.backend", self.backend, BACKENDS)
 
     def build_optimizer(self, model):
         from methods.muon.optimizer import Muon

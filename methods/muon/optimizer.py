@@ -21,9 +21,9 @@ import math
 import torch
 
 from kernels.cosmos import newton_schulz5, ns_dtype_for
+from methods.muon.config import SCALES
 from methods.optim import HybridOptimizer, check_hparams, check_newton_schulz
 
-SCALES = ("keller", "moonlight")
 
 
 def update_scale(rule: str, m: int, n: int) -> float:

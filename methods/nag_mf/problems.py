@@ -76,8 +76,6 @@ class FactorizationProblem:
             return torch.addmm(Y, R.T, X, alpha=-eta)
         return torch.addmm(Y, self.D, R.T @ X, alpha=-eta)
 
-    def loss(self, X, Y) -> float:
-        return 0.5 * float(torch.linalg.vector_norm(self.residual(X, Y))) ** 2
 
 
 def _tensor(a: np.ndarray, device, dtype) -> torch.Tensor:

@@ -40,7 +40,7 @@ class DecentralizedSolver(Solver):
         if self.centralised and ctx.world_size > 1:
             raise ConfigError(f"method={type(method).__name__.lower()} is centralised: run it with "
                               "runner.backend=simulated.")
-        self.p, self.method, self.ctx = problem, method, ctx
+        self.p, self.method = problem, method
         self.net = make_network(problem, ctx)
         k, d = len(problem.workers), problem.dim
         self.zeros = lambda: torch.zeros(k, d, dtype=problem.A.dtype, device=problem.A.device)  # noqa: E731

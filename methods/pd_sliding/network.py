@@ -33,11 +33,6 @@ class Network(ABC):
         self._w_self = torch.as_tensor(w_self, dtype=dtype, device=device)
         self._w_nb = torch.as_tensor(w_nb, dtype=dtype, device=device)
 
-    @property
-    @abstractmethod
-    def workers(self) -> list[int]:
-        """Global ids of the workers whose rows this process holds."""
-
     @abstractmethod
     def sum_workers(self, t: torch.Tensor) -> torch.Tensor:
         """Sum of a per-worker tensor (leading axis) over all workers, on every process (not counted)."""
@@ -62,10 +57,6 @@ class SimulatedNetwork(Network):
                      for s in range(self._slots)]
         self._has = [torch.tensor([s < len(nb) for nb in graph.neighbors], device=device).view(-1, 1)
                      for s in range(self._slots)]
-
-    @property
-    def workers(self) -> list[int]:
-        return list(range(self.graph.m))
 
     def sum_workers(self, t):
         return t.sum(dim=0, keepdim=True)
@@ -97,10 +88,6 @@ class GlooNetwork(Network):
         self.timeout = timedelta(seconds=timeout_s)
         self._all_reduce = all_reduce
         self._exchanges = 0
-
-    @property
-    def workers(self) -> list[int]:
-        return [self.rank]
 
     def lap(self, v, count: bool = True):
         self.rounds += count

@@ -15,12 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
 import torch
 
 from methods.pd_sliding.graphs import Graph
 
-LOSSES = ("least_squares", "logistic")
 
 
 def _loss_and_slope(z: torch.Tensor, y: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
