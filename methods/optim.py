@@ -94,7 +94,7 @@ def adamw_(w, g, state, *, lr, betas, eps, weight_decay, momentum_coef=None, bia
     m.mul_(beta1).add_(g, alpha=1 - beta1 if momentum_coef is None else momentum_coef)
     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     bias1 = 1 - (beta1 if bias1_beta is None else bias1_beta) ** t
-    denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(eps)
+    denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(eps)
     if weight_decay:
         w.mul_(1 - lr * weight_decay)
     w.addcdiv_(m, denom, value=-lr / bias1)

@@ -103,7 +103,7 @@ class AdamMini(KeepStateDtype, torch.optim.Optimizer):
                 w = master(p)
                 if group["weight_decay"]:
                     w.mul_(1 - group["lr"] * group["weight_decay"])
-                denom = (v.sqrt() / math.sqrt(1 - beta2**t)).add_(group["eps"])
+                denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(group["eps"])
                 w.view(group["blocks"], -1).addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**t))
                 write_back(p, w)
         return loss

@@ -111,7 +111,7 @@ class GaLoreAdamW(KeepStateDtype, torch.optim.Optimizer):
                 step_size = group["lr"]
                 if group["correct_bias"]:
                     step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-                update = m / (v.sqrt() + group["eps"])
+                update = m / v.sqrt().add_(group["eps"])
                 if rank is not None:
                     update = project_back(update, state["projector"], p.shape) * group["scale"]
                 w = master(p)

@@ -146,9 +146,9 @@ class SOAP(KeepStateDtype, torch.optim.Optimizer):
                 gp = self._project(g, state)
                 m.mul_(beta1).add_(gp, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(gp, gp, value=1 - beta2)
-                update = self._project(m / (v.sqrt() + group["eps"]), state, back=True)
+                update = self._project(m / v.sqrt().add_(group["eps"]), state, back=True)
                 if group["normalize_grads"]:
-                    update = update / (1e-30 + update.square().mean().sqrt())
+                    update.div_(1e-30 + update.square().mean().sqrt())  # update is a fresh tensor
                 step_size = group["lr"]
                 if group["correct_bias"]:
                     step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
