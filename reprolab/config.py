@@ -10,7 +10,7 @@ from reprolab.checks import ConfigError
 from reprolab.registry import ROOT
 
 # The nodes whose schema is a plugin or a typed section; validated before any work starts.
-TYPED_NODES = ("runner", "model", "data", "method")
+TYPED_NODES = ("runner", "model", "data", "method", "problem")  # problem: numeric experiments only
 
 
 def _run_key(override_dirname: str) -> str:

@@ -20,22 +20,15 @@ class WorkerFailed(RuntimeError):
     """A worker process of the distributed backend died, hung or raised; the others were stopped."""
 
 
-def _problem_spec(cfg):
+def _problem_spec(objs: dict):
     from reprolab.checks import ConfigError
-    from reprolab.config import typed
     from reprolab.registry import options
     from reprolab.roles import ProblemSpec
 
-    node = cfg.get("problem")
-    if node is None:
+    spec = objs.get("problem")  # typed and checked by `validate`
+    if spec is None:
         raise ConfigError(f"runner=numeric needs a problem: add +problem=<name> (one of {options('problem')}), or "
                           "use an experiment that picks one (experiment=nag_mf_kappa_sweep, pd_sliding_toy, ...).")
-    try:
-        spec = typed(node)
-    except ConfigError:
-        raise
-    except Exception as e:  # OmegaConf type errors: name the node like `validate` does
-        raise ConfigError(f"problem: {e}") from e
     if not isinstance(spec, ProblemSpec):
         raise ConfigError(f"problem={type(spec).__name__} is not a ProblemSpec; pick one of {options('problem')}.")
     return spec
@@ -63,7 +56,7 @@ def run(cfg, run_dir) -> dict:
     if not isinstance(method, SolverMethod):
         raise ConfigError(f"runner=numeric needs a solver method (nag_mf, pd_sliding, defw, cgs, dpg); "
                           f"method={type(method).__name__} is not one.")
-    return solve(cfg, run_dir, runner, method, _problem_spec(cfg))
+    return solve(cfg, run_dir, runner, method, _problem_spec(objs))
 
 
 def solve(cfg, run_dir, runner, method, spec) -> dict:
