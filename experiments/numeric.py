@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 from experiments.tables import Run, load_runs
-from reprolab.registry import ROOT
 
 
 def named_runs(log_dir: str | Path, names: list[str]) -> list[Run]:
@@ -26,11 +24,10 @@ def metrics(run: Run):
 
 def provenance(title: str, command: str) -> list[str]:
     """Markdown header of a committed result: the command, the commit and the machine."""
+    from reprolab.rundir import git_state
 
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
-    return [f"# {title}", "", f"- command: `{command}`", f"- commit: `{git('rev-parse', '--short', 'HEAD')}`{dirty}",
+    state = git_state()
+    dirty = " (with uncommitted changes)" if state["dirty"] else ""
+    return [f"# {title}", "", f"- command: `{command}`", f"- commit: `{(state['commit'] or 'unknown')[:7]}`{dirty}",
             f"- machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs "
             "(wall times are upper bounds)", f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]
