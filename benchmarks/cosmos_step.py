@@ -66,8 +66,9 @@ def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
         for _ in range(SOAP_PERIOD + 1 if name == "SOAP" else 2):
             step(name)
     samples = {name: [] for name in opts}
-    for _ in range(reps):
-        for name in opts:
+    names = list(opts)
+    for rep in range(reps):  # rotate the order so that each optimizer follows each other one equally often
+        for name in names[rep % len(names):] + names[:rep % len(names)]:
             k = SOAP_PERIOD if name == "SOAP" else 1
             t0 = time.perf_counter()
             for _ in range(k):

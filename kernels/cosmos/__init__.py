@@ -65,9 +65,14 @@ def _impl(t: torch.Tensor, backend: str | None):
     return reference
 
 
-def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, backend=None):
-    """out = alpha (a @ b) + beta c + delta d, in ``out_dtype`` (default a's dtype). a (M, K), b (K, N)."""
-    return _impl(a, backend).gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype)
+def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, out=None, backend=None):
+    """out = alpha (a @ b) + beta c + delta d, in ``out_dtype`` (default a's dtype). a (M, K), b (K, N).
+
+    ``beta`` may be a 0-dim tensor (no host sync on GPU). ``out``: a tensor to write the result
+    into; it may be ``c`` itself, which then accumulates in place without a temporary.
+    """
+    return _impl(a, backend).gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype,
+                                           out=out)
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps, backend=None):

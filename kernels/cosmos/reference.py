@@ -1,7 +1,9 @@
 """PyTorch twins of the COSMOS kernels (kernels/cosmos/triton_kernels.py): the path used on CPU.
 
-Each function computes exactly what its Triton kernel computes, in plain torch ops, in the order
-the official code uses where one exists (so that the twin is bitwise-comparable with it).
+Each function computes what its Triton kernel computes (equal up to fp32 rounding), in plain
+torch ops arranged for the CPU: as few passes over the m x n operands and as few m x n
+temporaries as possible (addmm's built-in axpy, in-place accumulation). In bf16, Newton-Schulz
+follows the official code op by op, so it is bitwise comparable with it.
 """
 from __future__ import annotations
 
@@ -13,25 +15,43 @@ NS5_COEFFS = (3.4445, -4.7750, 2.0315)  # (a, b, c) of the quintic Newton-Schulz
 ASSOCIATIONS = ("cosmos", "muon")
 
 
-def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None):
+def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, out=None):
     """out = alpha (a @ b) + beta c + delta d  (c, d optional, same shape as the product).
 
     a: (M, K), b: (K, N), any strides (pass ``x.T`` for a transposed operand). The product is
     taken in the inputs' dtype (fp32 accumulation inside torch for bf16), the epilogue in fp32
-    (fp64 for fp64 inputs).
+    (fp64 for fp64 inputs). ``beta`` may be a 0-dim tensor. The result is a new row-major tensor
+    (when c, d are row-major or absent), or ``out``: it may be ``c`` itself, which then accumulates
+    in place without a temporary.
     """
     acc = torch.promote_types(a.dtype, torch.float32)
-    if c is not None and a.dtype == b.dtype == c.dtype == acc and not isinstance(beta, torch.Tensor):
-        out = torch.addmm(c, a, b, beta=beta, alpha=alpha)  # one pass: product and axpy
-    else:
-        out = (a @ b).to(acc)
-        if alpha != 1.0:
-            out.mul_(alpha)
-        if c is not None:
-            out.add_(c.to(acc) * beta)
+    # E with k E = beta c + delta d, built in as few passes as possible: the GEMM then accumulates
+    # into E with BLAS's own beta = k (addmm_), so the product needs no temporary of its own.
+    E, k = None, 1.0
+    number = not isinstance(beta, torch.Tensor)
+    if c is not None and out is c and c.dtype == acc:
+        E = c if number and beta == 1 else c.mul_(beta)
+    elif c is not None and number and beta != 0:
+        c = c.to(acc)
+        E = c.clone(memory_format=torch.contiguous_format) if d is None else torch.add(c, d.to(acc), alpha=delta / beta)
+        k, d = beta, None
+    elif c is not None:
+        E = c.to(acc) * beta
     if d is not None:
-        out.add_(d.to(acc), alpha=delta)
-    return out.to(out_dtype or a.dtype)
+        E = d.to(acc) * delta if E is None else E.add_(d.to(acc), alpha=delta)
+    if E is None:
+        result = (a @ b).to(acc)
+        if alpha != 1.0:
+            result.mul_(alpha)
+    elif a.dtype == b.dtype == acc:
+        result = E.addmm_(a, b, beta=k, alpha=alpha)
+    else:
+        result = E.mul_(k).add_((a @ b).to(acc), alpha=alpha)
+    result = result.to(out_dtype or a.dtype)
+    if out is not None and result is not out:
+        out.copy_(result)
+        return out
+    return result
 
 
 def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos", dtype=torch.bfloat16):
@@ -75,12 +95,12 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     place M <- beta1 M + G and V <- beta2 V + (1 - beta2) (G U)^2, and returns
       P_G = G U,  P_hat = Ghat U,  D = P_hat / (sqrt(V) / sqrt(bias2) + eps)     (each (m, r))
     with Ghat = mix_scale (g_coef G + m_coef M): the Nesterov mix (G + beta1 M) / (1 + beta1 b1), or
-    M / b1 without Nesterov (the official code's association, for parity).
+    M / b1 without Nesterov (G / b1 in parity mode). Ghat U is taken as
+    mix_scale (g_coef P_G + m_coef M U), which reuses P_G and never forms Ghat (m x n).
     """
-    M.mul_(beta1).add_(G)
+    torch.add(G, M, alpha=beta1, out=M)  # M <- beta1 M + G in one pass
     P_G = G @ U
     V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
-    ghat = torch.add(G if g_coef == 1 else G * g_coef, M, alpha=m_coef).mul_(mix_scale)
-    P_hat = ghat @ U
-    D = P_hat / (V.sqrt() / math.sqrt(bias2) + eps)
+    P_hat = torch.addmm(P_G, M, U, beta=mix_scale * g_coef, alpha=mix_scale * m_coef)  # Ghat U, Ghat never formed
+    D = P_hat / V.sqrt().div_(math.sqrt(bias2)).add_(eps)
     return P_G, P_hat, D

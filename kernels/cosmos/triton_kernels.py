@@ -133,10 +133,12 @@ def _gemm_blocks(M: int, N: int, low_precision: bool) -> tuple[int, int, int, in
     return 64, 64, 32, 4
 
 
-def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, symmetric=False):
+def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, out=None,
+                  symmetric=False):
     """out = alpha (a @ b) + beta c + delta d; see the module docstring. ``beta`` may be a 0-dim
-    device tensor. ``symmetric``: the product (and c, d) are symmetric, so only the upper block
-    triangle is computed and mirrored."""
+    device tensor. ``out``: write into this tensor (it may be ``c``: each program reads its tile of
+    c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric, so only
+    the upper block triangle is computed and mirrored."""
     (M, K), (K2, N) = a.shape, b.shape
     if K != K2:
         raise ValueError(f"gemm_epilogue: inner dimensions differ: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
@@ -145,7 +147,13 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     for name, t in (("c", c), ("d", d)):
         if t is not None and tuple(t.shape) != (M, N):
             raise ValueError(f"gemm_epilogue: {name} has shape {tuple(t.shape)}, the product is {(M, N)}")
-    out = torch.empty(M, N, device=a.device, dtype=out_dtype or a.dtype)
+    if out is None:
+        out = torch.empty(M, N, device=a.device, dtype=out_dtype or a.dtype)
+    elif tuple(out.shape) != (M, N):
+        raise ValueError(f"gemm_epilogue: out has shape {tuple(out.shape)}, the product is {(M, N)}")
+    elif symmetric and (out is c or out is d):
+        raise ValueError("gemm_epilogue: with symmetric=True, out must not be c or d (mirrored tiles land in other "
+                         "programs' blocks); pass out=None")
     low = a.dtype in (torch.bfloat16, torch.float16)
     BM, BN, BK, warps = _gemm_blocks(M, N, low)
     c_ = c if c is not None else out

@@ -159,12 +159,13 @@ class COSMOS(HybridOptimizer):
         t = state["step"]
         M, U_old, S_old, V = state["exp_avg"], state["basis"], state["gram"], state["exp_avg_sq"]
 
-        # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix.
+        # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix. Z is formed
+        # as Z^T (r x n, row-major), so Z itself is column-major, the layout LAPACK's QR works in.
         if t == 1:
             U = top_eigenvectors(G.T @ G, r, "svd" if parity else "eigh")
         else:
-            Z = gemm_epilogue(G.T, G @ U_old, alpha=1 - beta2, c=U_old @ S_old, beta=beta2, backend=backend)
-            U = torch.linalg.qr(Z, mode="reduced").Q
+            Zt = gemm_epilogue((G @ U_old).T, G, alpha=1 - beta2, c=(U_old @ S_old).T, beta=beta2, backend=backend)
+            U = torch.linalg.qr(Zt.T, mode="reduced").Q
 
         # Momentum, the Nesterov mix, projections and the second moment, in one pass over G.
         b1 = (1 - beta1**t) / (1 - beta1)
@@ -174,14 +175,14 @@ class COSMOS(HybridOptimizer):
         else:
             g_coef, m_coef, mix_scale = (1.0, 0.0, 1 / b1) if parity else (0.0, 1.0, 1 / b1)
         P_G, P_hat, D = project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
-                                        mix_scale=mix_scale,
-                                        bias2=b2, eps=eps, backend=backend)
-        S = (1 - beta2) * (P_G.T @ P_G)
-        if t > 1:
+                                        mix_scale=mix_scale, bias2=b2, eps=eps, backend=backend)
+        if t == 1:
+            torch.mm(P_G.T, P_G, out=S_old).mul_(1 - beta2)
+        else:
             T = U_old.T @ U
-            S = S + beta2 * (T.T @ S_old @ T)
+            torch.addmm(T.T @ S_old @ T, P_G.T, P_G, beta=beta2, alpha=1 - beta2, out=S_old)
         U_old.copy_(U)
-        S_old.copy_(S)
+        U = U_old
 
         # H = A + gamma B: the rank-r adaptive part plus the orthogonalised residual.
         scale = math.sqrt(m * n)
@@ -190,13 +191,17 @@ class COSMOS(HybridOptimizer):
         if group["gamma"] > 0:
             R = gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
                               backend=backend)
+            if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
+                r_norm = torch.linalg.vector_norm(R)
+                keep = r_norm > RESIDUAL_FLOOR * torch.hypot(r_norm, torch.linalg.vector_norm(P_hat))
             association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
             O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(w, group["ns_dtype"]), backend=backend)
             coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dtype=w.dtype) + eps)
-            if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
-                r_norm = torch.linalg.vector_norm(R)
-                coef = coef * (r_norm > RESIDUAL_FLOOR * torch.sqrt(r_norm**2 + P_hat.square().sum()))
-        H = gemm_epilogue(D, U.T, c=O, beta=coef, backend=backend)
+            if not parity:
+                coef = coef * keep
+        # O is Newton-Schulz's fresh output: in fp32 (CPU), H accumulates into it, no m x n temporary
+        in_place = O is not None and O.dtype == D.dtype
+        H = gemm_epilogue(D, U.T, c=O, beta=coef, out=O if in_place else None, backend=backend)
 
         if group["weight_decay"]:
             w.mul_(1 - group["lr"] * group["weight_decay"])

@@ -111,3 +111,17 @@ def test_optimizer_step_triton_equals_twin(name):
     delta = weights[1] - _rand(40, 24, seed=9)
     assert (weights[0] - weights[1]).abs().max() <= 1e-4 * delta.abs().max()
     assert math.isfinite(weights[0].sum().item())
+
+
+def test_gemm_epilogue_accumulates_into_c():
+    """out=c: the COSMOS mix H = D U^T + coef O is written into O itself (each tile reads c first)."""
+    a, b, c = _rand(70, 24, seed=1), _rand(24, 90, seed=2), _rand(70, 90, seed=3)
+    expect = gemm_epilogue(a, b, c=c, beta=0.7, backend="torch")
+    got = gemm_epilogue(a, b, c=c, beta=torch.tensor(0.7, device=DEVICE), out=c, backend="triton")
+    assert got is c
+    _close(got, expect)
+    from kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
+
+    x = _rand(64, 64, seed=4)
+    with pytest.raises(ValueError, match="must not be c or d"):
+        triton_gemm(x, x.T, c=x, out=x, symmetric=True)
