@@ -30,11 +30,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from transformers.cache_utils import Cache, CacheLayerMixin
 
 from methods.gear.compress import CodecSpec, compress
 from methods.gear.config import ATTENTIONS, STREAM_MODES
 from methods.gear.store import DenseStore, PackedStore
+from methods.kvcache import MeasuredCache, MeasuredLayer
 from reprolab.checks import ConfigError, UserError
 
 # transformers versions whose Cache API (layers, ``update(..., kwargs=...)``, ``get_mask_sizes``)
@@ -84,12 +84,10 @@ def kv_geometry(config) -> tuple[int, int, int]:
     return text.num_hidden_layers, kv_heads, head_dim
 
 
-class CompressedLayer(CacheLayerMixin):
+class CompressedLayer(MeasuredLayer):
     """One layer: fp16 buffer + compressed stores for K and V (see the module docstring)."""
 
-    is_sliding = False
-    is_croppable = False
-    is_compileable = False
+    cannot_crop = "a compressed cache cannot be cropped (compressed chunks cannot drop single tokens)"
 
     def __init__(self, codec: Optional[CodecSpec], buffer: int, rank_prefill: int = 0, rank_decode: int = 0,
                  stream_mode: str = "paper_chunked", attention: str = "materialize",
@@ -105,7 +103,6 @@ class CompressedLayer(CacheLayerMixin):
         self.rank_prefill, self.rank_decode = rank_prefill, rank_decode
         self.stream_mode, self.attention = stream_mode, attention
         self.generator = generator
-        self.seen = 0  # tokens given to the layer
         self.consumed = True  # fused attention read the store since the last update
 
     # ---- state ------------------------------------------------------------------------------
@@ -139,17 +136,13 @@ class CompressedLayer(CacheLayerMixin):
 
     def nbytes(self) -> int:
         """Bytes of everything this layer stores (compressed stores + buffer), measured."""
-        if not self.is_initialized:
-            return 0
-        total = sum(t.numel() * t.element_size() for t in (self.keys, self.values))
-        return total + sum(s.nbytes() for s in (self.store_k, self.store_v) if s is not None)
+        stores = (self.store_k, self.store_v) if self.is_initialized else ()
+        return super().nbytes() + sum(s.nbytes() for s in stores if s is not None)
 
     def nominal_bits(self) -> int:
         """The §2.7 formula: compressed chunks' bits + 16 bits per buffered entry."""
-        if not self.is_initialized:
-            return 0
-        bits = 16 * (self.keys.numel() + self.values.numel())
-        return bits + sum(s.nominal_bits for s in (self.store_k, self.store_v) if s is not None)
+        stores = (self.store_k, self.store_v) if self.is_initialized else ()
+        return super().nominal_bits() + sum(s.nominal_bits for s in stores if s is not None)
 
     # ---- compression ------------------------------------------------------------------------
     def _p0(self, rank: int) -> Optional[torch.Tensor]:
@@ -244,21 +237,9 @@ class CompressedLayer(CacheLayerMixin):
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.seen + query_length, 0
 
-    def get_seq_length(self) -> int:
-        return self.seen
-
-    def get_max_length(self) -> int:
-        return -1
-
     def reset(self) -> None:
-        self.keys = self.values = None
-        self.is_initialized = False
-        self.seen = 0
+        super().reset()
         self.consumed = True
-
-    def crop(self, tokens_to_remove: int) -> None:
-        raise ValueError("a compressed cache cannot be cropped (compressed chunks cannot drop single tokens): "
-                         "use DynamicCache for assisted / speculative decoding.")
 
     def _map_batch(self, fn) -> None:
         if not self.is_initialized:
@@ -270,17 +251,8 @@ class CompressedLayer(CacheLayerMixin):
         self.work_k = None if self.work_k is None else fn(self.work_k)
         self.work_v = None if self.work_v is None else fn(self.work_v)
 
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        self._map_batch(lambda t: t.index_select(0, beam_idx.to(t.device)))
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self._map_batch(lambda t: t.repeat_interleave(repeats, dim=0))
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._map_batch(lambda t: t[indices.to(t.device)])
-
-
-class GEARCache(Cache):
+class GEARCache(MeasuredCache):
     """A `CompressedLayer` per decoder layer.
 
     ``nbytes()`` is the measured size of everything stored; ``nominal_bytes()`` the §2.7 formula;
@@ -294,16 +266,6 @@ class GEARCache(Cache):
         layers = [CompressedLayer(codec, buffer, rank_prefill, rank_decode, stream_mode, attention, self.generator)
                   for _ in range(num_layers)]
         super().__init__(layers=layers)
-
-    def nbytes(self) -> int:
-        return sum(layer.nbytes() for layer in self.layers)
-
-    def nominal_bytes(self) -> float:
-        return sum(layer.nominal_bits() for layer in self.layers) / 8
-
-    def fp16_bytes(self) -> int:
-        return sum(2 * 2 * layer.seen * layer.heads * layer.head_dim * layer.keys.shape[0]
-                   for layer in self.layers if layer.is_initialized)
 
     def flush(self) -> None:
         for layer in self.layers:

@@ -20,18 +20,16 @@ from __future__ import annotations
 import math
 
 import torch
-from transformers.cache_utils import Cache, CacheLayerMixin
+
+from methods.kvcache import MeasuredCache, MeasuredLayer
 
 
-class H2OLayer(CacheLayerMixin):
-    is_sliding = False
-    is_croppable = False
-    is_compileable = False
+class H2OLayer(MeasuredLayer):
+    cannot_crop = "an H2O cache cannot be cropped (evicted tokens are gone)"
 
     def __init__(self, heavy_ratio: float, recent_ratio: float):
         super().__init__()
         self.heavy_ratio, self.recent_ratio = heavy_ratio, recent_ratio
-        self.seen = 0
         self.heavy = self.recent = None
         self.pending_prefill = False
 
@@ -110,55 +108,14 @@ class H2OLayer(CacheLayerMixin):
         stored = self.keys.shape[-2] if self.is_initialized else 0
         return stored + query_length, self.seen - stored
 
-    def get_seq_length(self) -> int:
-        return self.seen
-
-    def get_max_length(self) -> int:
-        return -1
-
-    def reset(self) -> None:
-        self.keys = self.values = None
-        self.is_initialized = False
-        self.seen = 0
-
-    def crop(self, tokens_to_remove: int) -> None:
-        raise ValueError("an H2O cache cannot be cropped (evicted tokens are gone): use DynamicCache for assisted decoding.")
-
     def _map_batch(self, fn) -> None:
         if self.is_initialized:
             self.keys, self.values, self.scores, self.valid = (fn(t) for t in (self.keys, self.values, self.scores, self.valid))
 
-    def reorder_cache(self, beam_idx) -> None:
-        self._map_batch(lambda t: t.index_select(0, beam_idx.to(t.device)))
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self._map_batch(lambda t: t.repeat_interleave(repeats, dim=0))
-
-    def batch_select_indices(self, indices) -> None:
-        self._map_batch(lambda t: t[indices.to(t.device)])
-
-    def nbytes(self) -> int:
-        if not self.is_initialized:
-            return 0
-        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
-
-    def nominal_bits(self) -> int:
-        return 0 if not self.is_initialized else 16 * (self.keys.numel() + self.values.numel())
-
-
-class H2OCache(Cache):
+class H2OCache(MeasuredCache):
     """An `H2OLayer` per decoder layer (needs ``attn_implementation="h2o"``). The scores are
     bookkeeping and are not counted in ``nbytes()`` (H2O's own accounting)."""
 
     def __init__(self, num_layers: int, heavy_ratio: float, recent_ratio: float):
         super().__init__(layers=[H2OLayer(heavy_ratio, recent_ratio) for _ in range(num_layers)])
-
-    def nbytes(self) -> int:
-        return sum(layer.nbytes() for layer in self.layers)
-
-    def nominal_bytes(self) -> float:
-        return sum(layer.nominal_bits() for layer in self.layers) / 8
-
-    def fp16_bytes(self) -> int:
-        return sum(2 * 2 * layer.seen * layer.keys.shape[1] * layer.keys.shape[3] * layer.keys.shape[0]
-                   for layer in self.layers if layer.is_initialized)

@@ -148,7 +148,9 @@ def test_every_cache_generates_with_gqa_and_padding(method):
     assert layer.keys.shape[1] == 2  # KV heads, compressed before GQA's repeat
 
 
-def test_fused_attention_matches_materialized():
+@pytest.mark.parametrize("beams", [1, 2])
+def test_fused_attention_matches_materialized(beams):
+    """Greedy, and beam search (the packed store reordered between steps)."""
     model = tiny_llama()
     ids = torch.randint(0, 64, (2, 40))
     mask = torch.ones_like(ids)
@@ -158,7 +160,7 @@ def test_fused_attention_matches_materialized():
         m = GEAR(buffer=16, group=16, attention=attention)
         m.prepare_model(model)
         out = model.generate(ids, attention_mask=mask, cache=m.make_cache(model.config), max_new_tokens=30, do_sample=False,
-                             output_scores=True, return_dict_in_generate=True)
+                             num_beams=beams, output_scores=True, return_dict_in_generate=True)
         scores[attention] = torch.stack(out.scores)
     model.set_attn_implementation("sdpa")
     torch.testing.assert_close(scores["fused"], scores["materialize"], rtol=0, atol=2e-3)
@@ -258,3 +260,47 @@ def test_unsupported_transformers_version(monkeypatch):
     monkeypatch.setattr(transformers, "__version__", "4.38.2")
     with pytest.raises(RuntimeError, match="transformers>=5.24,<6"):
         GEAR().make_cache(tiny_llama().config)
+
+
+# ---- batch reordering (beam search) and cropping ------------------------------------------------
+@pytest.mark.parametrize("method", [m for m in ALL if not isinstance(m, H2O) and getattr(m, "attention", "") != "fused"],
+                         ids=lambda m: type(m).__name__)
+def test_reordering_the_batch_equals_feeding_it_reordered(method):
+    """reorder_cache / batch_select_indices move every stored piece (buffer, stores, working copy).
+    Fused GEAR (attention reads the packed store): test_fused_attention_matches_materialized[2]."""
+    config = tiny_llama().config
+    g = torch.Generator().manual_seed(3)
+    chunks = [torch.randn(3, 2, n, 16, generator=g).half() for n in (40, 1, 1, 1)]
+    perm = torch.tensor([2, 0, 1])
+    a, b = method.make_cache(config), method.make_cache(config)
+    for x in chunks[:2]:
+        a.update(x, -x, 0)
+        b.update(x[perm], -x[perm], 0)
+    a.reorder_cache(perm)
+    for x in chunks[2:]:
+        ka, va = a.update(x[perm], -x[perm], 0)
+        kb, vb = b.update(x[perm], -x[perm], 0)
+    assert torch.equal(ka, kb) and torch.equal(va, vb)
+    a.batch_select_indices(torch.tensor([1]))
+    assert a.layers[0].keys.shape[0] == 1
+    if isinstance(a, GEARCache):
+        assert 3 * a.nbytes() == b.nbytes() and 3 * a.fp16_bytes() == b.fp16_bytes()
+
+
+def test_h2o_beam_search_with_room_for_everything_equals_dynamic_cache():
+    model = tiny_llama()
+    ids = torch.randint(0, 64, (2, 20), generator=torch.Generator().manual_seed(0))
+    kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=8, num_beams=3, do_sample=False)
+    ref = model.generate(ids, cache=DynamicCache(config=model.config), **kw)
+    h2o = H2O(heavy_ratio=1.0, recent_ratio=1.0)
+    h2o.prepare_model(model)
+    out = model.generate(ids, cache=h2o.make_cache(model.config), **kw)
+    model.set_attn_implementation("sdpa")
+    assert torch.equal(ref, out)
+
+
+@pytest.mark.parametrize("method", [GEAR(buffer=16, group=16), H2O()], ids=lambda m: type(m).__name__)
+def test_caches_refuse_cropping_and_name_the_alternative(method):
+    cache = method.make_cache(tiny_llama().config)
+    with pytest.raises(ValueError, match="cannot be cropped.*use DynamicCache"):
+        cache.crop(4)
