@@ -36,6 +36,7 @@ class PackedStore:
         self.axis = -1 if spec.layout == "channel" else 1
         self.codes = self.scale = self.mn = self.out_idx = self.out_val = None
         self.group_lens: list[int] = []  # channel layout: size of each group along tokens
+        self._group_index: Optional[torch.Tensor] = None  # key_group_index(), rebuilt once per appended chunk
         self.lowrank: list[tuple[int, torch.Tensor, torch.Tensor]] = []
         self.n_tokens = 0
         self.nominal_bits = 0
@@ -80,9 +81,17 @@ class PackedStore:
         return self.codes.shape[0]
 
     def key_group_index(self) -> torch.Tensor:
-        """channel layout: the scale/min column of every token (int64 [N])."""
-        lens = torch.tensor(self.group_lens, device=self.codes.device)
-        return torch.repeat_interleave(torch.arange(len(self.group_lens), device=self.codes.device), lens)
+        """channel layout: the scale/min column of every token (int64 [N]).
+
+        Kept between calls (decode reads it every step) and rebuilt when a chunk has been appended:
+        building it costs a host-to-device copy. Derived metadata, not counted in ``nbytes()``.
+        """
+        if self._group_index is None or self._group_index.numel() != self.n_tokens:
+            device = self.codes.device
+            lens = torch.tensor(self.group_lens, device=device)
+            self._group_index = torch.repeat_interleave(torch.arange(len(self.group_lens), device=device), lens,
+                                                        output_size=self.n_tokens)
+        return self._group_index
 
     def backbone_rows(self) -> torch.Tensor:
         """fp32 D̂ + S in the row layout."""

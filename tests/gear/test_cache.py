@@ -304,3 +304,18 @@ def test_caches_refuse_cropping_and_name_the_alternative(method):
     cache = method.make_cache(tiny_llama().config)
     with pytest.raises(ValueError, match="cannot be cropped.*use DynamicCache"):
         cache.crop(4)
+
+
+def test_key_group_index_is_kept_until_a_chunk_is_appended():
+    """Fused decode reads it every step: built once per chunk, and right for groups of mixed sizes."""
+    from methods.gear.compress import compress
+    from methods.gear.store import PackedStore
+
+    codec = CodecSpec(QuantSpec(2, "channel", 16), QuantSpec(2, "token", 16))
+    store = PackedStore(codec.key, 2, 16)
+    x = torch.randn(1, 2, 48, 16).half()
+    store.append(compress(x[:, :, :32], "key", codec, 0, None))
+    first = store.key_group_index()
+    assert store.key_group_index() is first and first.tolist() == [0] * 16 + [1] * 16
+    store.append(compress(x[:, :, 32:40], "key", CodecSpec(QuantSpec(2, "channel", 8), codec.value), 0, None))
+    assert store.key_group_index().tolist() == [0] * 16 + [1] * 16 + [2] * 8
