@@ -118,7 +118,50 @@ class KeepStateDtype:
                     self.state[p][key] = value.to(device=p.device)
 
 
-class HybridOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
+class CheckedOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
+    """The base of the optimizers in methods/: groups are validated as they are added, and `step`
+    runs `_update` once per parameter that has a gradient.
+
+    `_update(w, g, state, group)` gets the fp32 master weight ``w`` (updated in place, written back
+    to a bf16/fp16 parameter afterwards) and the fp32 gradient ``g`` (read-only). `_check_group`
+    validates the Adam-style options by default; subclasses extend it for their own.
+    """
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for p in group["params"]:
+            check_param(type(self).__name__, p)
+        self._check_group(group, len(self.param_groups) - 1)
+
+    def _check_group(self, group: dict, index: int) -> None:
+        """Validate one group's options (after defaults are filled); raise naming the option."""
+        check_hparams(f"{type(self).__name__} (param group {index})", lr=group["lr"], betas=group.get("betas"),
+                      eps=group.get("eps"), weight_decay=group["weight_decay"])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        name = type(self).__name__
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = grad_fp32(name, p)
+                w = master(p)
+                self._update(w, g, self.state[p], group)
+                write_back(p, w)
+        return loss
+
+    @abstractmethod
+    def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
+        """Update ``w`` (fp32, in place) from ``g`` (fp32, read-only) for one parameter."""
+
+
+class HybridOptimizer(CheckedOptimizer):
     """An optimizer with a matrix branch and an AdamW branch, routed per parameter group.
 
     Each group has the boolean option ``flag`` (``use_cosmos``, ``use_muon``): True sends its
@@ -135,7 +178,6 @@ class HybridOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
         self._aux_defaults = dict(aux_defaults or {})
         super().__init__(params, defaults)
 
-    # ---- construction ---------------------------------------------------------------------
     def add_param_group(self, param_group: dict) -> None:
         flag = param_group.get(self.flag)
         if flag not in (None, True, False):
@@ -152,39 +194,13 @@ class HybridOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
         if flag is False:
             param_group = {**self._aux_defaults, **param_group}
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        for p in group["params"]:
-            check_param(type(self).__name__, p)
-        self._check_group(group, len(self.param_groups) - 1)
-
-    def _check_group(self, group: dict, index: int) -> None:
-        """Validate one group's options (after defaults are filled); raise naming the option."""
-        name = f"{type(self).__name__} (param group {index})"
-        check_hparams(name, lr=group["lr"], betas=group.get("betas"), eps=group.get("eps"),
-                      weight_decay=group["weight_decay"])
 
     def default_route(self, p: torch.Tensor) -> bool:
         """Matrix branch for 2-D tensors when the group does not say."""
         return p.dim() == 2
 
-    # ---- the step -------------------------------------------------------------------------
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        name = type(self).__name__
-        for group in self.param_groups:
-            branch = self._matrix_step if group[self.flag] else self._aux_step
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = grad_fp32(name, p)
-                w = master(p)
-                branch(w, g, self.state[p], group)
-                write_back(p, w)
-        return loss
+    def _update(self, w, g, state, group):
+        (self._matrix_step if group[self.flag] else self._aux_step)(w, g, state, group)
 
     @abstractmethod
     def _matrix_step(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:

@@ -24,7 +24,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
+from methods.optim import CheckedOptimizer
 
 ELEMENT, HEAD, ROW, TENSOR = "element", "head", "row", "tensor"
 HEAD_NAMES = ("q_proj.weight", "k_proj.weight", "wq.weight", "wk.weight")
@@ -44,7 +44,7 @@ def block_kind(name: str, p: torch.Tensor) -> str:
     return TENSOR
 
 
-class AdamMini(KeepStateDtype, torch.optim.Optimizer):
+class AdamMini(CheckedOptimizer):
     """Adam-mini (arXiv:2406.16793); the update and the partition are in the module docstring.
 
     Args:
@@ -56,12 +56,10 @@ class AdamMini(KeepStateDtype, torch.optim.Optimizer):
 
     def __init__(self, named_parameters: Iterable[tuple[str, nn.Parameter]], lr: float = 1e-3, betas=(0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, dim: int | None = None, n_heads: int | None = None):
-        check_hparams("AdamMini", lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         groups = []
         for name, p in named_parameters:
             if not p.requires_grad:
                 continue
-            check_param("AdamMini", p)
             kind = block_kind(name, p)
             blocks = {ELEMENT: p.numel(), ROW: p.shape[0] if p.dim() else 1, TENSOR: 1}.get(kind)
             if kind == HEAD:
@@ -78,32 +76,19 @@ class AdamMini(KeepStateDtype, torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
         super().__init__(groups, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = grad_fp32("AdamMini", p).reshape(group["blocks"], -1)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(g)
-                    state["exp_avg_sq"] = torch.zeros(group["blocks"], 1, dtype=g.dtype, device=g.device)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.lerp_(g, 1 - beta1)
-                v.mul_(beta2).add_(g.square().mean(dim=1, keepdim=True), alpha=1 - beta2)
-                w = master(p)
-                if group["weight_decay"]:
-                    w.mul_(1 - group["lr"] * group["weight_decay"])
-                denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(group["eps"])
-                w.view(group["blocks"], -1).addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**t))
-                write_back(p, w)
-        return loss
+    def _update(self, w, g, state, group):
+        beta1, beta2 = group["betas"]
+        g = g.reshape(group["blocks"], -1)
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(g)
+            state["exp_avg_sq"] = torch.zeros(group["blocks"], 1, dtype=g.dtype, device=g.device)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).add_(g.square().mean(dim=1, keepdim=True), alpha=1 - beta2)
+        if group["weight_decay"]:
+            w.mul_(1 - group["lr"] * group["weight_decay"])
+        denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(group["eps"])
+        w.view(group["blocks"], -1).addcdiv_(m, denom, value=-group["lr"] / (1 - beta1**t))

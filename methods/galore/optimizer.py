@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
+from methods.optim import CheckedOptimizer
 
 
 def svd_projector(g: torch.Tensor, rank: int) -> torch.Tensor:
@@ -41,7 +41,7 @@ def project_back(x: torch.Tensor, P: torch.Tensor, shape: torch.Size) -> torch.T
     return x @ P if shape[0] >= shape[1] else P @ x
 
 
-class GaLoreAdamW(KeepStateDtype, torch.optim.Optimizer):
+class GaLoreAdamW(CheckedOptimizer):
     """GaLore's AdamW (arXiv:2403.03507); the update is in the module docstring.
 
     Args: lr (1e-3), betas ((0.9, 0.999)), eps (1e-6), weight_decay (0), correct_bias (True): the
@@ -55,12 +55,9 @@ class GaLoreAdamW(KeepStateDtype, torch.optim.Optimizer):
                         rank=None, update_proj_gap=200, scale=0.25)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group, where = self.param_groups[-1], f"GaLoreAdamW (param group {len(self.param_groups) - 1})"
-        check_hparams(where, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])
-        for p in group["params"]:
-            check_param("GaLoreAdamW", p)
+    def _check_group(self, group: dict, index: int) -> None:
+        super()._check_group(group, index)
+        where = f"GaLoreAdamW (param group {index})"
         rank = group["rank"]
         if rank is None:
             return
@@ -78,45 +75,31 @@ class GaLoreAdamW(KeepStateDtype, torch.optim.Optimizer):
         if small:
             warnings.warn(f"{where}: rank={rank} is larger than min(m, n) for parameters of shape {small}; they are "
                           "projected at rank min(m, n), i.e. full-rank Adam in a rotated basis (the reference "
-                          "truncates the same way). Lower rank to project them.", stacklevel=3)
+                          "truncates the same way). Lower rank to project them.", stacklevel=5)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            rank = group["rank"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = grad_fp32("GaLoreAdamW", p)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                if rank is not None:
-                    if state["step"] % group["update_proj_gap"] == 0:
-                        state["projector"] = svd_projector(g, rank)
-                    g = project(g, state["projector"])
-                if "exp_avg" not in state:
-                    state["exp_avg"] = torch.zeros_like(g)
-                    state["exp_avg_sq"] = torch.zeros_like(g)
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                step_size = group["lr"]
-                if group["correct_bias"]:
-                    step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-                update = m / v.sqrt().add_(group["eps"])
-                if rank is not None:
-                    update = project_back(update, state["projector"], p.shape) * group["scale"]
-                w = master(p)
-                w.add_(update, alpha=-step_size)
-                if group["weight_decay"]:
-                    w.add_(w, alpha=-group["lr"] * group["weight_decay"])
-                write_back(p, w)
-        return loss
+    def _update(self, w, g, state, group):
+        beta1, beta2 = group["betas"]
+        rank = group["rank"]
+        if not state:
+            state["step"] = 0
+        if rank is not None:
+            if state["step"] % group["update_proj_gap"] == 0:
+                state["projector"] = svd_projector(g, rank)
+            g = project(g, state["projector"])
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(g)
+            state["exp_avg_sq"] = torch.zeros_like(g)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m.mul_(beta1).add_(g, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        step_size = group["lr"]
+        if group["correct_bias"]:
+            step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
+        update = m / v.sqrt().add_(group["eps"])
+        if rank is not None:
+            update = project_back(update, state["projector"], w.shape) * group["scale"]
+        w.add_(update, alpha=-step_size)
+        if group["weight_decay"]:
+            w.add_(w, alpha=-group["lr"] * group["weight_decay"])

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.optim import KeepStateDtype, check_hparams, check_param, grad_fp32, master, write_back
+from methods.optim import CheckedOptimizer
 
 
 def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
     return q.flip(1).to(mat.dtype)
 
 
-class SOAP(KeepStateDtype, torch.optim.Optimizer):
+class SOAP(CheckedOptimizer):
     """SOAP optimizer (arXiv:2409.11321); the update is in the module docstring.
 
     Args (official defaults): lr 3e-3, betas (0.95, 0.95), shampoo_beta None (= beta2), eps 1e-8,
@@ -59,18 +59,15 @@ class SOAP(KeepStateDtype, torch.optim.Optimizer):
                         precondition_1d=precondition_1d, normalize_grads=normalize_grads, correct_bias=correct_bias)
         super().__init__(params, defaults)
 
-    def add_param_group(self, param_group: dict) -> None:
-        super().add_param_group(param_group)
-        group, where = self.param_groups[-1], f"SOAP (param group {len(self.param_groups) - 1})"
-        check_hparams(where, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])
+    def _check_group(self, group: dict, index: int) -> None:
+        super()._check_group(group, index)
+        where = f"SOAP (param group {index})"
         sb = group["shampoo_beta"]
         if sb is not None and not 0 <= sb < 1:
             raise ValueError(f"{where}: shampoo_beta={sb!r} must be in [0, 1), or None to use betas[1].")
         for key in ("precondition_frequency", "max_precond_dim"):
             if not (isinstance(group[key], int) and group[key] >= 1):
                 raise ValueError(f"{where}: {key}={group[key]!r} must be a positive integer.")
-        for p in group["params"]:
-            check_param("SOAP", p)
 
     @staticmethod
     def _sides(shape: tuple[int, int], group: dict, is_1d: bool) -> tuple[bool, bool]:
@@ -111,56 +108,42 @@ class SOAP(KeepStateDtype, torch.optim.Optimizer):
             Q.copy_(torch.linalg.qr(PQ[:, order]).Q)
         state["exp_avg_sq"] = v
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                is_1d = p.dim() == 1
-                g = grad_fp32("SOAP", p)
-                g = g.reshape(1, -1) if is_1d else g.reshape(g.size(0), -1)
-                state = self.state[p]
-                if not state:  # first call: build the preconditioner only
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(g)
-                    state["exp_avg_sq"] = torch.zeros_like(g)
-                    for side, on, size in zip(("left", "right"), self._sides(g.shape, group, is_1d), g.shape):
-                        if on:
-                            state[f"precond_{side}"] = torch.zeros(size, size, dtype=g.dtype, device=g.device)
-                    self._accumulate(g, state, beta_s)
-                    for side in ("left", "right"):
-                        if f"precond_{side}" in state:
-                            state[f"basis_{side}"] = eigenbasis(state[f"precond_{side}"])
-                    continue
+    def _update(self, w, g, state, group):
+        beta1, beta2 = group["betas"]
+        beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
+        is_1d = g.dim() == 1
+        g = g.reshape(1, -1) if is_1d else g.reshape(g.size(0), -1)
+        if not state:  # first call: build the preconditioner only
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(g)
+            state["exp_avg_sq"] = torch.zeros_like(g)
+            for side, on, size in zip(("left", "right"), self._sides(g.shape, group, is_1d), g.shape):
+                if on:
+                    state[f"precond_{side}"] = torch.zeros(size, size, dtype=g.dtype, device=g.device)
+            self._accumulate(g, state, beta_s)
+            for side in ("left", "right"):
+                if f"precond_{side}" in state:
+                    state[f"basis_{side}"] = eigenbasis(state[f"precond_{side}"])
+            return
 
-                state["step"] += 1
-                t = state["step"]
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                gp = self._project(g, state)
-                m.mul_(beta1).add_(gp, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(gp, gp, value=1 - beta2)
-                update = self._project(m / v.sqrt().add_(group["eps"]), state, back=True)
-                if group["normalize_grads"]:
-                    update.div_(1e-30 + update.square().mean().sqrt())  # update is a fresh tensor
-                step_size = group["lr"]
-                if group["correct_bias"]:
-                    step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-                w = master(p)
-                w.add_(update.reshape(w.shape), alpha=-step_size)
-                if group["weight_decay"]:
-                    w.add_(w, alpha=-group["lr"] * group["weight_decay"])
-                write_back(p, w)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        gp = self._project(g, state)
+        m.mul_(beta1).add_(gp, alpha=1 - beta1)
+        v.mul_(beta2).addcmul_(gp, gp, value=1 - beta2)
+        update = self._project(m / v.sqrt().add_(group["eps"]), state, back=True)
+        if group["normalize_grads"]:
+            update.div_(1e-30 + update.square().mean().sqrt())  # update is a fresh tensor
+        step_size = group["lr"]
+        if group["correct_bias"]:
+            step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
+        w.add_(update.reshape(w.shape), alpha=-step_size)
+        if group["weight_decay"]:
+            w.add_(w, alpha=-group["lr"] * group["weight_decay"])
 
-                self._accumulate(g, state, beta_s)
-                if t % group["precondition_frequency"] == 0 and ("precond_left" in state or "precond_right" in state):
-                    m_orig = self._project(m, state, back=True)
-                    self._refresh(state)
-                    state["exp_avg"] = self._project(m_orig, state)
-        return loss
+        self._accumulate(g, state, beta_s)
+        if t % group["precondition_frequency"] == 0 and ("precond_left" in state or "precond_right" in state):
+            m_orig = self._project(m, state, back=True)
+            self._refresh(state)
+            state["exp_avg"] = self._project(m_orig, state)
