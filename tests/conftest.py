@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -14,6 +15,11 @@ from omegaconf import open_dict
 from reprolab.config import register_resolvers
 from reprolab.registry import CONF_DIR, ROOT, register_schemas
 
+# Without a GPU the Triton kernels run in Triton's interpreter (their parity tests). Triton reads
+# TRITON_INTERPRET once, when it is first imported, and any test module may import it during
+# collection: so set it here, before any of them is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 register_resolvers()
@@ -30,8 +36,6 @@ def one_torch_thread():
     """One intra-op torch thread per test process. `make test` runs two xdist workers on two cores;
     two OpenMP threads per worker spin against each other on tiny ops (measured: 15x to 75x slower
     optimizer, decoding and matrix-factorization tests). Runs that set `cpu_threads` still do."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -50,15 +50,20 @@ class UnsupportedTransformersError(UserError, RuntimeError):
     """The installed transformers is outside the range whose Cache API these caches hook."""
 
 
-def check_transformers() -> None:
+def transformers_version() -> str:
     import transformers
+
+    return transformers.__version__
+
+
+def check_transformers() -> None:
     from packaging.version import Version
 
-    v = Version(transformers.__version__)
+    version = transformers_version()
     lo, hi = TRANSFORMERS_RANGE
-    if not (Version(lo) <= v < Version(hi)):
+    if not (Version(lo) <= Version(version) < Version(hi)):
         raise UnsupportedTransformersError(
-            f"transformers {transformers.__version__} is not supported by the KV caches in methods/: they hook the "
+            f"transformers {version} is not supported by the KV caches in methods/: they hook the "
             f"Cache API of transformers>={lo},<{hi}. Install a version in that range (pip install 'transformers>={lo},<{hi}')."
         )
 

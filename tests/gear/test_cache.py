@@ -255,11 +255,14 @@ def test_sliding_window_model_is_served_exactly_through_the_mask():
 
 
 def test_unsupported_transformers_version(monkeypatch):
-    import transformers
+    """(Patching transformers.__version__ would not do: the first model import can swap the
+    ``transformers`` module object in sys.modules, so the patch would land on a stale module.)"""
+    import methods.gear.cache as cache_module
 
-    monkeypatch.setattr(transformers, "__version__", "4.38.2")
-    with pytest.raises(RuntimeError, match="transformers>=5.24,<6"):
-        GEAR().make_cache(tiny_llama().config)
+    config = tiny_llama().config
+    monkeypatch.setattr(cache_module, "transformers_version", lambda: "4.38.2")
+    with pytest.raises(RuntimeError, match="transformers 4.38.2 is not supported.*transformers>=5.24,<6"):
+        GEAR(group=16).make_cache(config)
 
 
 # ---- batch reordering (beam search) and cropping ------------------------------------------------

@@ -1,13 +1,5 @@
-"""Run the Triton kernels in Triton's interpreter when there is no GPU.
-
-The variable must be set before `kernels.cosmos.triton_kernels` (and its @triton.jit kernels) is
-imported; the kernels are imported lazily, inside the tests, so setting it here is early enough.
-"""
-import os
-
+"""The device the kernel tests run on. Without a GPU the Triton kernels run in Triton's
+interpreter: tests/conftest.py sets TRITON_INTERPRET=1 before anything imports triton."""
 import torch
-
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
