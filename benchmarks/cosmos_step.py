@@ -8,7 +8,8 @@ refresh period (precondition_frequency 10); optimizer state exactly the cosmos.m
 Method: one process, one m x n parameter per optimizer, gradients cycled from a fixed set. After
 warm-up (COSMOS's step-1 SVD, SOAP's preconditioner-only first step, one full SOAP period), every
 repetition times each optimizer in turn (interleaved, so load from other processes hits them
-alike): one step for AdamW, Muon and COSMOS, a whole refresh period of 10 steps for SOAP (reported
+alike; the order rotates, so each optimizer follows each other one, whose memory traffic has
+evicted its state from the caches, equally often): one step for AdamW, Muon and COSMOS, a whole refresh period of 10 steps for SOAP (reported
 per step). Medians over repetitions. Newton-Schulz runs in fp32 on CPU for both Muon and COSMOS
 (`kernels.cosmos.ns_dtype_for`: bf16 GEMMs are emulated on this CPU, 60x slower). Writes
 benchmarks/results/cosmos_step.{md,json}.
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shapes", default=",".join(f"{m}x{n}" for m, n in SHAPES))
     p.add_argument("--rank", type=int, default=64)
-    p.add_argument("--reps", type=int, default=9, help="repetitions per shape (at most 5 for shapes with 2048 rows)")
+    p.add_argument("--reps", type=int, default=9, help="repetitions per shape: at most 5 for shapes with 2048 rows, "
+                   "20x as many for shapes of at most 512x512 (milliseconds each, and the noisiest)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared CPU)")
     p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     rows = []
     for m, n in shapes:
-        reps = min(args.reps, 5) if m >= 2048 else args.reps
+        reps = min(args.reps, 5) if m >= 2048 else args.reps * (20 if m * n <= 512 * 512 else 1)
         rows.append(bench_shape(m, n, min(args.rank, m, n), reps))
         r = rows[-1]
         print(f"{m}x{n}: " + ", ".join(f"{k} {v:.3g} ms" for k, v in r["ms"].items()) + " | " +
