@@ -113,9 +113,11 @@ def markdown(rows: list[dict], threads: int) -> str:
               "(cosmos.md §8.2: 35.75 s vs 39.51 s per LLaMA-1B step on GPU, 0.90x, bf16 Newton-Schulz, and "
               "SOAP's eigen-refresh is slow on GPU), not 0.5x; the CPU numbers here agree with the paper's ordering "
               "COSMOS ~ Muon in cost, and COSMOS's state stays close to Muon's and far below SOAP's. Against Muon, "
-              "COSMOS adds about 12 mnr flops, a QR of n x r and a few small ops per step: with r = 64 at 256 x 256 "
-              "(r = n/4) that is about a quarter of Newton-Schulz's time, which puts COSMOS/Muon at 1.25-1.32 there "
-              "(borderline or missed); at r/n <= 1/12 it is at most about 1.1.",
+              "COSMOS adds six m x n x r GEMMs (12 mnr flops), a QR of n x r and about 50 small ops per step, and it "
+              "reads more state (M, U, S, V) that the other optimizers' steps have evicted from the caches: at "
+              "256 x 256 with r = 64 (r = n/4) the GEMMs are 10% of Newton-Schulz's flops, the QR about 5% and the "
+              "small ops and cold reads the rest, so COSMOS/Muon is 1.23-1.32 there (the 1.25 target is missed "
+              "or borderline, run to run); at r/n <= 1/12 it is at most about 1.13.",
               "", "State bytes (measured from the optimizers' state dicts, step counters aside; equal to the formula "
               "times 4 bytes where the table above says exact):", "",
               "| shape | AdamW | Muon | SOAP | COSMOS |", "|---|---|---|---|---|"]
