@@ -85,3 +85,21 @@ def run_job(tmp_path):
         return main(cfg, job), job
 
     return _run
+
+
+@pytest.fixture
+def hub_offline(monkeypatch):
+    """The HF hub unreachable, whatever this machine's network: `reprolab.hub` sees no endpoint and
+    switches the HF libraries to offline mode; every flag it sets is restored afterwards."""
+    import datasets.config
+    from huggingface_hub import constants
+
+    from reprolab import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "_endpoint_answers", lambda endpoint, timeout=3.0: False)
+    hub.offline_reason.cache_clear()
+    yield hub
+    hub.offline_reason.cache_clear()

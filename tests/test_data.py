@@ -11,6 +11,7 @@ import torch
 from reprolab.data.config import HFData, MarkovData, TextData
 from reprolab.data.markov import MarkovChain
 from reprolab.data.tokenizers import ByteTokenizer, CharTokenizer
+from reprolab.hub import HubUnavailableError
 from tests.conftest import SHARED_DATA, needs_shared_data
 
 
@@ -125,9 +126,9 @@ def test_hf_source_over_local_files_pads_packs_and_resumes(tmp_path):
     assert sum(v["input_ids"].shape[0] for v in packed.val_batches()) == 8
 
 
-def test_hf_source_without_network_says_what_to_use_instead():
+def test_hf_source_without_network_says_what_to_use_instead(hub_offline):
     src = HFData(hf_path="definitely/not-a-local-dataset", hf_name=None, tokenizer="byte").build(seed=0)
-    with pytest.raises(RuntimeError, match="Offline, use data=markov"):
+    with pytest.raises(HubUnavailableError, match="not-a-local-dataset.* cannot be reached.*use data=markov"):
         src.val_batches()
 
 

@@ -23,18 +23,14 @@ class HFSource(Source):
         self.vocab_size = self.tokenizer.vocab_size
 
     def _stream(self, split: str):
-        import datasets
+        from reprolab import hub
 
         files = None
         if self.cfg.data_files:
             files = {k: [str(resolve_data_file(self.cfg.data_dir, f)) for f in v] for k, v in self.cfg.data_files.items()}
-        try:
-            return datasets.load_dataset(self.cfg.hf_path, self.cfg.hf_name, split=split, data_files=files, streaming=True)
-        except Exception as e:  # no network, unknown id, missing split
-            raise RuntimeError(
-                f"could not open HF dataset {self.cfg.hf_path!r} (config {self.cfg.hf_name!r}, split {split!r}): {e}\n"
-                "  Offline, use data=markov, data=tinyshakespeare or a local file (data=hf_text data.data_files=...)."
-            ) from None
+        return hub.load_dataset(self.cfg.hf_path, self.cfg.hf_name, split=split, data_files=files, streaming=True,
+                                instead="use data=markov, data=tinyshakespeare or a local file (data=hf_text "
+                                "data.data_files=...).")
 
     def _rows(self, ds) -> Iterator[torch.Tensor]:
         """Token rows of length seq_len + 1 (pad = -100 marker handled in `_batch`)."""

@@ -43,13 +43,10 @@ class HFTokenizer:
     def __init__(self, name: str):
         from transformers import AutoTokenizer
 
-        try:
-            self.tok = AutoTokenizer.from_pretrained(name)
-        except OSError as e:
-            raise OSError(
-                f"could not load the HF tokenizer {name!r}: it needs the HF hub or a local cache "
-                f"(HF_HOME). Offline, use data.tokenizer=byte or data.tokenizer=char. ({e})"
-            ) from None
+        from reprolab import hub
+
+        self.tok = hub.from_pretrained(AutoTokenizer, name, "tokenizer",
+                                       instead="offline, use data.tokenizer=byte or data.tokenizer=char.")
         self.vocab_size = len(self.tok)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         self.eos_id = self.tok.eos_token_id

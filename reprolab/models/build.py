@@ -40,13 +40,10 @@ def build_causal_lm(cfg, vocab_size: int | None = None) -> torch.nn.Module:
     from transformers import AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM
 
     if cfg.pretrained:
-        try:
-            return AutoModelForCausalLM.from_pretrained(cfg.hf_id)
-        except OSError as e:
-            raise OSError(
-                f"could not load {cfg.hf_id!r}: it needs the HF hub or a local cache (HF_HOME). "
-                f"Offline, set model.pretrained=false to build the same architecture with random init. ({e})"
-            ) from None
+        from reprolab import hub
+
+        return hub.from_pretrained(AutoModelForCausalLM, cfg.hf_id, "model", instead="set model.pretrained=false to "
+                                   "build the same architecture with random init.")
     vocab = cfg.vocab_size or vocab_size
     if not vocab:
         raise ValueError("model.vocab_size is unset and the data source gave none")

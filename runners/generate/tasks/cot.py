@@ -29,13 +29,9 @@ def load_rows(source: str, data_dir: str, file: str, hf_path: str, hf_name, spli
         from reprolab.data.text import resolve_data_file
 
         return read_jsonl(resolve_data_file(data_dir, file))
-    import datasets
+    from reprolab import hub
 
-    try:
-        return list(datasets.load_dataset(hf_path, hf_name, split=split))
-    except Exception as e:  # offline, unknown id
-        raise RuntimeError(f"could not load HF dataset {hf_path!r} ({hf_name!r}, split {split!r}): {e}. "
-                           "Offline, use the local files (runner.task.source=local).") from None
+    return list(hub.load_dataset(hf_path, hf_name, split=split, instead="use the local files (runner.task.source=local)."))
 
 
 def tail_text(tokenizer, ids: list[int], n: int = 16) -> str:

@@ -1,0 +1,58 @@
+"""reprolab.hub: without the HF hub, loads fail at once with a message that says what to do."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from reprolab.checks import UserError
+from reprolab.hub import HubUnavailableError
+
+
+def test_unreachable_hub_switches_the_hf_libraries_offline(hub_offline):
+    import datasets.config
+    from huggingface_hub import constants
+
+    assert not hub_offline.online()
+    assert constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_reachable_hub_changes_nothing(hub_offline, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(hub_offline, "_endpoint_answers", lambda endpoint, timeout=3.0: True)
+    assert hub_offline.online() and not constants.HF_HUB_OFFLINE and "HF_HUB_OFFLINE" not in os.environ
+
+
+def test_tokenizer_not_cached_names_it_and_the_offline_choice(hub_offline):
+    from reprolab.data.tokenizers import HFTokenizer
+
+    with pytest.raises(HubUnavailableError, match=r"tokenizer 'no-such/tokenizer' is not in the local HF cache .* "
+                                                   r"cannot be reached .*hf download no-such/tokenizer.*data.tokenizer=byte"):
+        HFTokenizer("no-such/tokenizer")
+
+
+def test_pretrained_model_not_cached_points_at_random_init(hub_offline):
+    from reprolab.models.build import build_causal_lm
+    from reprolab.models.config import CausalLM
+
+    with pytest.raises(HubUnavailableError, match="model 'no-such/model' .*model.pretrained=false"):
+        build_causal_lm(CausalLM(hf_id="no-such/model", pretrained=True))
+
+
+def test_dataset_not_cached_says_how_to_fetch_it(hub_offline):
+    with pytest.raises(HubUnavailableError, match=r"dataset 'no-such/data' \(config 'en'\) is not in .*hf download --repo-type dataset "
+                                                   r"no-such/data.*use the local files"):
+        hub_offline.load_dataset("no-such/data", "en", split="train", instead="use the local files.")
+
+
+def test_hub_errors_print_without_a_traceback():
+    assert issubclass(HubUnavailableError, UserError) and issubclass(HubUnavailableError, OSError)
+
+
+def test_user_set_offline_mode_is_named(monkeypatch, hub_offline):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    hub_offline.offline_reason.cache_clear()
+    assert hub_offline.offline_reason() == "HF_HUB_OFFLINE=1 is set"
