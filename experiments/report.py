@@ -260,6 +260,7 @@ class ReportCallback:
 
     def __init__(self):
         self.started = time.time()
+        self.completed = False
 
     def _build(self, papers: set, config) -> None:
         for paper in sorted(p for p in papers if p):
@@ -269,8 +270,14 @@ class ReportCallback:
             except Exception as e:  # noqa: BLE001 - the table is a convenience after the run
                 log.warning(f"could not build the {paper} tables: {e}")
 
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+
+        self.completed = job_return.status == JobStatus.COMPLETED
+
     def on_run_end(self, config, **kwargs) -> None:
-        self._build({config.get("paper")}, config)
+        if self.completed:  # a failed single run filled no cell: its error stays the last thing printed
+            self._build({config.get("paper")}, config)
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.started = time.time()
@@ -288,7 +295,6 @@ class ReportCallback:
     # Hydra calls these too; nothing to do.
     def on_run_start(self, config, **kwargs) -> None: ...
     def on_job_start(self, config, **kwargs) -> None: ...
-    def on_job_end(self, config, job_return, **kwargs) -> None: ...
     def on_compile_config(self, config, **kwargs) -> None: ...
 
 

@@ -108,3 +108,20 @@ def test_every_committed_table_definition_loads():
     assert "quickstart" in papers
     for paper in papers:
         assert paper_tables(paper)
+
+
+@pytest.mark.parametrize("status, built", [("COMPLETED", True), ("FAILED", False)])
+def test_tables_are_rebuilt_after_a_finished_run_only(status, built, monkeypatch):
+    """A failed run filled no cell: its error stays the last thing printed."""
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
+
+    from experiments.report import ReportCallback
+
+    calls = []
+    callback = ReportCallback()
+    monkeypatch.setattr(callback, "_build", lambda papers, config: calls.append(papers))
+    config = OmegaConf.create({"paper": "cosmos"})
+    callback.on_job_end(config, JobReturn(status=getattr(JobStatus, status)))
+    callback.on_run_end(config)
+    assert calls == ([{"cosmos"}] if built else [])
