@@ -50,7 +50,7 @@ class JobInfo:
 
 
 def check_launch(cfg: DictConfig, job: JobInfo) -> None:
-    """Refuse combinations that would silently do the wrong thing."""
+    """Refuse combinations that would silently do the wrong thing, or fail deep inside Lightning."""
     strategy = str(cfg.trainer.get("strategy", "auto"))
     if job.multirun and job.launcher == "basic" and strategy.startswith("ddp") and "spawn" not in strategy:
         raise ConfigError(
@@ -58,6 +58,21 @@ def check_launch(cfg: DictConfig, job: JobInfo) -> None:
             "script in every rank, and each rank would re-run the whole sweep. Use hardware=ddp_spawn, or hand the "
             "sweep to SLURM with launcher=slurm (one job per sweep point, each with its own ranks)."
         )
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if cfg.get("trainer", {}).get("accelerator") == "gpu":
+        what, fix = f"hardware={job.choices.get('hardware', 'gpu')}", "hardware=cpu"
+    elif cfg.runner.get("accelerator") == "gpu":
+        what, fix = "runner.accelerator=gpu", "runner.accelerator=cpu"
+    else:
+        return
+    raise ConfigError(
+        f"{what} runs on a GPU, and torch {torch.__version__} sees none on this machine. Run it on a GPU machine, "
+        f"or override {fix} (slow at paper scale: the CPU analogs the README lists, e.g. experiment=cosmos_tiny, "
+        "are sized for a laptop)."
+    )
 
 
 def warn_unswept(job: JobInfo) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from reprolab.app import check_launch
 from reprolab.checks import ConfigError
@@ -107,6 +108,16 @@ def test_ddp_inside_a_local_multirun_is_refused(compose):
         check_launch(cfg, job)
     cfg, job = compose(["hardware=ddp_spawn"], multirun=True)
     check_launch(cfg, job)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpu_experiment_on_a_cpu_machine_says_so_before_lightning_does(compose):
+    cfg, job = compose(["experiment=cosmos_llama"])
+    with pytest.raises(ConfigError, match=r"hardware=gpu runs on a GPU.* override hardware=cpu"):
+        check_launch(cfg, job)
+    cfg, job = compose(["experiment=nag_mf_paper_scale"])
+    with pytest.raises(ConfigError, match=r"runner.accelerator=gpu runs on a GPU.* override runner.accelerator=cpu"):
+        check_launch(cfg, job)
 
 
 def _run_py(args, log_dir, **kw):
