@@ -64,8 +64,10 @@ def check_launch(cfg: DictConfig, job: JobInfo) -> None:
         return
     if cfg.get("trainer", {}).get("accelerator") == "gpu":
         what, fix = f"hardware={job.choices.get('hardware', 'gpu')}", "hardware=cpu"
-    elif cfg.runner.get("accelerator") == "gpu":
+    elif cfg.runner.get("accelerator") == "gpu":  # the numeric runner (Fabric)
         what, fix = "runner.accelerator=gpu", "runner.accelerator=cpu"
+    elif str(cfg.runner.get("device", "")).startswith("cuda"):  # the generate runner
+        what, fix = f"runner.device={cfg.runner.device}", "runner.device=cpu"
     else:
         return
     raise ConfigError(

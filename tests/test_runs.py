@@ -118,6 +118,9 @@ def test_gpu_experiment_on_a_cpu_machine_says_so_before_lightning_does(compose):
     cfg, job = compose(["experiment=nag_mf_paper_scale"])
     with pytest.raises(ConfigError, match=r"runner.accelerator=gpu runs on a GPU.* override runner.accelerator=cpu"):
         check_launch(cfg, job)
+    cfg, job = compose(["experiment=gear_llama2_7b_2bit"])
+    with pytest.raises(ConfigError, match=r"runner.device=cuda runs on a GPU.* override runner.device=cpu"):
+        check_launch(cfg, job)
 
 
 def _run_py(args, log_dir, **kw):
