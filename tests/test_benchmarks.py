@@ -23,3 +23,14 @@ def test_a_benchmark_run_by_the_package_records_its_own_command(monkeypatch):
     assert common.provenance()["command"] == "python -m benchmarks.gear_memory"
     monkeypatch.setattr(sys, "argv", ["/repo/benchmarks/cosmos_step.py", "--reps", "3"])
     assert common.provenance()["command"] == "python -m benchmarks.cosmos_step --reps 3"
+
+
+def test_cosmos_step_flop_counts_match_the_closed_forms():
+    """Square n: Newton-Schulz 30 n^3; SOAP 12 n^3 + (8 n^3 + 2 (2 + 8/3) n^3) / 10 per step."""
+    from benchmarks.cosmos_step import step_flops
+
+    for n in (64, 768):
+        f = step_flops(n, n)
+        assert f["Muon"] == 30 * n**3
+        assert f["SOAP"] == pytest.approx((12 + (8 + 2 * (2 + 8 / 3)) / 10) * n**3)
+    assert step_flops(768, 2048)["Muon"] == step_flops(2048, 768)["Muon"]
