@@ -128,8 +128,9 @@ def markdown(rows: list[dict], threads: int) -> str:
               "COSMOS adds six m x n x r GEMMs (12 mnr flops), a QR of n x r and about 50 small ops per step, and it "
               "reads more state (M, U, S, V) that the other optimizers' steps have evicted from the caches: at "
               "256 x 256 with r = 64 (r = n/4) the GEMMs are 10% of Newton-Schulz's flops, the QR about 5% and the "
-              "small ops and cold reads the rest, so COSMOS/Muon is 1.23-1.32 there (the 1.25 target is missed "
-              "or borderline, run to run); at r/n <= 1/12 it is at most about 1.13.",
+              "small ops and cold reads the rest, so COSMOS/Muon is about 1.3 there (1.32 in each of three runs of "
+              "this benchmark; 1.23-1.30 when only COSMOS and Muon alternate and the caches stay warmer): the 1.25 "
+              "target is missed at this shape. At r/n <= 1/12 COSMOS/Muon is at most about 1.13.",
               "", "State bytes (measured from the optimizers' state dicts, step counters aside; equal to the formula "
               "times 4 bytes where the table above says exact):", "",
               "| shape | AdamW | Muon | SOAP | COSMOS |", "|---|---|---|---|---|"]
