@@ -2,8 +2,8 @@
 
 Without network, huggingface_hub retries every request with backoff (25-45 s per file) and then
 fails with a traceback; on a compute node without internet each model, tokenizer and dataset
-load would do that. `online()` asks once per process whether the hub's endpoint (``HF_ENDPOINT``)
-accepts a TCP connection (3 s timeout). When it does not, it switches huggingface_hub, transformers
+load would do that. `online()` asks once per process whether the hub's endpoint (``HF_ENDPOINT``),
+or the proxy configured for it, accepts a TCP connection (3 s timeout). When it does not, it switches huggingface_hub, transformers
 and datasets to their own offline mode (``HF_HUB_OFFLINE=1``, also set for child processes), so
 a cached file loads at once and a missing one fails at once. The loaders below turn that failure
 into a `HubUnavailableError` that says what is missing and what to do instead.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import urllib.request
 from urllib.parse import urlparse
 
 from reprolab.checks import UserError
@@ -22,11 +23,21 @@ class HubUnavailableError(UserError, OSError):
     """A model, tokenizer or dataset could not be loaded from the HF hub or the local cache."""
 
 
-def _endpoint_answers(endpoint: str, timeout: float = 3.0) -> bool:
+def probe_address(endpoint: str) -> tuple[str, int]:
+    """(host, port) a request to ``endpoint`` connects to first: its proxy when one is configured
+    (HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY), else the endpoint itself."""
     url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        p = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+        return p.hostname, p.port or (443 if p.scheme == "https" else 80)
+    return url.hostname, url.port or (443 if url.scheme == "https" else 80)
+
+
+def _endpoint_answers(endpoint: str, timeout: float = 3.0) -> bool:
     try:
-        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        socket.create_connection(probe_address(endpoint), timeout=timeout).close()
     except OSError:
         return False
     return True

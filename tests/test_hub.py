@@ -56,3 +56,20 @@ def test_user_set_offline_mode_is_named(monkeypatch, hub_offline):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     hub_offline.offline_reason.cache_clear()
     assert hub_offline.offline_reason() == "HF_HUB_OFFLINE=1 is set"
+
+
+@pytest.mark.parametrize("env, expect", [
+    ({}, ("huggingface.co", 443)),
+    ({"HTTPS_PROXY": "http://proxy.example:3128"}, ("proxy.example", 3128)),
+    ({"https_proxy": "proxy.example:8080", "no_proxy": "huggingface.co"}, ("huggingface.co", 443)),
+])
+def test_the_probe_goes_where_requests_go(env, expect, monkeypatch):
+    """Behind a proxy the endpoint itself is not reachable directly: probe the proxy instead."""
+    from reprolab.hub import probe_address
+
+    for key in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY",
+                "no_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert probe_address("https://huggingface.co") == expect
