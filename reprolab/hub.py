@@ -3,10 +3,11 @@
 Without network, huggingface_hub retries every request with backoff (25-45 s per file) and then
 fails with a traceback; on a compute node without internet each model, tokenizer and dataset
 load would do that. `online()` asks once per process whether the hub's endpoint (``HF_ENDPOINT``),
-or the proxy configured for it, accepts a TCP connection (3 s timeout). When it does not, it switches huggingface_hub, transformers
-and datasets to their own offline mode (``HF_HUB_OFFLINE=1``, also set for child processes), so
-a cached file loads at once and a missing one fails at once. The loaders below turn that failure
-into a `HubUnavailableError` that says what is missing and what to do instead.
+or the proxy a request would go through, accepts a TCP connection (3 s timeout). When it does
+not, it switches huggingface_hub, transformers and datasets to their own offline mode
+(``HF_HUB_OFFLINE=1``, also set for child processes), so a cached file loads at once and a
+missing one fails at once. The loaders below turn that failure into a `HubUnavailableError` that
+says what is missing and what to do instead.
 """
 from __future__ import annotations
 
