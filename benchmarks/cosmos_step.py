@@ -9,10 +9,10 @@ Method: one process, one m x n parameter per optimizer, gradients cycled from a 
 warm-up (COSMOS's step-1 SVD, SOAP's preconditioner-only first step, one full SOAP period), every
 repetition times each optimizer in turn (interleaved, so load from other processes hits them
 alike; the order rotates, so each optimizer follows each other one, whose memory traffic has
-evicted its state from the caches, equally often): one step for AdamW, Muon and COSMOS, a whole refresh period of 10 steps for SOAP (reported
-per step). Medians over repetitions. Newton-Schulz runs in fp32 on CPU for both Muon and COSMOS
-(`kernels.cosmos.ns_dtype_for`: bf16 GEMMs are emulated on this CPU, 60x slower). Writes
-benchmarks/results/cosmos_step.{md,json}.
+evicted its state from the caches, equally often): one step for AdamW, Muon and COSMOS, a whole
+refresh period of 10 steps for SOAP (reported per step). Medians over repetitions. Newton-Schulz
+runs in fp32 on CPU for both Muon and COSMOS (`kernels.cosmos.ns_dtype_for`: bf16 GEMMs are
+emulated on this CPU, 60x slower). Writes benchmarks/results/cosmos_step.{md,json}.
 """
 from __future__ import annotations
 
@@ -125,7 +125,8 @@ def markdown(rows: list[dict], threads: int) -> str:
               "Five fp32 Newton-Schulz iterations cost 5 (4 m^2 n + 2 m^3) flops (m <= n), SOAP's step "
               "6 mn (m + n) plus its refresh amortised over 10 steps (`step_flops`): at square shapes Newton-Schulz "
               "alone is 2.2x SOAP's flops, at 768 x 2048 0.9x (column \"in flops\"; the measured Muon/SOAP follows "
-              "it), so the issue's <= 0.5x-SOAP target is out of reach of any faithful COSMOS on a CPU. The paper claims \"comparable wall-clock time per iteration\" to SOAP "
+              "it), so the issue's <= 0.5x-SOAP target is out of reach of any faithful COSMOS on a CPU. The paper "
+              "claims \"comparable wall-clock time per iteration\" to SOAP "
               "(cosmos.md §8.2: 35.75 s vs 39.51 s per LLaMA-1B step on GPU, 0.90x, bf16 Newton-Schulz, and "
               "SOAP's eigen-refresh is slow on GPU), not 0.5x; the CPU numbers here agree with the paper's ordering "
               "COSMOS ~ Muon in cost, and COSMOS's state stays close to Muon's and far below SOAP's. Against Muon, "

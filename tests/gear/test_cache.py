@@ -266,8 +266,10 @@ def test_unsupported_transformers_version(monkeypatch):
 
 
 # ---- batch reordering (beam search) and cropping ------------------------------------------------
-@pytest.mark.parametrize("method", [m for m in ALL if not isinstance(m, H2O) and getattr(m, "attention", "") != "fused"],
-                         ids=lambda m: type(m).__name__)
+REORDERABLE = [m for m in ALL if not isinstance(m, H2O) and getattr(m, "attention", "") != "fused"]
+
+
+@pytest.mark.parametrize("method", REORDERABLE, ids=lambda m: type(m).__name__)
 def test_reordering_the_batch_equals_feeding_it_reordered(method):
     """reorder_cache / batch_select_indices move every stored piece (buffer, stores, working copy).
     Fused GEAR (attention reads the packed store): test_fused_attention_matches_materialized[2]."""

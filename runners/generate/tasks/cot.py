@@ -31,7 +31,8 @@ def load_rows(source: str, data_dir: str, file: str, hf_path: str, hf_name, spli
         return read_jsonl(resolve_data_file(data_dir, file))
     from reprolab import hub
 
-    return list(hub.load_dataset(hf_path, hf_name, split=split, instead="use the local files (runner.task.source=local)."))
+    rows = hub.load_dataset(hf_path, hf_name, split=split, instead="use the local files (runner.task.source=local).")
+    return list(rows)
 
 
 def tail_text(tokenizer, ids: list[int], n: int = 16) -> str:
