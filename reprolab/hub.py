@@ -11,6 +11,7 @@ says what is missing and what to do instead.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -55,12 +56,10 @@ def offline_reason() -> str | None:
         return None
     os.environ["HF_HUB_OFFLINE"] = "1"
     constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub and transformers
-    try:
+    with contextlib.suppress(ImportError):
         import datasets.config
 
         datasets.config.HF_HUB_OFFLINE = True  # datasets copies the flag when it is imported
-    except ImportError:
-        pass
     return f"the hub ({constants.ENDPOINT}) cannot be reached from this machine"
 
 
