@@ -83,7 +83,7 @@ def _failure(what: str, error: Exception, instead: str, download: str) -> HubUna
 
 def from_pretrained(loader, name: str, what: str, instead: str):
     """``loader.from_pretrained(name)`` (a transformers Auto class), local cache only when offline."""
-    online()
+    offline_reason()  # probe once; without the hub this puts the HF libraries in offline mode
     try:
         return loader.from_pretrained(name)
     except OSError as e:
@@ -94,7 +94,7 @@ def load_dataset(path: str, name: str | None, *, instead: str, **kwargs):
     """``datasets.load_dataset(path, name, **kwargs)``, local cache only when offline."""
     import datasets
 
-    online()
+    offline_reason()  # probe once; without the hub this puts the HF libraries in offline mode
     try:
         return datasets.load_dataset(path, name, **kwargs)
     except (OSError, datasets.exceptions.DatasetNotFoundError) as e:  # ConnectionError is an OSError
