@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     p.add_argument("--tokens", type=int, default=512)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv if argv is not None else [])
+    args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     n = args.tokens
     k, v = torch.randn(1, 32, n, 128).half(), torch.randn(1, 32, n, 128).half()

@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     p.add_argument("--prompt", type=int, default=512)
     p.add_argument("--new", type=int, default=256)
     p.add_argument("--batch", type=int, default=4)
-    args = p.parse_args(argv if argv is not None else [])
+    args = p.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=512, hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=8,

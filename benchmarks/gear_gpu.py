@@ -73,7 +73,8 @@ def kernels(device, B=8, H=32, d=128, n=1024, reps=20) -> dict:
 
 
 def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, batches=(1, 8, 32), prompt=1000, new=500,
-           dtype=torch.float16) -> list[dict]:
+           dtype=torch.float16):
+    """Yields one row per (batch, cache), batch-major: a run cut short still compares every cache."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
     from methods.gear import GEAR
@@ -83,18 +84,18 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                       num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=prompt + new + 8)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(cfg).to(device=device, dtype=dtype).eval()
+    with torch.device(device):  # initialised where it runs: a 7B model's random init on the CPU takes minutes
+        model = LlamaForCausalLM(cfg).to(dtype=dtype).eval()
     fused = device.type == "cuda"  # the twin on CPU is correct but slow; CPU runs check the code path only
     methods = {"fp16": None, "KIVI-2": KIVI(attention="fused" if fused else "materialize"),
                "GEAR-L": GEAR(outlier_frac=0.0, attention="fused" if fused else "materialize"),
                "GEAR": GEAR(attention="fused" if fused else "materialize")}
-    out = []
-    for name, m in methods.items():
-        if m is not None:
-            m.prepare_model(model)
-        model.set_attn_implementation(m.attn_implementation if m is not None and m.attn_implementation else "sdpa")
-        for B in batches:
-            ids = torch.randint(0, vocab, (B, prompt), device=device)
+    for B in batches:
+        ids = torch.randint(0, vocab, (B, prompt), device=device)
+        for name, m in methods.items():
+            if m is not None:
+                m.prepare_model(model)
+            model.set_attn_implementation(m.attn_implementation if m is not None and m.attn_implementation else "sdpa")
             row = {"cache": name, "batch": B}
             try:
                 if device.type == "cuda":
@@ -116,9 +117,8 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
                 del cache, s
             except torch.cuda.OutOfMemoryError:
                 row["error"] = "out of memory"
-            out.append(row)
             print(row, flush=True)
-    return out
+            yield row
 
 
 def main(argv=None) -> None:
@@ -127,7 +127,7 @@ def main(argv=None) -> None:
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--prompt", type=int, default=1000)
     p.add_argument("--new", type=int, default=500)
-    args = p.parse_args(argv if argv is not None else [])
+    args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("benchmarks.gear_gpu: no CUDA device here, skipped (it needs one H100/H200; see its docstring).")
         return
@@ -135,7 +135,15 @@ def main(argv=None) -> None:
 
     device = torch.device("cuda")
     k = kernels(device)
-    rows = decode(device, layers=args.layers, batches=[int(b) for b in args.batches.split(",")], prompt=args.prompt, new=args.new)
+    rows = []
+    for row in decode(device, layers=args.layers, batches=[int(b) for b in args.batches.split(",")], prompt=args.prompt,
+                      new=args.new):
+        rows.append(row)  # written after every row: a run stopped at its time limit keeps what it measured
+        write("gear_gpu", {"kernels": k, "decode": rows, **vars(args)}, markdown(k, rows, args) + "\n")
+    print(markdown(k, rows, args))
+
+
+def markdown(k: dict, rows: list[dict], args) -> str:
     md = [f"GPU: {torch.cuda.get_device_name()}. Kernels (median of 20, fp16): quantise+pack twin {k['quant_twin_s'] * 1e3:.3f} ms "
           f"vs Triton {k['quant_triton_s'] * 1e3:.3f} ms (codes equal: {k['quant_codes_equal']}); decode attention twin "
           f"{k['attn_twin_s'] * 1e3:.3f} ms vs Triton {k['attn_triton_s'] * 1e3:.3f} ms (max |diff| {k['attn_max_diff']:.2e}).", "",
@@ -147,8 +155,7 @@ def main(argv=None) -> None:
         else:
             md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
                       f"{r['kv_fraction']:.3f} |")
-    print("\n".join(md))
-    write("gear_gpu", {"kernels": k, "decode": rows, **vars(args)}, "\n".join(md) + "\n")
+    return "\n".join(md)
 
 
 if __name__ == "__main__":

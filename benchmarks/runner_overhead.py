@@ -77,7 +77,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=80)
     p.add_argument("--reps", type=int, default=3)
-    args = p.parse_args(argv if argv is not None else [])
+    args = p.parse_args(argv)
     b, r = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.reps):

@@ -67,9 +67,11 @@ def git_state() -> dict:
             return ""
 
     commit = git("rev-parse", "HEAD")
+    if not commit:  # a copy of the tree without .git (a remote GPU machine): the caller names the commit
+        return {"commit": os.environ.get("REPROLAB_COMMIT") or None, "dirty": None}
     # Uncommitted code changes; result files this repo writes (benchmark and paper tables) do not count.
     changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in GENERATED))
-    return {"commit": commit or None, "dirty": bool(changed) if commit else None}
+    return {"commit": commit, "dirty": bool(changed)}
 
 
 def versions() -> dict:

@@ -76,3 +76,19 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, "new")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_tree_without_git_takes_its_commit_from_the_environment(monkeypatch):
+    """A copy of the tree shipped to a GPU machine has no .git: REPROLAB_COMMIT names the commit."""
+    import subprocess
+
+    from reprolab import rundir
+
+    def no_git(*args, **kwargs):
+        raise OSError("git: not a repository")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    monkeypatch.setenv("REPROLAB_COMMIT", "abc123")
+    assert rundir.git_state() == {"commit": "abc123", "dirty": None}
+    monkeypatch.delenv("REPROLAB_COMMIT")
+    assert rundir.git_state() == {"commit": None, "dirty": None}
