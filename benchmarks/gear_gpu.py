@@ -72,9 +72,13 @@ def kernels(device, B=8, H=32, d=128, n=1024, reps=20) -> dict:
     return res
 
 
+CACHES = ("fp16", "KIVI-2", "GEAR-L", "GEAR")
+
+
 def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, batches=(1, 8, 32), prompt=1000, new=500,
-           dtype=torch.float16):
-    """Yields one row per (batch, cache), batch-major: a run cut short still compares every cache."""
+           dtype=torch.float16, caches=CACHES):
+    """Yields one row per (batch, cache), batch-major, caches in the order given: a run cut short
+    still compares every cache at the batches it reached."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
     from methods.gear import GEAR
@@ -87,9 +91,10 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
     with torch.device(device):  # initialised where it runs: a 7B model's random init on the CPU takes minutes
         model = LlamaForCausalLM(cfg).to(dtype=dtype).eval()
     fused = device.type == "cuda"  # the twin on CPU is correct but slow; CPU runs check the code path only
-    methods = {"fp16": None, "KIVI-2": KIVI(attention="fused" if fused else "materialize"),
-               "GEAR-L": GEAR(outlier_frac=0.0, attention="fused" if fused else "materialize"),
-               "GEAR": GEAR(attention="fused" if fused else "materialize")}
+    attention = "fused" if fused else "materialize"
+    known = {"fp16": lambda: None, "KIVI-2": lambda: KIVI(attention=attention),
+             "GEAR-L": lambda: GEAR(outlier_frac=0.0, attention=attention), "GEAR": lambda: GEAR(attention=attention)}
+    methods = {name: known[name]() for name in caches}
     for B in batches:
         ids = torch.randint(0, vocab, (B, prompt), device=device)
         for name, m in methods.items():
@@ -127,7 +132,12 @@ def main(argv=None) -> None:
     p.add_argument("--batches", default="1,8,32")
     p.add_argument("--prompt", type=int, default=1000)
     p.add_argument("--new", type=int, default=500)
+    p.add_argument("--caches", default=",".join(CACHES), help=f"comma-separated, in the order to run: {CACHES}")
+    p.add_argument("--name", default="gear_gpu", help="results file name under benchmarks/results")
     args = p.parse_args(argv)
+    caches = args.caches.split(",")
+    if unknown := sorted(set(caches) - set(CACHES)):
+        p.error(f"--caches: unknown {unknown}; choose from {CACHES}")
     if not torch.cuda.is_available():
         print("benchmarks.gear_gpu: no CUDA device here, skipped (it needs one H100/H200; see its docstring).")
         return
@@ -137,9 +147,9 @@ def main(argv=None) -> None:
     k = kernels(device)
     rows = []
     for row in decode(device, layers=args.layers, batches=[int(b) for b in args.batches.split(",")], prompt=args.prompt,
-                      new=args.new):
+                      new=args.new, caches=caches):
         rows.append(row)  # written after every row: a run stopped at its time limit keeps what it measured
-        write("gear_gpu", {"kernels": k, "decode": rows, **vars(args)}, markdown(k, rows, args) + "\n")
+        write(args.name, {"kernels": k, "decode": rows, **vars(args)}, markdown(k, rows, args) + "\n")
     print(markdown(k, rows, args))
 
 

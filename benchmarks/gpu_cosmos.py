@@ -3,9 +3,10 @@
     python -m benchmarks.gpu_cosmos                 # one H100/H200: about 5 minutes
     python -m benchmarks.gpu_cosmos --device cpu --tiny   # the CPU smoke test of the same code (twins only)
 
-Part 1, per kernel (kernels/cosmos), at LLaMA-1B shapes: median ms of the Triton kernel and of
-the twin, their ratio, and the max abs difference. Part 2, per optimizer (AdamW, Muon, SOAP f=10,
-COSMOS r=64) and model (LLaMA-60M, LLaMA-130M, conf/model): ms per training step (forward,
+Part 1, per kernel (kernels/cosmos), at LLaMA-1B shapes, and Newton-Schulz on 32 LLaMA-60M
+matrices batched vs one call each: median ms of the Triton kernel and of the twin, their ratio,
+and the max abs difference. Part 2, per optimizer (AdamW, Muon, SOAP f=10, COSMOS r=64; Muon and
+COSMOS also with every kernel on Triton / on the twins) and model (LLaMA-60M, LLaMA-130M, conf/model): ms per training step (forward,
 backward, optimizer; bf16 autocast, fp32 weights and state), the optimizer step alone, peak
 memory (`torch.cuda.max_memory_allocated`) and the optimizer-state bytes. Random tokens: the
 timings do not depend on the data. Writes benchmarks/results/gpu_cosmos.{md,json} (not with --tiny).
@@ -62,6 +63,8 @@ def kernel_cases(device: str, tiny: bool) -> dict:
     V = rnd(m, r).abs()
     P = G @ U
     X = rnd(m, n, dtype=torch.bfloat16)
+    k, s = (3, 16) if tiny else (32, 512)  # LLaMA-60M's q, k, v, o projections: 32 matrices of 512 x 512
+    Xs = rnd(k, s, s, dtype=torch.bfloat16)
     pm = dict(beta1=0.95, beta2=0.95, g_coef=1.0, m_coef=0.95, mix_scale=0.1, bias2=0.5, eps=1e-8)
     return {
         "power iteration Z = (1-b2) G^T P + b2 U S": lambda be: gemm_epilogue(G.T, P, alpha=0.05, c=Zc, beta=0.95,
@@ -72,6 +75,10 @@ def kernel_cases(device: str, tiny: bool) -> dict:
                                                                       backend=be),
         "NS5 bf16 (cosmos association)": lambda be: newton_schulz5(X, 5, "cosmos", torch.bfloat16, backend=be),
         "NS5 bf16 (muon association)": lambda be: newton_schulz5(X, 5, "muon", torch.bfloat16, backend=be),
+        f"NS5 bf16 (muon), {k} matrices {s} x {s}, one batched call": lambda be: newton_schulz5(
+            Xs, 5, "muon", torch.bfloat16, backend=be),
+        f"NS5 bf16 (muon), {k} matrices {s} x {s}, one call each": lambda be: torch.stack(
+            [newton_schulz5(x, 5, "muon", torch.bfloat16, backend=be) for x in Xs]),
     }
 
 
@@ -90,15 +97,23 @@ def bench_kernels(device: str, tiny: bool, reps: int) -> list[dict]:
     return rows
 
 
-def make_optimizer(name: str, model):
+# Rows of the training table: name -> (optimizer, kernel backend). None is the default (auto:
+# Triton Newton-Schulz, cuBLAS for the rest); "triton" puts every kernel on Triton, "torch" none.
+OPTIMIZERS = {"AdamW": ("AdamW", None), "Muon": ("Muon", None), "Muon (twin NS)": ("Muon", "torch"),
+              "SOAP": ("SOAP", None), "COSMOS": ("COSMOS", None), "COSMOS (all Triton)": ("COSMOS", "triton"),
+              "COSMOS (all twins)": ("COSMOS", "torch")}
+
+
+def make_optimizer(row: str, model):
     from reprolab.params import decay_groups, matrix_branch_groups
 
+    name, backend = OPTIMIZERS[row]
     if name == "AdamW":
         return torch.optim.AdamW(decay_groups(model, 0.0), lr=1e-3, betas=(0.9, 0.95))
     if name == "Muon":
         from methods.muon import Muon
 
-        return Muon(matrix_branch_groups(model, "use_muon", {}, {"lr": 1e-3}), lr=0.02)
+        return Muon(matrix_branch_groups(model, "use_muon", {}, {"lr": 1e-3}), lr=0.02, backend=backend)
     if name == "SOAP":
         from methods.soap import SOAP
 
@@ -106,7 +121,7 @@ def make_optimizer(name: str, model):
     from methods.cosmos import COSMOS
 
     groups = matrix_branch_groups(model, "use_cosmos", {}, {})
-    return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]))
+    return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]), backend=backend)
 
 
 def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) -> list[dict]:
@@ -116,7 +131,9 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
     models = {"tiny": TINY_MODEL} if tiny else MODELS
     vocab = 256 if tiny else 32000
     for model_name, sizes in models.items():
-        for opt_name in ("AdamW", "Muon", "SOAP", "COSMOS"):
+        for opt_name, (_, backend) in OPTIMIZERS.items():
+            if backend == "triton" and not device.startswith("cuda"):
+                continue  # compiled Triton needs a GPU (the CPU smoke test runs the twins)
             torch.manual_seed(0)
             model = CausalLM(**sizes, vocab_size=vocab).build().to(device)
             opt = make_optimizer(opt_name, model)
@@ -138,7 +155,7 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
                 opt_ms.append(1000 * (time.perf_counter() - t0))
                 opt.zero_grad(set_to_none=True)
 
-            for _ in range(11 if opt_name == "SOAP" else 2):  # first steps: SVD / eigh set-up
+            for _ in range(11 if opt_name == "SOAP" else 2):  # first steps: SVD / eigh set-up, Triton compiles
                 train_step()
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
@@ -158,7 +175,8 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
 
 def markdown(kernels: list[dict], training: list[dict], batch: int, seq: int) -> str:
     lines = ["# COSMOS on GPU: Triton kernels vs PyTorch twins, and full LLaMA training steps", "",
-             "## Kernels (LLaMA-1B down_proj shapes: m 2048, n 5461, r 64), median ms", "",
+             "## Kernels (LLaMA-1B down_proj shapes: m 2048, n 5461, r 64; then 32 LLaMA-60M attention matrices), "
+             "median ms", "",
              "| kernel | Triton ms | twin ms | twin / Triton | max abs diff |", "|---|---|---|---|---|"]
     for k in kernels:
         lines.append(f"| {k['kernel']} | {k.get('triton_ms', float('nan')):.3f} | {k['torch_ms']:.3f} | "

@@ -120,7 +120,8 @@ class KeepStateDtype:
 
 class CheckedOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta):
     """The base of the optimizers in methods/: groups are validated as they are added, and `step`
-    runs `_update` once per parameter that has a gradient.
+    hands each group's parameters that have a gradient to `_update_group` (default: `_update`
+    once per parameter).
 
     `_update(w, g, state, group)` gets the fp32 master weight ``w`` (updated in place, written back
     to a bf16/fp16 parameter afterwards) and the fp32 gradient ``g`` (read-only). `_check_group`
@@ -147,18 +148,44 @@ class CheckedOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta)
                 loss = closure()
         name = type(self).__name__
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = grad_fp32(name, p)
-                w = master(p)
-                self._update(w, g, self.state[p], group)
+            params = [p for p in group["params"] if p.grad is not None]
+            items = [(master(p), grad_fp32(name, p), self.state[p]) for p in params]
+            if items:
+                self._update_group(items, group)
+            for p, (w, _, _) in zip(params, items):
                 write_back(p, w)
         return loss
+
+    def _update_group(self, items: list[tuple], group: dict) -> None:
+        """Update every (w, g, state) of one group; override to batch work across its tensors."""
+        for w, g, state in items:
+            self._update(w, g, state, group)
 
     @abstractmethod
     def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
         """Update ``w`` (fp32, in place) from ``g`` (fp32, read-only) for one parameter."""
+
+
+NS_BATCH_ENTRIES = 2**25  # at most this many entries (k m n) per batched Newton-Schulz call
+
+
+def same_shape_batches(items: list, shape, limit: int = NS_BATCH_ENTRIES):
+    """``items`` split into lists whose ``shape(item)`` is equal, each of at most ``limit`` entries
+    in all (but at least one item), in order of first appearance. On a GPU one batched
+    Newton-Schulz per list replaces a dozen small kernel launches per matrix (a LLaMA has a
+    handful of distinct matrix shapes); the limit bounds the batch's temporaries."""
+    by_shape: dict = {}
+    for item in items:
+        by_shape.setdefault(tuple(shape(item)), []).append(item)
+    for key, same in by_shape.items():
+        per = max(1, limit // math.prod(key))
+        for i in range(0, len(same), per):
+            yield same[i:i + per]
+
+
+def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """A batch (k, ...) of equal-shape tensors; a single one is viewed, not copied."""
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
 
 
 class HybridOptimizer(CheckedOptimizer):
@@ -168,7 +195,8 @@ class HybridOptimizer(CheckedOptimizer):
     tensors to the matrix branch, False to AdamW. A group without it (or with None) is split in
     two by `default_route`, tensor by tensor. Groups with ``flag=False`` take their missing
     options from ``aux_defaults`` first (e.g. Muon's own Adam lr), then from ``defaults``.
-    Subclasses implement `_matrix_step` and may override `_aux_step`, `default_route` and
+    Subclasses implement `_matrix_steps` (all matrix-branch tensors of a group at once, so that
+    same-shape matrices share batched kernels) and may override `_aux_step`, `default_route` and
     `_check_group`.
     """
 
@@ -199,12 +227,18 @@ class HybridOptimizer(CheckedOptimizer):
         """Matrix branch for 2-D tensors when the group does not say."""
         return p.dim() == 2
 
+    def _update_group(self, items, group):
+        if group[self.flag]:
+            self._matrix_steps(items, group)
+        else:
+            super()._update_group(items, group)
+
     def _update(self, w, g, state, group):
-        (self._matrix_step if group[self.flag] else self._aux_step)(w, g, state, group)
+        self._aux_step(w, g, state, group)
 
     @abstractmethod
-    def _matrix_step(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
-        """Update ``w`` (fp32, in place) from ``g`` (fp32, read-only) for one matrix-branch tensor."""
+    def _matrix_steps(self, items: list[tuple], group: dict) -> None:
+        """Update every (w, g, state) of a matrix-branch group: ``w`` fp32, in place; ``g`` read-only."""
 
     def _aux_step(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
         adamw_(w, g, state, lr=group["lr"], betas=group["betas"], eps=group["eps"],

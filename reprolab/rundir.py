@@ -66,9 +66,13 @@ def git_state() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
+    # A copy of the tree shipped to another machine (a GPU lent for a benchmark) may carry no .git, or
+    # one that is not the commit whose files it holds: the caller then names the commit.
+    if os.environ.get("REPROLAB_COMMIT"):
+        return {"commit": os.environ["REPROLAB_COMMIT"], "dirty": None}
     commit = git("rev-parse", "HEAD")
-    if not commit:  # a copy of the tree without .git (a remote GPU machine): the caller names the commit
-        return {"commit": os.environ.get("REPROLAB_COMMIT") or None, "dirty": None}
+    if not commit:
+        return {"commit": None, "dirty": None}
     # Uncommitted code changes; result files this repo writes (benchmark and paper tables) do not count.
     changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in GENERATED))
     return {"commit": commit, "dirty": bool(changed)}

@@ -78,17 +78,18 @@ def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def test_a_tree_without_git_takes_its_commit_from_the_environment(monkeypatch):
-    """A copy of the tree shipped to a GPU machine has no .git: REPROLAB_COMMIT names the commit."""
+def test_reprolab_commit_names_the_commit_of_a_shipped_tree(monkeypatch):
+    """A copy of the tree on a GPU machine may have no .git, or a stale one: REPROLAB_COMMIT wins."""
     import subprocess
 
     from reprolab import rundir
+
+    monkeypatch.setenv("REPROLAB_COMMIT", "abc123")
+    assert rundir.git_state() == {"commit": "abc123", "dirty": None}  # whatever git says here
 
     def no_git(*args, **kwargs):
         raise OSError("git: not a repository")
 
     monkeypatch.setattr(subprocess, "run", no_git)
-    monkeypatch.setenv("REPROLAB_COMMIT", "abc123")
-    assert rundir.git_state() == {"commit": "abc123", "dirty": None}
     monkeypatch.delenv("REPROLAB_COMMIT")
     assert rundir.git_state() == {"commit": None, "dirty": None}

@@ -3,8 +3,14 @@
     from kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
 
 Every function takes ``backend``: ``"triton"``, ``"torch"`` (the twin, kernels/cosmos/reference.py)
-or ``None`` (auto: Triton for CUDA tensors of fp32/bf16/fp16 when triton imports, the twin
-elsewhere; set ``REPROLAB_TRITON=0`` to force the twin on GPU). Triton is imported only when it is used.
+or ``None`` (auto). Auto runs Triton where it measured faster than the twin on a GPU, for CUDA
+tensors of fp32/bf16/fp16 when triton imports: Newton-Schulz (1.1-1.2x faster than cuBLAS on an
+H200, bf16, 2048 x 5461: benchmarks/results/gpu_cosmos.md). The rank-r products and the fused
+projection stay on cuBLAS through the twin there: on the same run the power-iteration product took
+0.70x the twin's speed, the residual 1.0x, and the projection kernel (one program per 64 rows, so
+32 programs for 2048 rows, fp32 dot products) 76x longer. Everything else, and any tensor on the
+CPU, runs the twin. ``REPROLAB_TRITON=0`` forces the twin everywhere. Triton is imported only
+when it is used.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ BACKENDS = (None, "torch", "triton")
 
 NS_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
-__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "backend_for", "gemm_epilogue", "newton_schulz5", "ns_dtype_for",
+__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "TRITON_BY_DEFAULT", "backend_for", "gemm_epilogue", "newton_schulz5", "ns_dtype_for",
            "project_moments"]
 
 
@@ -33,13 +39,17 @@ def _triton_importable() -> bool:
     return True
 
 
-def backend_for(t: torch.Tensor, backend: str | None = None) -> str:
-    """The backend that runs for tensor ``t``: ``backend`` if given, else auto (see module doc)."""
+TRITON_BY_DEFAULT = frozenset({"newton_schulz5"})  # the kernels auto runs on Triton (module docstring)
+
+
+def backend_for(t: torch.Tensor, backend: str | None = None, kernel: str = "newton_schulz5") -> str:
+    """The backend that runs ``kernel`` for tensor ``t``: ``backend`` if given, else auto (module doc)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {BACKENDS}")
     if backend is not None:
         return backend
-    if t.is_cuda and t.dtype != torch.float64 and os.environ.get("REPROLAB_TRITON", "1") != "0" and _triton_importable():
+    if (kernel in TRITON_BY_DEFAULT and t.is_cuda and t.dtype != torch.float64
+            and os.environ.get("REPROLAB_TRITON", "1") != "0" and _triton_importable()):
         return "triton"
     return "torch"
 
@@ -57,8 +67,8 @@ def ns_dtype_for(t: torch.Tensor, dtype: torch.dtype | str | None = None) -> tor
     return dtype
 
 
-def _impl(t: torch.Tensor, backend: str | None):
-    if backend_for(t, backend) == "triton":
+def _impl(t: torch.Tensor, backend: str | None, kernel: str):
+    if backend_for(t, backend, kernel) == "triton":
         from kernels.cosmos import triton_kernels
 
         return triton_kernels
@@ -66,24 +76,26 @@ def _impl(t: torch.Tensor, backend: str | None):
 
 
 def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, out=None, backend=None):
-    """out = alpha (a @ b) + beta c + delta d, in ``out_dtype`` (default a's dtype). a (M, K), b (K, N).
+    """out = alpha (a @ b) + beta c + delta d, in ``out_dtype`` (default a's dtype). a (M, K), b (K, N)
+    (the Triton kernel also takes batches (k, M, K), (k, K, N): Newton-Schulz uses that).
 
     ``beta`` may be a 0-dim tensor (no host sync on GPU). ``out``: a tensor to write the result
     into; it may be ``c`` itself, which then accumulates in place without a temporary.
     """
-    return _impl(a, backend).gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype,
+    return _impl(a, backend, "gemm_epilogue").gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype,
                                            out=out)
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps, backend=None):
     """Fused COSMOS projection + moments; see `kernels.cosmos.reference.project_moments`."""
-    return _impl(G, backend).project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
+    return _impl(G, backend, "project_moments").project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
                                              mix_scale=mix_scale,
                                              bias2=bias2, eps=eps)
 
 
 def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos", dtype=torch.bfloat16, backend=None):
-    """Quintic Newton-Schulz orthogonalisation; see `kernels.cosmos.reference.newton_schulz5`.
+    """Quintic Newton-Schulz orthogonalisation of a matrix (m, n) or of each matrix of a batch
+    (k, m, n) in one set of launches; see `kernels.cosmos.reference.newton_schulz5`.
 
     The Triton path runs each step as three fused GEMMs: the Gram product X X^T (symmetric: upper
     block triangle only), then for "cosmos" B = A X and X <- a X + b B + c (A B) with the axpy in
@@ -98,17 +110,16 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
     from kernels.cosmos.triton_kernels import gemm_epilogue as gemm
 
     a, b, c = NS5_COEFFS
-    X = x.to(dtype)
-    X = X / (X.norm() + 1e-7)
-    tall = x.size(0) > x.size(1)
+    X = reference.frobenius_normalise(x, dtype)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        X = X.T
+        X = X.mT
     for _ in range(steps):
-        A = gemm(X, X.T, symmetric=True)
+        A = gemm(X, X.mT, symmetric=True)
         if association == "cosmos":
             B = gemm(A, X)
             X = gemm(A, B, alpha=c, c=X, beta=a, d=B, delta=b)
         else:
             B = gemm(A, A, alpha=c, c=A, beta=b, symmetric=True)
             X = gemm(B, X, c=X, beta=a)
-    return X.T if tall else X
+    return X.mT if tall else X

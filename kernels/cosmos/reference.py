@@ -33,7 +33,11 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
         E = c if number and beta == 1 else c.mul_(beta)
     elif c is not None and number and beta != 0:
         c = c.to(acc)
-        E = c.clone(memory_format=torch.contiguous_format) if d is None else torch.add(c, d.to(acc), alpha=delta / beta)
+        into = out if out is not None and out.dtype == acc and out is not d else None  # E built in out: no copy after
+        if d is None:
+            E = c.clone(memory_format=torch.contiguous_format) if into is None else into.copy_(c)
+        else:
+            E = torch.add(c, d.to(acc), alpha=delta / beta, out=into)
         k, d = beta, None
     elif c is not None:
         E = c.to(acc) * beta
@@ -54,13 +58,27 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     return result
 
 
+def _addmm(c, a, b, *, beta, alpha):
+    """beta c + alpha (a @ b) in one BLAS call, for matrices (addmm) or batches of them (baddbmm)."""
+    return torch.addmm(c, a, b, beta=beta, alpha=alpha) if a.dim() == 2 else torch.baddbmm(c, a, b, beta=beta, alpha=alpha)
+
+
+def frobenius_normalise(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in ``dtype`` divided by its Frobenius norm + 1e-7 (taken in ``dtype``), per matrix of a batch."""
+    X = x.to(dtype)
+    if X.dim() == 2:  # the official code's X.norm(), kept so that single matrices stay bitwise comparable
+        return X / (X.norm() + 1e-7)
+    return X / (torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True) + 1e-7)
+
+
 def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos", dtype=torch.bfloat16):
     """Approximate orthogonalisation UV^T of x = U S V^T by ``steps`` quintic Newton-Schulz steps.
 
-    x: (m, n). Returns (m, n) in ``dtype`` with singular values in about [0.68, 1.14] (not exactly
-    orthogonal, by design). The input is normalised by its Frobenius norm (+1e-7, computed in
-    ``dtype``) and transposed to be wide. ``association`` picks the evaluation order of one step,
-    with A = X X^T:
+    x: (m, n), or a batch (k, m, n) of matrices orthogonalised independently (one batched GEMM per
+    product instead of k: what the optimizers use for same-shape matrices). Returns x's shape in
+    ``dtype`` with singular values in about [0.68, 1.14] (not exactly orthogonal, by design). Each
+    matrix is normalised by its Frobenius norm (+1e-7, computed in ``dtype``) and transposed to be
+    wide. ``association`` picks the evaluation order of one step, with A = X X^T:
       "cosmos" (lliu606/COSMOS): B = A X;  X <- a X + b B + (c A) B
       "muon"   (KellerJordan/Muon): B = b A + c A A;  X <- a X + B X
     Equal in exact arithmetic, not bitwise equal in bf16 (cosmos.md §2.6). In bf16/fp16 each step
@@ -71,21 +89,20 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
     if association not in ASSOCIATIONS:
         raise ValueError(f"association={association!r} is not one of {ASSOCIATIONS}")
     a, b, c = NS5_COEFFS
-    X = x.to(dtype)
-    X = X / (X.norm() + 1e-7)
-    tall = x.size(0) > x.size(1)
+    X = frobenius_normalise(x, dtype)
+    tall = x.size(-2) > x.size(-1)
     if tall:
-        X = X.T
+        X = X.mT
     literal = dtype in (torch.bfloat16, torch.float16)
     for _ in range(steps):
-        A = X @ X.T
+        A = X @ X.mT
         if association == "cosmos":
             B = A @ X
-            X = a * X + b * B + c * A @ B if literal else torch.addmm(B, A, B, beta=b, alpha=c).add_(X, alpha=a)
+            X = a * X + b * B + c * A @ B if literal else _addmm(B, A, B, beta=b, alpha=c).add_(X, alpha=a)
         else:
-            B = b * A + c * A @ A if literal else torch.addmm(A, A, A, beta=b, alpha=c)
-            X = a * X + B @ X if literal else torch.addmm(X, B, X, beta=a)
-    return X.T if tall else X
+            B = b * A + c * A @ A if literal else _addmm(A, A, A, beta=b, alpha=c)
+            X = a * X + B @ X if literal else _addmm(X, B, X, beta=a, alpha=1.0)
+    return X.mT if tall else X
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps):

@@ -34,7 +34,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 @triton.jit
 def _gemm_epilogue_kernel(
     a_ptr, b_ptr, c_ptr, d_ptr, o_ptr, tiles_ptr, M, N, K,
-    s_am, s_ak, s_bk, s_bn, s_cm, s_cn, s_dm, s_dn, s_om, s_on,
+    s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn, s_db, s_dm, s_dn, s_ob, s_om, s_on,
     alpha, beta, delta, beta_ptr,
     HAS_C: tl.constexpr, HAS_D: tl.constexpr, BETA_FROM_PTR: tl.constexpr, SYMMETRIC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
@@ -46,6 +46,12 @@ def _gemm_epilogue_kernel(
     else:
         pid_m = tl.program_id(0)
         pid_n = tl.program_id(1)
+    batch = tl.program_id(2).to(tl.int64)  # the matrix of a batch (0 for a single product)
+    a_ptr += batch * s_ab
+    b_ptr += batch * s_bb
+    c_ptr += batch * s_cb
+    d_ptr += batch * s_db
+    o_ptr += batch * s_ob
     rm = pid_m * BM + tl.arange(0, BM)
     rn = pid_n * BN + tl.arange(0, BN)
     rk = tl.arange(0, BK)
@@ -135,22 +141,27 @@ def _gemm_blocks(M: int, N: int, low_precision: bool) -> tuple[int, int, int, in
 
 def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, out=None,
                   symmetric=False):
-    """out = alpha (a @ b) + beta c + delta d; see the module docstring. ``beta`` may be a 0-dim
-    device tensor. ``out``: write into this tensor (it may be ``c``: each program reads its tile of
-    c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric, so only
-    the upper block triangle is computed and mirrored."""
-    (M, K), (K2, N) = a.shape, b.shape
+    """out = alpha (a @ b) + beta c + delta d; see the module docstring. a (M, K) and b (K, N), or
+    batches (k, M, K) and (k, K, N) of them (one launch; c, d, out then (k, M, N)). ``beta`` may be a
+    0-dim device tensor. ``out``: write into this tensor (it may be ``c``: each program reads its
+    tile of c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric,
+    so only the upper block triangle is computed and mirrored."""
+    if a.dim() != b.dim() or a.dim() not in (2, 3) or (a.dim() == 3 and a.size(0) != b.size(0)):
+        raise ValueError(f"gemm_epilogue: a and b must be matrices or batches of the same number of matrices, got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    (M, K), (K2, N) = a.shape[-2:], b.shape[-2:]
+    lead = tuple(a.shape[:-2])
     if K != K2:
         raise ValueError(f"gemm_epilogue: inner dimensions differ: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
     if symmetric and M != N:
         raise ValueError(f"gemm_epilogue: symmetric=True needs a square product, got {M}x{N}")
     for name, t in (("c", c), ("d", d)):
-        if t is not None and tuple(t.shape) != (M, N):
-            raise ValueError(f"gemm_epilogue: {name} has shape {tuple(t.shape)}, the product is {(M, N)}")
+        if t is not None and tuple(t.shape) != (*lead, M, N):
+            raise ValueError(f"gemm_epilogue: {name} has shape {tuple(t.shape)}, the product is {(*lead, M, N)}")
     if out is None:
-        out = torch.empty(M, N, device=a.device, dtype=out_dtype or a.dtype)
-    elif tuple(out.shape) != (M, N):
-        raise ValueError(f"gemm_epilogue: out has shape {tuple(out.shape)}, the product is {(M, N)}")
+        out = torch.empty(*lead, M, N, device=a.device, dtype=out_dtype or a.dtype)
+    elif tuple(out.shape) != (*lead, M, N):
+        raise ValueError(f"gemm_epilogue: out has shape {tuple(out.shape)}, the product is {(*lead, M, N)}")
     elif symmetric and (out is c or out is d):
         raise ValueError("gemm_epilogue: with symmetric=True, out must not be c or d (mirrored tiles land in other "
                          "programs' blocks); pass out=None")
@@ -160,17 +171,21 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     d_ = d if d is not None else out
     beta_is_tensor = isinstance(beta, torch.Tensor)
     beta_ptr = beta.to(device=a.device, dtype=torch.float32).reshape(1) if beta_is_tensor else out
+    batch = lead[0] if lead else 1
     if symmetric:
         BN = BM
         tiles = _upper_tiles(triton.cdiv(M, BM), a.device)
-        grid = (tiles.numel() // 2,)
+        grid = (tiles.numel() // 2, 1, batch)
     else:
         tiles = out
-        grid = (triton.cdiv(M, BM), triton.cdiv(N, BN))
+        grid = (triton.cdiv(M, BM), triton.cdiv(N, BN), batch)
+
+    def strides(t):  # (batch, row, column); batch stride 0 for a single matrix
+        return (t.stride(0) if lead else 0, t.stride(-2), t.stride(-1))
+
     _gemm_epilogue_kernel[grid](
         a, b, c_, d_, out, tiles, M, N, K,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), c_.stride(0), c_.stride(1),
-        d_.stride(0), d_.stride(1), out.stride(0), out.stride(1),
+        *strides(a), *strides(b), *strides(c_), *strides(d_), *strides(out),
         float(alpha), 0.0 if beta_is_tensor else float(beta), float(delta), beta_ptr,
         HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric,
         UPCAST=INTERPRET and low, PRECISION=_precision(a, b), BM=BM, BN=BN, BK=BK, num_warps=warps,

@@ -27,7 +27,7 @@ class Cosmos(OptimizerMethod):
       <= 10000 rows -> COSMOS).
     parity: reproduce the official code's quirks (AdamW-branch momentum 0.1, nesterov=false
       without momentum, no vanishing-residual guard).
-    backend: None (Triton on CUDA, PyTorch twin elsewhere), ``torch`` or ``triton``.
+    backend: None (auto: Triton Newton-Schulz on CUDA, `kernels.cosmos`), ``torch`` or ``triton`` (every kernel).
     Defaults: the official README (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2, gamma 0.2, rank 64);
     weight_decay 0 as in the paper's LLaMA runs (cosmos.md §8.4; README 0.1).
     """

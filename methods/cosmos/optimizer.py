@@ -41,7 +41,9 @@ Deviations from the official code (``parity=True`` restores the ones that change
 - U_1 comes from `eigh` of G^T G, not its SVD (parity: SVD): the same subspace, several times
   cheaper for the one-off n x n decomposition (n = 5461 for LLaMA-1B's down_proj).
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
-- The GEMMs run as fused Triton kernels on CUDA (kernels/cosmos), PyTorch twins elsewhere.
+- Same-shape matrices share one batched Newton-Schulz (one set of GPU launches, not one per
+  matrix); each matrix gets exactly what it would alone. Newton-Schulz runs as fused Triton
+  kernels on CUDA, the rank-r GEMMs on cuBLAS, where each measured faster (kernels/cosmos).
 The paper's own write-up of the update (EMA momentum without Nesterov, eps inside the square
 root, a sqrt(n) normalisation: cosmos.md §2.4) differs from its code; we follow the code.
 """
@@ -52,7 +54,7 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
-from methods.optim import HybridOptimizer, adamw_, check_newton_schulz
+from methods.optim import HybridOptimizer, adamw_, check_newton_schulz, same_shape_batches
 
 RESIDUAL_FLOOR = 1e-6  # relative ||R|| below which the Muon part is dropped (parity=False)
 MAX_ROWS = 10_000  # the official shape rule: 2-D tensors with more rows go to AdamW
@@ -96,7 +98,7 @@ class COSMOS(HybridOptimizer):
         ns_steps, ns_dtype: Newton-Schulz steps (5) and dtype: None = bf16 on CUDA as in the official
             code, fp32 on CPU (`kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
         parity: reproduce the official code's quirks (module docstring).
-        backend: kernels for the hot GEMMs: None (Triton on CUDA, PyTorch elsewhere), "torch", "triton".
+        backend: kernels for the hot GEMMs: None (auto, see `kernels.cosmos`), "torch", "triton".
 
     Defaults are the official README's recommendation (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2,
     gamma 0.2, rank 64), with weight_decay 0 as in the paper's LLaMA runs (README: 0.1). The
@@ -144,7 +146,32 @@ class COSMOS(HybridOptimizer):
         adamw_(w, g, state, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
                momentum_coef=0.1 if parity else None, bias1_beta=0.9 if parity else None)
 
-    def _matrix_step(self, w, G, state, group):
+    def _matrix_steps(self, items, group):
+        # Same-shape matrices share one batched Newton-Schulz on their residuals (one set of kernel
+        # launches instead of one per matrix); everything else is per matrix.
+        for batch in same_shape_batches(items, lambda item: item[0].shape):
+            w0 = batch[0][0]
+            R = None
+            if group["gamma"] > 0:
+                R = torch.empty(len(batch), *w0.shape, dtype=w0.dtype, device=w0.device)
+            parts = [self._adaptive_part(w, G, state, group, None if R is None else R[i])
+                     for i, (w, G, state) in enumerate(batch)]
+            O, coefs = None, [0.0] * len(batch)
+            if R is not None:
+                parity = group["parity"]
+                association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
+                O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(w0, group["ns_dtype"]),
+                                   backend=group["backend"])
+                norms = torch.linalg.vector_norm(O, dim=(-2, -1), dtype=w0.dtype)
+                coefs = group["gamma"] * math.sqrt(w0.numel()) / (norms + group["eps"])
+                if not parity:
+                    coefs = coefs * torch.stack([keep for _, _, keep in parts])
+            for i, ((w, _, _), (D, U, _)) in enumerate(zip(batch, parts)):
+                self._apply(w, D, U, None if O is None else O[i], coefs[i], group)
+
+    def _adaptive_part(self, w, G, state, group, R):
+        """Steps 1-6 of one matrix: subspace, moments, the adaptive direction D (m x r) and, into
+        ``R`` (when given), the residual Ghat - (Ghat U) U^T. Returns (D, U, keep)."""
         m, n = w.shape
         r = group["rank"]
         beta1, beta2 = group["betas"]
@@ -158,7 +185,6 @@ class COSMOS(HybridOptimizer):
         state["step"] += 1
         t = state["step"]
         M, U_old, S_old, V = state["exp_avg"], state["basis"], state["gram"], state["exp_avg_sq"]
-
         # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix. Z is formed
         # as Z^T (r x n, row-major), so Z itself is column-major, the layout LAPACK's QR works in.
         if t == 1:
@@ -184,25 +210,21 @@ class COSMOS(HybridOptimizer):
         U_old.copy_(U)
         U = U_old
 
-        # H = A + gamma B: the rank-r adaptive part plus the orthogonalised residual.
-        scale = math.sqrt(m * n)
-        coef = 0.0
-        O = None
-        if group["gamma"] > 0:
-            R = gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
-                              backend=backend)
+        keep = None
+        if R is not None:
+            gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
+                          out=R, backend=backend)
             if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
-                r_norm = torch.linalg.vector_norm(R)
+                r_norm = torch.linalg.vector_norm(R)  # taken here, while R is in cache
                 keep = r_norm > RESIDUAL_FLOOR * torch.hypot(r_norm, torch.linalg.vector_norm(P_hat))
-            association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
-            O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(w, group["ns_dtype"]), backend=backend)
-            coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dtype=w.dtype) + eps)
-            if not parity:
-                coef = coef * keep
-        # O is Newton-Schulz's fresh output: in fp32 (CPU), H accumulates into it, no m x n temporary
-        in_place = O is not None and O.dtype == D.dtype
-        H = gemm_epilogue(D, U.T, c=O, beta=coef, out=O if in_place else None, backend=backend)
+        return D, U, keep
 
+    def _apply(self, w, D, U, O, coef, group):
+        """H = D U^T + coef O (the adaptive part plus the scaled orthogonalised residual), then the
+        normalised step. O is Newton-Schulz's fresh output: in fp32 (CPU) H accumulates into it."""
+        in_place = O is not None and O.dtype == D.dtype
+        H = gemm_epilogue(D, U.T, c=O, beta=coef, out=O if in_place else None, backend=group["backend"])
         if group["weight_decay"]:
             w.mul_(1 - group["lr"] * group["weight_decay"])
-        w.addcdiv_(H, torch.linalg.vector_norm(H) + eps, value=-group["lr"] * group["lr_ratio"] * scale)
+        step = group["lr"] * group["lr_ratio"] * math.sqrt(w.numel())
+        w.addcdiv_(H, torch.linalg.vector_norm(H) + group["eps"], value=-step)

@@ -22,8 +22,7 @@ import torch
 
 from kernels.cosmos import newton_schulz5, ns_dtype_for
 from methods.muon.config import SCALES
-from methods.optim import HybridOptimizer, check_hparams, check_newton_schulz
-
+from methods.optim import HybridOptimizer, check_hparams, check_newton_schulz, same_shape_batches
 
 
 def update_scale(rule: str, m: int, n: int) -> float:
@@ -42,7 +41,8 @@ class Muon(HybridOptimizer):
         scale: "keller" or "moonlight" (module docstring).
         adam_lr, adam_betas, adam_eps, adam_weight_decay: defaults of ``use_muon=False`` groups.
         ns_dtype: None = bf16 on CUDA (official), fp32 on CPU (`kernels.cosmos.ns_dtype_for`).
-        backend: Newton-Schulz kernels: None (Triton on CUDA), "torch", "triton".
+        backend: Newton-Schulz kernels: None (Triton on CUDA), "torch", "triton". Same-shape
+            matrices share one batched Newton-Schulz call.
     """
 
     flag = "use_muon"
@@ -74,15 +74,24 @@ class Muon(HybridOptimizer):
                 raise ValueError(f"{where}: use_muon=True needs tensors with dim >= 2, got shape {tuple(p.shape)}; "
                                  "put it in a group with use_muon=False (AdamW branch).")
 
-    def _matrix_step(self, w, g, state, group):
-        if not state:
-            state["momentum_buffer"] = torch.zeros_like(w)
-        buf = state["momentum_buffer"]
-        beta = group["momentum"]
-        buf.lerp_(g, 1 - beta)
-        u = g.lerp(buf, beta) if group["nesterov"] else buf
-        u = u.reshape(u.size(0), -1)
-        O = newton_schulz5(u, group["ns_steps"], "muon", ns_dtype_for(w, group["ns_dtype"]), backend=group["backend"])
-        if group["weight_decay"]:
-            w.mul_(1 - group["lr"] * group["weight_decay"])
-        w.add_(O.reshape(w.shape), alpha=-group["lr"] * update_scale(group["scale"], *u.shape))
+    def _matrix_steps(self, items, group):
+        beta, lr = group["momentum"], group["lr"]
+        dtype = ns_dtype_for(items[0][0], group["ns_dtype"])
+        for batch in same_shape_batches(items, lambda item: (item[0].size(0), item[0][0].numel())):
+            w0 = batch[0][0]
+            U = torch.empty(len(batch), w0.size(0), w0[0].numel(), dtype=w0.dtype, device=w0.device)  # NS input
+            for (w, g, state), u in zip(batch, U):
+                if not state:
+                    state["momentum_buffer"] = torch.zeros_like(w)
+                buf = state["momentum_buffer"]
+                buf.lerp_(g, 1 - beta)
+                if group["nesterov"]:
+                    torch.lerp(g, buf, beta, out=u.view_as(g))
+                else:
+                    u.view_as(buf).copy_(buf)
+            O = newton_schulz5(U, group["ns_steps"], "muon", dtype, backend=group["backend"])
+            scale = update_scale(group["scale"], *U.shape[1:])
+            for (w, _, _), o in zip(batch, O):
+                if group["weight_decay"]:
+                    w.mul_(1 - lr * group["weight_decay"])
+                w.add_(o.view(w.shape), alpha=-lr * scale)

@@ -28,6 +28,20 @@ def test_auto_backend_is_the_twin_on_cpu():
         backend_for(torch.zeros(2), "cuda")
 
 
+def test_auto_backend_on_cuda_is_triton_only_where_it_measured_faster(monkeypatch):
+    """On a GPU auto runs Newton-Schulz on Triton and the rank-r GEMMs and projection on cuBLAS."""
+    from types import SimpleNamespace
+
+    cuda_bf16 = SimpleNamespace(is_cuda=True, dtype=torch.bfloat16)
+    assert backend_for(cuda_bf16, None, "newton_schulz5") == "triton"
+    assert backend_for(cuda_bf16, None, "gemm_epilogue") == "torch"
+    assert backend_for(cuda_bf16, None, "project_moments") == "torch"
+    assert backend_for(cuda_bf16, "triton", "project_moments") == "triton"  # asked for: every kernel on Triton
+    assert backend_for(SimpleNamespace(is_cuda=True, dtype=torch.float64), None, "newton_schulz5") == "torch"
+    monkeypatch.setenv("REPROLAB_TRITON", "0")
+    assert backend_for(cuda_bf16, None, "newton_schulz5") == "torch"
+
+
 @pytest.mark.parametrize("M, K, N", [(70, 50, 40), (16, 96, 33)])
 def test_gemm_epilogue_fp32(M, K, N):
     a, b, c, d = _rand(M, K, seed=1), _rand(K, N, seed=2), _rand(M, N, seed=3), _rand(M, N, seed=4)
@@ -125,3 +139,31 @@ def test_gemm_epilogue_accumulates_into_c():
     x = _rand(64, 64, seed=4)
     with pytest.raises(ValueError, match="must not be c or d"):
         triton_gemm(x, x.T, c=x, out=x, symmetric=True)
+
+
+def test_batched_gemm_epilogue_is_one_product_per_matrix():
+    """A batch (k, M, K) x (k, K, N) in one launch: each slice equals its own product, including the
+    symmetric mode (mirrored tiles stay inside their own matrix) and strided (transposed) operands."""
+    from kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
+
+    a, b, c, d = _rand(3, 70, 24, seed=1), _rand(3, 24, 40, seed=2), _rand(3, 70, 40, seed=3), _rand(3, 70, 40, seed=4)
+    got = triton_gemm(a, b, alpha=-0.5, c=c, beta=2.0, d=d, delta=0.3)
+    for i in range(3):
+        _close(got[i], gemm_epilogue(a[i], b[i], alpha=-0.5, c=c[i], beta=2.0, d=d[i], delta=0.3, backend="torch"))
+    x = _rand(3, 150, 70, seed=5)
+    gram = triton_gemm(x, x.mT, symmetric=True)
+    for i in range(3):
+        _close(gram[i], x[i] @ x[i].T)
+    with pytest.raises(ValueError, match="same number of matrices"):
+        triton_gemm(a, b[:2])
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("shape", [(4, 40, 100), (3, 96, 64)])  # wide and tall batches
+def test_batched_newton_schulz_orthogonalises_each_matrix(backend, shape):
+    """NS5 of a batch equals NS5 of each matrix on its own (each normalised by its own norm)."""
+    x = _rand(*shape, seed=11) * torch.arange(1, shape[0] + 1, device=DEVICE).view(-1, 1, 1)  # different norms
+    out = newton_schulz5(x, association="muon", dtype=torch.float32, backend=backend)
+    assert out.shape == x.shape
+    for i in range(shape[0]):
+        _close(out[i], newton_schulz5(x[i], association="muon", dtype=torch.float32, backend="torch"), 1e-4)
