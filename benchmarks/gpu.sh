@@ -6,9 +6,10 @@
 # 1. the Triton kernel tests on the GPU (compiled kernels, not the interpreter CI uses);
 # 2. python -m benchmarks.gpu_cosmos (COSMOS kernels vs twins, LLaMA-60M/130M training steps);
 # 3. python -m benchmarks.gear_gpu (GEAR kernels vs twins, LLaMA-7B-shape decode; GEAR_ARGS adds flags).
-# Each step has its own time limit, so one that hangs leaves the others their time; gear_gpu writes its
-# tables after every row. Logs and result files (benchmarks/results/*) are copied to OUT_DIR.
-# REPROLAB_COMMIT names the commit where the tree has no .git (a copy shipped to a GPU machine).
+# Each step has its own time limit (KERNEL_TESTS_S, COSMOS_S, GEAR_S seconds), so one that hangs leaves
+# the others their time; gear_gpu writes its tables after every row. The log (gpu.log) and the result
+# files (benchmarks/results/gpu_cosmos.* and gear_gpu*.*) are copied to OUT_DIR.
+# REPROLAB_COMMIT names the commit: the tree shipped to a GPU machine may carry no .git, or a stale one.
 set -u
 out=${1:-gpu_out}
 py=${PYTHON:-python3}
@@ -18,9 +19,9 @@ export PYTHONUNBUFFERED=1
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   "$py" -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
   timeout "${KERNEL_TESTS_S:-120}" "$py" -m pytest tests/cosmos/kernels -q -p no:cacheprovider
-} 2>&1 | tee "$out/kernel_tests.log"
-timeout "${COSMOS_S:-200}" "$py" -m benchmarks.gpu_cosmos 2>&1 | tee "$out/gpu_cosmos.log"
-# shellcheck disable=SC2086
-timeout "${GEAR_S:-240}" "$py" -m benchmarks.gear_gpu ${GEAR_ARGS:-} 2>&1 | tee "$out/gear_gpu.log"
-cp benchmarks/results/gpu_cosmos.* benchmarks/results/gear_gpu.* "$out"/ 2>/dev/null
+  timeout "${COSMOS_S:-200}" "$py" -m benchmarks.gpu_cosmos
+  # shellcheck disable=SC2086
+  timeout "${GEAR_S:-240}" "$py" -m benchmarks.gear_gpu ${GEAR_ARGS:-}
+} 2>&1 | tee "$out/gpu.log"
+cp benchmarks/results/gpu_cosmos.* benchmarks/results/gear_gpu*.* "$out"/ 2>/dev/null
 ls -la "$out"

@@ -124,6 +124,29 @@ def make_optimizer(row: str, model):
     return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]), backend=backend)
 
 
+PROFILED = ("Muon", "SOAP", "COSMOS")  # one optimizer step of each is profiled on the largest model
+
+
+def profile_step(opt, backward, device: str) -> dict:
+    """One optimizer step under torch.profiler: kernel launches, host and device time, top ops."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.startswith("cuda")
+    backward()
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        opt.step()
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA]
+    return {"kernel_launches": sum(e.count for e in kernels),
+            "device_ms": sum(e.self_device_time_total for e in kernels) / 1000,
+            "table": events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48)}
+
+
 def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) -> list[dict]:
     from reprolab.models.config import CausalLM
 
@@ -141,11 +164,13 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
             x, y = tokens[:, :-1], tokens[:, 1:]
             opt_ms = []
 
-            def train_step():
+            def backward():
                 with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=not tiny):
                     logits = model(input_ids=x).logits
-                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-                loss.backward()
+                torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten()).backward()
+
+            def train_step():
+                backward()
                 if device.startswith("cuda"):
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
@@ -165,8 +190,11 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
             row = {"model": model_name, "optimizer": opt_name, "ms_per_step": step_ms,
                    "optimizer_ms": statistics.median(opt_ms), "state_bytes": state,
                    "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None}
+            if opt_name in PROFILED and model_name == list(models)[-1]:
+                row["profile"] = profile_step(opt, backward, device)
+                opt.zero_grad(set_to_none=True)
             rows.append(row)
-            print(row, flush=True)
+            print({k: v for k, v in row.items() if k != "profile"}, flush=True)
             del model, opt
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
@@ -187,6 +215,11 @@ def markdown(kernels: list[dict], training: list[dict], batch: int, seq: int) ->
         peak = "n/a" if t["peak_gb"] is None else f"{t['peak_gb']:.2f}"
         lines.append(f"| {t['model']} | {t['optimizer']} | {t['ms_per_step']:.1f} | {t['optimizer_ms']:.1f} | {peak} | "
                      f"{t['state_bytes']:,} |")
+    for t in training:
+        if "profile" in t:
+            prof = t["profile"]
+            lines += ["", f"## Profile of one {t['optimizer']} step ({t['model']}): {prof['kernel_launches']} kernel launches, "
+                      f"{prof['device_ms']:.1f} ms of kernel time", "", "```", prof["table"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
