@@ -147,10 +147,10 @@ def profile_step(opt, backward, device: str) -> dict:
             "table": events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48)}
 
 
-def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) -> list[dict]:
+def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int):
+    """Yields one row per (model, optimizer)."""
     from reprolab.models.config import CausalLM
 
-    rows = []
     models = {"tiny": TINY_MODEL} if tiny else MODELS
     vocab = 256 if tiny else 32000
     for model_name, sizes in models.items():
@@ -193,12 +193,11 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int) ->
             if opt_name in PROFILED and model_name == list(models)[-1]:
                 row["profile"] = profile_step(opt, backward, device)
                 opt.zero_grad(set_to_none=True)
-            rows.append(row)
             print({k: v for k, v in row.items() if k != "profile"}, flush=True)
             del model, opt
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
-    return rows
+            yield row
 
 
 def markdown(kernels: list[dict], training: list[dict], batch: int, seq: int) -> str:
@@ -238,11 +237,14 @@ def main(argv: list[str] | None = None):
     if args.tiny:
         args.reps, args.steps, args.batch, args.seq = 2, 2, 2, 16
     kernels = bench_kernels(args.device, args.tiny, args.reps)
-    training = bench_training(args.device, args.tiny, args.steps, args.batch, args.seq)
+    training = []
+    for row in bench_training(args.device, args.tiny, args.steps, args.batch, args.seq):
+        training.append(row)
+        if not args.tiny:  # written after every row: a run stopped at its time limit keeps what it measured
+            md = markdown(kernels, training, args.batch, args.seq)
+            path = write("gpu_cosmos", {"kernels": kernels, "training": training}, md,
+                         command=command_line("benchmarks.gpu_cosmos", argv))
     if not args.tiny:
-        md = markdown(kernels, training, args.batch, args.seq)
-        path = write("gpu_cosmos", {"kernels": kernels, "training": training}, md,
-                     command=command_line("benchmarks.gpu_cosmos", argv))
         print(f"written: {path}")
     return kernels, training
 
