@@ -1,8 +1,9 @@
 """GPU benchmark (one H100/H200, < 10 min): GEAR's Triton kernels vs their PyTorch twins, and decode
 throughput / peak memory of fp16 vs KIVI-2 vs GEAR-L vs GEAR (GEAR paper §4.1 throughput protocol).
 
-NOT YET RUN: written in a session without a GPU; its CPU-runnable path is exercised by
-tests/gear/test_benchmarks.py (tiny model, twin backends). Results go to benchmarks/results/gear_gpu.*.
+Run on an H200 (benchmarks/results/gear_gpu.md: batches 1 and 8; gear_gpu_b32.md: batch 32; read
+them with benchmarks/results/README.md). Its CPU-runnable path is exercised by
+tests/gear/test_benchmarks.py (tiny model, twin backends).
 
 1. Kernels (fp16 inputs, CUDA events, median of 20): quantise + pack of a LLaMA-7B layer's keys
    (batch 8, 32 heads x 128 channels x 1024 tokens, b = 2, g = 64) and decode attention over a
@@ -16,6 +17,7 @@ tests/gear/test_benchmarks.py (tiny model, twin backends). Results go to benchma
    only at large batch.
 
     python -m benchmarks.gear_gpu [--layers 32] [--batches 1,8,32] [--prompt 1000] [--new 500]
+                                  [--caches fp16,KIVI-2,GEAR-L,GEAR] [--name gear_gpu]
 """
 from __future__ import annotations
 
