@@ -169,16 +169,16 @@ class CheckedOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta)
 NS_BATCH_ENTRIES = 2**25  # at most this many entries (k m n) per batched Newton-Schulz call
 
 
-def same_shape_batches(items: list, shape, limit: int = NS_BATCH_ENTRIES):
-    """``items`` split into lists whose ``shape(item)`` is equal, each of at most ``limit`` entries
-    in all (but at least one item), in order of first appearance. On a GPU one batched
-    Newton-Schulz per list replaces a dozen small kernel launches per matrix (a LLaMA has a
-    handful of distinct matrix shapes); the limit bounds the batch's temporaries."""
-    by_shape: dict = {}
+def same_shape_batches(items: list, shape, tag=None, limit: int = NS_BATCH_ENTRIES):
+    """``items`` split into lists whose ``shape(item)`` (and ``tag(item)``, if given) are equal, each
+    of at most ``limit`` entries in all (but at least one item), in order of first appearance. On a
+    GPU one batched kernel per list replaces one launch per matrix (a LLaMA has a handful of
+    distinct matrix shapes); the limit bounds the batch's temporaries."""
+    by_key: dict = {}
     for item in items:
-        by_shape.setdefault(tuple(shape(item)), []).append(item)
-    for key, same in by_shape.items():
-        per = max(1, limit // math.prod(key))
+        by_key.setdefault((tuple(shape(item)), None if tag is None else tag(item)), []).append(item)
+    for (dims, _), same in by_key.items():
+        per = max(1, limit // math.prod(dims))
         for i in range(0, len(same), per):
             yield same[i:i + per]
 
@@ -186,6 +186,26 @@ def same_shape_batches(items: list, shape, limit: int = NS_BATCH_ENTRIES):
 def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A batch (k, ...) of equal-shape tensors; a single one is viewed, not copied."""
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+def packed_state(states: list[dict], key: str) -> torch.Tensor:
+    """The batch (k, ...) whose slices are ``states[i][key]``, so that batched in-place updates are
+    the per-parameter state's updates. Slices of one tensor, in order, are viewed as that tensor (no
+    copy: the case from the second step on); otherwise (first step of a new batch, after
+    `load_state_dict`) they are stacked once and each state entry becomes its slice of the stack.
+    A checkpoint still holds one tensor per parameter and key (views, saved with their storage)."""
+    tensors = [s[key] for s in states]
+    t0 = tensors[0]
+    step = t0.numel() * t0.element_size()
+    if t0.is_contiguous() and all(
+            t.shape == t0.shape and t.dtype == t0.dtype and t.is_contiguous()
+            and t.untyped_storage().data_ptr() == t0.untyped_storage().data_ptr()
+            and t.data_ptr() == t0.data_ptr() + i * step for i, t in enumerate(tensors)):
+        return t0.as_strided((len(tensors), *t0.shape), (t0.numel(), *t0.stride()), t0.storage_offset())
+    batch = torch.stack(tensors)
+    for s, t in zip(states, batch):
+        s[key] = t
+    return batch
 
 
 class HybridOptimizer(CheckedOptimizer):

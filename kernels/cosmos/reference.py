@@ -18,13 +18,16 @@ ASSOCIATIONS = ("cosmos", "muon")
 def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_dtype=None, out=None):
     """out = alpha (a @ b) + beta c + delta d  (c, d optional, same shape as the product).
 
-    a: (M, K), b: (K, N), any strides (pass ``x.T`` for a transposed operand). The product is
+    a: (M, K), b: (K, N), or batches (k, M, K), (k, K, N) with c, d, out (k, M, N) and ``beta``
+    a number, a 0-dim tensor or one per matrix (k,); any strides (``x.mT`` for a transposed operand). The product is
     taken in the inputs' dtype (fp32 accumulation inside torch for bf16), the epilogue in fp32
     (fp64 for fp64 inputs). ``beta`` may be a 0-dim tensor. The result is a new row-major tensor
     (when c, d are row-major or absent), or ``out``: it may be ``c`` itself, which then accumulates
     in place without a temporary.
     """
     acc = torch.promote_types(a.dtype, torch.float32)
+    if isinstance(beta, torch.Tensor) and beta.dim() == 1:  # one coefficient per matrix of a batch
+        beta = beta.view(-1, 1, 1)
     # E with k E = beta c + delta d, built in as few passes as possible: the GEMM then accumulates
     # into E with BLAS's own beta = k (addmm_), so the product needs no temporary of its own.
     E, k = None, 1.0
@@ -48,7 +51,7 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
         if alpha != 1.0:
             result.mul_(alpha)
     elif a.dtype == b.dtype == acc:
-        result = E.addmm_(a, b, beta=k, alpha=alpha)
+        result = E.addmm_(a, b, beta=k, alpha=alpha) if a.dim() == 2 else E.baddbmm_(a, b, beta=k, alpha=alpha)
     else:
         result = E.mul_(k).add_((a @ b).to(acc), alpha=alpha)
     result = result.to(out_dtype or a.dtype)
@@ -108,8 +111,8 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps):
     """The fused projection + moment update of one COSMOS step (cosmos.md §2.4 steps 1, 3, 5, 6).
 
-    G: (m, n) gradient; M: (m, n) momentum; U: (n, r) basis; V: (m, r) second moment. Updates in
-    place M <- beta1 M + G and V <- beta2 V + (1 - beta2) (G U)^2, and returns
+    G: (m, n) gradient; M: (m, n) momentum; U: (n, r) basis; V: (m, r) second moment (or batches
+    (k, ...) of each, one matrix per slice). Updates in place M <- beta1 M + G and V <- beta2 V + (1 - beta2) (G U)^2, and returns
       P_G = G U,  P_hat = Ghat U,  D = P_hat / (sqrt(V) / sqrt(bias2) + eps)     (each (m, r))
     with Ghat = mix_scale (g_coef G + m_coef M): the Nesterov mix (G + beta1 M) / (1 + beta1 b1), or
     M / b1 without Nesterov (G / b1 in parity mode). Ghat U is taken as
@@ -118,6 +121,6 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     torch.add(G, M, alpha=beta1, out=M)  # M <- beta1 M + G in one pass
     P_G = G @ U
     V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
-    P_hat = torch.addmm(P_G, M, U, beta=mix_scale * g_coef, alpha=mix_scale * m_coef)  # Ghat U, Ghat never formed
+    P_hat = _addmm(P_G, M, U, beta=mix_scale * g_coef, alpha=mix_scale * m_coef)  # Ghat U, Ghat never formed
     D = P_hat / V.sqrt().div_(math.sqrt(bias2)).add_(eps)
     return P_G, P_hat, D

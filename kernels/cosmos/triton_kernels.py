@@ -35,7 +35,7 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 def _gemm_epilogue_kernel(
     a_ptr, b_ptr, c_ptr, d_ptr, o_ptr, tiles_ptr, M, N, K,
     s_ab, s_am, s_ak, s_bb, s_bk, s_bn, s_cb, s_cm, s_cn, s_db, s_dm, s_dn, s_ob, s_om, s_on,
-    alpha, beta, delta, beta_ptr,
+    alpha, beta, delta, beta_ptr, s_beta,
     HAS_C: tl.constexpr, HAS_D: tl.constexpr, BETA_FROM_PTR: tl.constexpr, SYMMETRIC: tl.constexpr,
     UPCAST: tl.constexpr, PRECISION: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr,
 ):
@@ -67,8 +67,8 @@ def _gemm_epilogue_kernel(
     acc = acc * alpha
     mask = (rm[:, None] < M) & (rn[None, :] < N)
     if HAS_C:
-        if BETA_FROM_PTR:  # a coefficient computed on the device: no host sync to read it
-            beta = tl.load(beta_ptr).to(tl.float32)
+        if BETA_FROM_PTR:  # a coefficient computed on the device (one per matrix: s_beta 1): no host sync
+            beta = tl.load(beta_ptr + batch * s_beta).to(tl.float32)
         acc += beta * tl.load(c_ptr + rm[:, None] * s_cm + rn[None, :] * s_cn, mask=mask, other=0.0).to(tl.float32)
     if HAS_D:
         acc += delta * tl.load(d_ptr + rm[:, None] * s_dm + rn[None, :] * s_dn, mask=mask, other=0.0).to(tl.float32)
@@ -82,12 +82,20 @@ def _gemm_epilogue_kernel(
 @triton.jit
 def _project_moments_kernel(
     g_ptr, m_ptr, u_ptr, v_ptr, pg_ptr, ph_ptr, d_ptr, M, N, R,
-    s_gm, s_gn, s_mm, s_mn, s_un, s_ur, s_vm, s_vr, s_om, s_or,
+    s_gb, s_gm, s_gn, s_mb, s_mm, s_mn, s_ub, s_un, s_ur, s_vb, s_vm, s_vr, s_ob, s_om, s_or,
     beta1, beta2, g_coef, m_coef, mix_scale, inv_sqrt_bias2, eps,
     PRECISION: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BR: tl.constexpr,
 ):
     # One program owns BM full rows of G and M, so the in-place momentum update is race-free.
     pid = tl.program_id(0)
+    batch = tl.program_id(1).to(tl.int64)  # the matrix of a batch (0 for a single one)
+    g_ptr += batch * s_gb
+    m_ptr += batch * s_mb
+    u_ptr += batch * s_ub
+    v_ptr += batch * s_vb
+    pg_ptr += batch * s_ob
+    ph_ptr += batch * s_ob
+    d_ptr += batch * s_ob
     rm = pid * BM + tl.arange(0, BM)
     rr = tl.arange(0, BR)
     rk = tl.arange(0, BK)
@@ -120,6 +128,11 @@ def _precision(*tensors) -> str:
     return "ieee" if all(t.dtype == torch.float32 for t in tensors) else "tf32"
 
 
+def _strides(t: torch.Tensor, batched: bool) -> tuple[int, int, int]:
+    """(batch, row, column) strides; the batch stride is 0 for a single matrix."""
+    return (t.stride(0) if batched else 0, t.stride(-2), t.stride(-1))
+
+
 _TILES: dict = {}
 
 
@@ -143,7 +156,7 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
                   symmetric=False):
     """out = alpha (a @ b) + beta c + delta d; see the module docstring. a (M, K) and b (K, N), or
     batches (k, M, K) and (k, K, N) of them (one launch; c, d, out then (k, M, N)). ``beta`` may be a
-    0-dim device tensor. ``out``: write into this tensor (it may be ``c``: each program reads its
+    0-dim device tensor, or one entry per matrix of a batch. ``out``: write into this tensor (it may be ``c``: each program reads its
     tile of c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric,
     so only the upper block triangle is computed and mirrored."""
     if a.dim() != b.dim() or a.dim() not in (2, 3) or (a.dim() == 3 and a.size(0) != b.size(0)):
@@ -169,9 +182,11 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     BM, BN, BK, warps = _gemm_blocks(M, N, low)
     c_ = c if c is not None else out
     d_ = d if d is not None else out
-    beta_is_tensor = isinstance(beta, torch.Tensor)
-    beta_ptr = beta.to(device=a.device, dtype=torch.float32).reshape(1) if beta_is_tensor else out
     batch = lead[0] if lead else 1
+    beta_is_tensor = isinstance(beta, torch.Tensor)
+    beta_ptr = beta.to(device=a.device, dtype=torch.float32).reshape(-1).contiguous() if beta_is_tensor else out
+    if beta_is_tensor and beta_ptr.numel() not in (1, batch):
+        raise ValueError(f"gemm_epilogue: beta has {beta_ptr.numel()} entries; give one, or one per matrix ({batch})")
     if symmetric:
         BN = BM
         tiles = _upper_tiles(triton.cdiv(M, BM), a.device)
@@ -180,24 +195,22 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
         tiles = out
         grid = (triton.cdiv(M, BM), triton.cdiv(N, BN), batch)
 
-    def strides(t):  # (batch, row, column); batch stride 0 for a single matrix
-        return (t.stride(0) if lead else 0, t.stride(-2), t.stride(-1))
-
     _gemm_epilogue_kernel[grid](
         a, b, c_, d_, out, tiles, M, N, K,
-        *strides(a), *strides(b), *strides(c_), *strides(d_), *strides(out),
+        *(x for t in (a, b, c_, d_, out) for x in _strides(t, bool(lead))),
         float(alpha), 0.0 if beta_is_tensor else float(beta), float(delta), beta_ptr,
-        HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric,
+        int(beta_is_tensor and beta_ptr.numel() > 1), HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric,
         UPCAST=INTERPRET and low, PRECISION=_precision(a, b), BM=BM, BN=BN, BK=BK, num_warps=warps,
     )
     return out
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps):
-    """Triton version of `kernels.cosmos.reference.project_moments` (same contract)."""
-    m, n = G.shape
-    r = U.shape[1]
-    if M.shape != G.shape or U.shape[0] != n or V.shape != (m, r):
+    """Triton version of `kernels.cosmos.reference.project_moments` (same contract, batches too)."""
+    m, n = G.shape[-2:]
+    r = U.shape[-1]
+    lead = tuple(G.shape[:-2])
+    if M.shape != G.shape or tuple(U.shape) != (*lead, n, r) or tuple(V.shape) != (*lead, m, r):
         raise ValueError(f"project_moments: shapes G {tuple(G.shape)}, M {tuple(M.shape)}, U {tuple(U.shape)}, "
                          f"V {tuple(V.shape)} do not fit G (m, n), M (m, n), U (n, r), V (m, r)")
     for name, t in (("M", M), ("U", U), ("V", V)):
@@ -206,13 +219,13 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     BR = max(16, triton.next_power_of_2(r))
     BM = 64 if BR <= 64 else 32
     BK = 32
-    P_G = torch.empty(m, r, device=G.device, dtype=torch.float32)
+    P_G = torch.empty(*lead, m, r, device=G.device, dtype=torch.float32)
     P_hat = torch.empty_like(P_G)
     D = torch.empty_like(P_G)
-    _project_moments_kernel[(triton.cdiv(m, BM),)](
+
+    _project_moments_kernel[(triton.cdiv(m, BM), lead[0] if lead else 1)](
         G, M, U, V, P_G, P_hat, D, m, n, r,
-        G.stride(0), G.stride(1), M.stride(0), M.stride(1), U.stride(0), U.stride(1),
-        V.stride(0), V.stride(1), P_G.stride(0), P_G.stride(1),
+        *(x for t in (G, M, U, V, P_G) for x in _strides(t, bool(lead))),
         float(beta1), float(beta2), float(g_coef), float(m_coef), float(mix_scale), 1.0 / math.sqrt(bias2), float(eps),
         PRECISION="ieee", BM=BM, BK=BK, BR=BR, num_warps=4,
     )

@@ -41,8 +41,9 @@ Deviations from the official code (``parity=True`` restores the ones that change
 - U_1 comes from `eigh` of G^T G, not its SVD (parity: SVD): the same subspace, several times
   cheaper for the one-off n x n decomposition (n = 5461 for LLaMA-1B's down_proj).
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
-- Same-shape matrices share one batched Newton-Schulz (one set of GPU launches, not one per
-  matrix); each matrix gets exactly what it would alone. Newton-Schulz runs as fused Triton
+- Same-shape matrices take the step as one batch (one set of GPU launches, not one per matrix;
+  the state of a batch lives packed in one tensor per key, each parameter's entry a view of its
+  slice); each matrix gets exactly what it would alone. Newton-Schulz runs as fused Triton
   kernels on CUDA, the rank-r GEMMs on cuBLAS, where each measured faster (kernels/cosmos).
 The paper's own write-up of the update (EMA momentum without Nesterov, eps inside the square
 root, a sqrt(n) normalisation: cosmos.md §2.4) differs from its code; we follow the code.
@@ -54,14 +55,15 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
-from methods.optim import HybridOptimizer, adamw_, check_newton_schulz, same_shape_batches
+from methods.optim import HybridOptimizer, adamw_, check_newton_schulz, packed_state, same_shape_batches, stack
 
 RESIDUAL_FLOOR = 1e-6  # relative ||R|| below which the Muon part is dropped (parity=False)
 MAX_ROWS = 10_000  # the official shape rule: 2-D tensors with more rows go to AdamW
 
 
 def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.Tensor:
-    """The r leading eigenvectors (descending) of a symmetric PSD matrix, (n, r).
+    """The r leading eigenvectors (descending) of a symmetric PSD matrix (n, n) -> (n, r), or of each
+    matrix of a batch (k, n, n) -> (k, n, r).
 
     ``eigh`` (symmetric solver, several times faster) or ``svd`` (its left singular vectors, what
     the official code computes: parity mode). Same subspace; column signs may differ, and the
@@ -69,8 +71,8 @@ def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.
     """
     def solve(mat):
         if method == "svd":
-            return torch.linalg.svd(mat, full_matrices=False).U[:, :r]
-        return torch.linalg.eigh(mat).eigenvectors[:, -r:].flip(1)
+            return torch.linalg.svd(mat, full_matrices=False).U[..., :r]
+        return torch.linalg.eigh(mat).eigenvectors[..., -r:].flip(-1)
 
     try:
         return solve(gram).contiguous()
@@ -147,51 +149,37 @@ class COSMOS(HybridOptimizer):
                momentum_coef=0.1 if parity else None, bias1_beta=0.9 if parity else None)
 
     def _matrix_steps(self, items, group):
-        # Same-shape matrices share one batched Newton-Schulz on their residuals (one set of kernel
-        # launches instead of one per matrix); everything else is per matrix.
-        for batch in same_shape_batches(items, lambda item: item[0].shape):
-            w0 = batch[0][0]
-            R = None
-            if group["gamma"] > 0:
-                R = torch.empty(len(batch), *w0.shape, dtype=w0.dtype, device=w0.device)
-            parts = [self._adaptive_part(w, G, state, group, None if R is None else R[i])
-                     for i, (w, G, state) in enumerate(batch)]
-            O, coefs = None, [0.0] * len(batch)
-            if R is not None:
-                parity = group["parity"]
-                association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
-                O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(w0, group["ns_dtype"]),
-                                   backend=group["backend"])
-                norms = torch.linalg.vector_norm(O, dim=(-2, -1), dtype=w0.dtype)
-                coefs = group["gamma"] * math.sqrt(w0.numel()) / (norms + group["eps"])
-                if not parity:
-                    coefs = coefs * torch.stack([keep for _, _, keep in parts])
-            for i, ((w, _, _), (D, U, _)) in enumerate(zip(batch, parts)):
-                self._apply(w, D, U, None if O is None else O[i], coefs[i], group)
+        # Same-shape matrices at the same step count go through the step together, as one batch of
+        # k matrices: one set of kernel launches on a GPU instead of k (the state lives packed, see
+        # `packed_state`). Each matrix gets exactly what it would alone (tests/cosmos/test_batching.py).
+        for batch in same_shape_batches(items, lambda item: item[0].shape, tag=lambda item: item[2].get("step", 0)):
+            self._batch_step([w for w, _, _ in batch], stack([g for _, g, _ in batch]), [s for _, _, s in batch],
+                             group)
 
-    def _adaptive_part(self, w, G, state, group, R):
-        """Steps 1-6 of one matrix: subspace, moments, the adaptive direction D (m x r) and, into
-        ``R`` (when given), the residual Ghat - (Ghat U) U^T. Returns (D, U, keep)."""
-        m, n = w.shape
+    def _batch_step(self, ws, G, states, group):
+        """One COSMOS step of k same-shape matrices ``ws`` with gradients G (k, m, n)."""
+        k, m, n = G.shape
         r = group["rank"]
         beta1, beta2 = group["betas"]
         eps, backend, parity = group["eps"], group["backend"], group["parity"]
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(w)
-            state["basis"] = torch.zeros(n, r, dtype=w.dtype, device=w.device)
-            state["gram"] = torch.zeros(r, r, dtype=w.dtype, device=w.device)
-            state["exp_avg_sq"] = torch.zeros(m, r, dtype=w.dtype, device=w.device)
-        state["step"] += 1
-        t = state["step"]
-        M, U_old, S_old, V = state["exp_avg"], state["basis"], state["gram"], state["exp_avg_sq"]
+        if not states[0]:  # the batch's state, allocated packed: one (k, ...) tensor per key
+            for key, shape in (("exp_avg", (m, n)), ("basis", (n, r)), ("gram", (r, r)), ("exp_avg_sq", (m, r))):
+                for st, zeros in zip(states, torch.zeros(k, *shape, dtype=G.dtype, device=G.device)):
+                    st[key] = zeros
+            for st in states:
+                st["step"] = 0
+        M, U_old, S_old, V = (packed_state(states, key) for key in ("exp_avg", "basis", "gram", "exp_avg_sq"))
+        t = states[0]["step"] + 1
+        for st in states:
+            st["step"] = t
+
         # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix. Z is formed
         # as Z^T (r x n, row-major), so Z itself is column-major, the layout LAPACK's QR works in.
         if t == 1:
-            U = top_eigenvectors(G.T @ G, r, "svd" if parity else "eigh")
+            U = top_eigenvectors(G.mT @ G, r, "svd" if parity else "eigh")
         else:
-            Zt = gemm_epilogue((G @ U_old).T, G, alpha=1 - beta2, c=(U_old @ S_old).T, beta=beta2, backend=backend)
-            U = torch.linalg.qr(Zt.T, mode="reduced").Q
+            Zt = gemm_epilogue((G @ U_old).mT, G, alpha=1 - beta2, c=(U_old @ S_old).mT, beta=beta2, backend=backend)
+            U = torch.linalg.qr(Zt.mT, mode="reduced").Q
 
         # Momentum, the Nesterov mix, projections and the second moment, in one pass over G.
         b1 = (1 - beta1**t) / (1 - beta1)
@@ -203,28 +191,34 @@ class COSMOS(HybridOptimizer):
         P_G, P_hat, D = project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
                                         mix_scale=mix_scale, bias2=b2, eps=eps, backend=backend)
         if t == 1:
-            torch.mm(P_G.T, P_G, out=S_old).mul_(1 - beta2)
+            torch.bmm(P_G.mT, P_G, out=S_old).mul_(1 - beta2)
         else:
-            T = U_old.T @ U
-            torch.addmm(T.T @ S_old @ T, P_G.T, P_G, beta=beta2, alpha=1 - beta2, out=S_old)
+            T = U_old.mT @ U
+            torch.baddbmm(T.mT @ S_old @ T, P_G.mT, P_G, beta=beta2, alpha=1 - beta2, out=S_old)
         U_old.copy_(U)
         U = U_old
 
-        keep = None
-        if R is not None:
-            gemm_epilogue(P_hat, U.T, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
-                          out=R, backend=backend)
+        # H = A + gamma B: the rank-r adaptive part plus the orthogonalised residual.
+        scale = math.sqrt(m * n)
+        coef = 0.0
+        O = None
+        if group["gamma"] > 0:
+            R = gemm_epilogue(P_hat, U.mT, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
+                              out=torch.empty_like(G), backend=backend)
             if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
-                r_norm = torch.linalg.vector_norm(R)  # taken here, while R is in cache
-                keep = r_norm > RESIDUAL_FLOOR * torch.hypot(r_norm, torch.linalg.vector_norm(P_hat))
-        return D, U, keep
-
-    def _apply(self, w, D, U, O, coef, group):
-        """H = D U^T + coef O (the adaptive part plus the scaled orthogonalised residual), then the
-        normalised step. O is Newton-Schulz's fresh output: in fp32 (CPU) H accumulates into it."""
+                r_norm = torch.linalg.vector_norm(R, dim=(-2, -1))
+                keep = r_norm > RESIDUAL_FLOOR * torch.hypot(r_norm, torch.linalg.vector_norm(P_hat, dim=(-2, -1)))
+            association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
+            O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(G, group["ns_dtype"]), backend=backend)
+            coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dim=(-2, -1), dtype=G.dtype) + eps)
+            if not parity:
+                coef = coef * keep
+        # O is Newton-Schulz's fresh output: in fp32 (CPU), H accumulates into it, no m x n temporary
         in_place = O is not None and O.dtype == D.dtype
-        H = gemm_epilogue(D, U.T, c=O, beta=coef, out=O if in_place else None, backend=group["backend"])
-        if group["weight_decay"]:
-            w.mul_(1 - group["lr"] * group["weight_decay"])
-        step = group["lr"] * group["lr_ratio"] * math.sqrt(w.numel())
-        w.addcdiv_(H, torch.linalg.vector_norm(H) + group["eps"], value=-step)
+        H = gemm_epilogue(D, U.mT, c=O, beta=coef, out=O if in_place else None, backend=backend)
+
+        norms = torch.linalg.vector_norm(H, dim=(-2, -1)) + eps
+        for w, h, norm in zip(ws, H, norms):
+            if group["weight_decay"]:
+                w.mul_(1 - group["lr"] * group["weight_decay"])
+            w.addcdiv_(h, norm, value=-group["lr"] * group["lr_ratio"] * scale)

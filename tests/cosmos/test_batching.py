@@ -8,7 +8,7 @@ import torch
 
 from methods.cosmos import COSMOS
 from methods.muon import Muon
-from methods.optim import same_shape_batches
+from methods.optim import packed_state, same_shape_batches
 
 SHAPES = [(12, 8), (12, 8), (8, 12), (12, 8), (10, 6), (8, 12)]  # repeated shapes, in mixed order
 
@@ -38,6 +38,82 @@ def test_batched_step_equals_one_optimizer_per_matrix(name):
     for p, q, w in zip(together, alone, init):
         assert not torch.equal(p, w)  # it moved
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def _run(make, params, grads, skip=()):
+    """Steps ``make(params)`` through ``grads``; (step, i) in ``skip``: parameter i has no grad then."""
+    opt = make(params)
+    for t, step_grads in enumerate(grads):
+        for i, (p, g) in enumerate(zip(params, step_grads)):
+            p.grad = None if (t, i) in skip else g.clone()
+        opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("name", ["cosmos", "muon"])
+def test_a_skipped_gradient_splits_the_batch_by_step_count(name):
+    """A parameter without a grad at one step falls one step behind its same-shape peers (its own
+    bias corrections, its own first step): it must still get what it would get alone."""
+    g = torch.Generator().manual_seed(1)
+    init = [torch.randn(12, 8, generator=g, dtype=torch.float64) for _ in range(3)]
+    grads = [[torch.randn(12, 8, generator=g, dtype=torch.float64) for _ in range(3)] for _ in range(4)]
+    skip = {(0, 1), (2, 2)}  # parameter 1 misses step 0 (so its first step is the others' second)
+    together = [torch.nn.Parameter(w.clone()) for w in init]
+    _run(MAKE[name], together, grads, skip)
+    for i, w in enumerate(init):
+        alone = [torch.nn.Parameter(w.clone())]
+        _run(MAKE[name], alone, [[gs[i]] for gs in grads], {(t, 0) for t, j in skip if j == i})
+        torch.testing.assert_close(together[i], alone[0], rtol=1e-12, atol=1e-12)
+
+
+def test_packed_state_resumes_exactly_and_saves_once(tmp_path):
+    """COSMOS keeps a batch's state packed (each parameter's entry a view of one tensor). A
+    checkpoint holds it once (not k times), and a resumed run (separate tensors after loading,
+    packed again at its first step) continues exactly."""
+    g = torch.Generator().manual_seed(2)
+    init = [torch.randn(12, 8, generator=g, dtype=torch.float64) for _ in range(4)]
+    grads = [[torch.randn(12, 8, generator=g, dtype=torch.float64) for _ in range(4)] for _ in range(4)]
+    make = MAKE["cosmos"]
+    straight = [torch.nn.Parameter(w.clone()) for w in init]
+    _run(make, straight, grads)
+
+    first = [torch.nn.Parameter(w.clone()) for w in init]
+    opt = _run(make, first, grads[:2])
+    M0 = opt.state[first[0]]["exp_avg"]
+    assert all(opt.state[p]["exp_avg"].untyped_storage().data_ptr() == M0.untyped_storage().data_ptr() for p in first)
+    path = tmp_path / "opt.pt"
+    torch.save(opt.state_dict(), path)
+    state_bytes = sum(v.numel() * v.element_size() for st in opt.state.values() for v in st.values()
+                      if isinstance(v, torch.Tensor))
+    assert path.stat().st_size < 1.2 * state_bytes + 20_000  # one copy of the state, plus pickle overhead
+
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in first]
+    opt2 = make(resumed)
+    loaded = torch.load(path)
+    for st in loaded["state"].values():  # as if loaded onto another device: separate tensors
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor) and value.dim() == 2:
+                st[key] = value.clone()
+    opt2.load_state_dict(loaded)
+    for t, step_grads in enumerate(grads[2:]):
+        for p, gr in zip(resumed, step_grads):
+            p.grad = gr.clone()
+        opt2.step()
+    for p, q in zip(resumed, straight):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def test_packed_state_views_consecutive_slices_and_stacks_anything_else():
+    base = torch.arange(24.0).view(3, 2, 4)
+    states = [{"m": t} for t in base]  # slices of one tensor, in order: viewed, no copy
+    packed = packed_state(states, "m")
+    assert packed.data_ptr() == base.data_ptr() and torch.equal(packed, base)
+    packed.add_(1)
+    assert torch.equal(states[2]["m"], base[2]) and states[2]["m"][0, 0] == 17
+    shuffled = [{"m": base[1]}, {"m": base[0]}]  # out of order: stacked, and the states re-pointed
+    packed = packed_state(shuffled, "m")
+    assert torch.equal(packed, torch.stack([base[1], base[0]]))
+    assert shuffled[0]["m"].data_ptr() == packed.data_ptr() and packed.data_ptr() != base.data_ptr()
 
 
 def test_same_shape_batches_split_by_shape_then_size():

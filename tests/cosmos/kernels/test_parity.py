@@ -167,3 +167,24 @@ def test_batched_newton_schulz_orthogonalises_each_matrix(backend, shape):
     assert out.shape == x.shape
     for i in range(shape[0]):
         _close(out[i], newton_schulz5(x[i], association="muon", dtype=torch.float32, backend="torch"), 1e-4)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_batched_projection_and_per_matrix_beta(backend):
+    """The batched COSMOS step's kernels: project_moments on (k, ...) batches, and the mix
+    H = D U^T + beta_i O_i with one device coefficient per matrix, each slice as if alone."""
+    k, m, n, r = 3, 37, 24, 8
+    G, M, V = _rand(k, m, n, seed=1), _rand(k, m, n, seed=2), _rand(k, m, r, seed=3).abs()
+    U = torch.linalg.qr(_rand(k, n, r, seed=4)).Q
+    kw = dict(beta1=0.95, beta2=0.95, g_coef=1.0, m_coef=0.95, mix_scale=0.4, bias2=0.0975, eps=1e-8)
+    M1, V1 = M.clone(), V.clone()
+    outs = project_moments(G, M1, U, V1, backend=backend, **kw)
+    for i in range(k):
+        Mi, Vi = M[i].clone(), V[i].clone()
+        for got, want in zip((*outs, M1, V1), (*project_moments(G[i], Mi, U[i], Vi, backend="torch", **kw), Mi, Vi)):
+            _close(got[i], want)
+    D, O = _rand(k, m, r, seed=5), _rand(k, m, n, seed=6)
+    beta = torch.tensor([0.5, 0.0, -2.0], device=DEVICE)
+    H = gemm_epilogue(D, U.mT, c=O.clone(), beta=beta, backend=backend)
+    for i in range(k):
+        _close(H[i], D[i] @ U[i].T + beta[i] * O[i])
