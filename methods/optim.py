@@ -166,10 +166,10 @@ class CheckedOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta)
         """Update ``w`` (fp32, in place) from ``g`` (fp32, read-only) for one parameter."""
 
 
-NS_BATCH_ENTRIES = 2**25  # at most this many entries (k m n) per batched Newton-Schulz call
+BATCH_ENTRIES = 2**25  # at most this many entries (k m n) per batch of same-shape matrices
 
 
-def same_shape_batches(items: list, shape, tag=None, limit: int = NS_BATCH_ENTRIES):
+def same_shape_batches(items: list, shape, tag=None, limit: int = BATCH_ENTRIES):
     """``items`` split into lists whose ``shape(item)`` (and ``tag(item)``, if given) are equal, each
     of at most ``limit`` entries in all (but at least one item), in order of first appearance. On a
     GPU one batched kernel per list replaces one launch per matrix (a LLaMA has a handful of
