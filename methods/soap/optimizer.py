@@ -23,23 +23,25 @@ Deviations: tensors with more than two dims are flattened to (size(0), -1) (the 
 keeps one factor per dim, or merges dims on request); 1-D tensors are rows (1, n) whose only
 factor is R when ``precondition_1d``. m is rotated only when Q changes (the official code
 projects it back and forth every step, the identity up to fp32 rounding). No merge_dims,
-data_format.
+data_format. Same-shape tensors at the same step count take the step as one batch (one set
+of GPU launches, not one per tensor), each exactly as alone.
 """
 from __future__ import annotations
 
 import torch
 
-from methods.optim import CheckedOptimizer
+from methods.optim import CheckedOptimizer, packed_state, same_shape_batches, stack
 
 
 def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
-    """Eigenvectors of a symmetric PSD matrix, descending eigenvalues (float64 retry on failure)."""
-    eye = torch.eye(mat.shape[0], dtype=mat.dtype, device=mat.device)
+    """Eigenvectors of a symmetric PSD matrix (or of each of a batch), descending eigenvalues
+    (float64 retry on failure)."""
+    eye = torch.eye(mat.shape[-1], dtype=mat.dtype, device=mat.device)
     try:
         _, q = torch.linalg.eigh(mat + 1e-30 * eye)
     except RuntimeError:
         _, q = torch.linalg.eigh(mat.double() + 1e-30 * eye.double())
-    return q.flip(1).to(mat.dtype)
+    return q.flip(-1).to(mat.dtype)
 
 
 class SOAP(CheckedOptimizer):
@@ -79,71 +81,96 @@ class SOAP(CheckedOptimizer):
 
     @staticmethod
     def _project(x, state, back: bool = False):
-        """Q_L^T x Q_R (into the eigenbasis) or Q_L x Q_R^T (``back``), skipping absent sides."""
+        """Q_L^T x Q_R (into the eigenbasis) or Q_L x Q_R^T (``back``), skipping absent sides; x and
+        the bases are batches (k, ...) of the same-shape tensors a step takes together."""
         QL, QR = state.get("basis_left"), state.get("basis_right")
         if QL is not None:
-            x = (QL if back else QL.T) @ x
+            x = (QL if back else QL.mT) @ x
         if QR is not None:
-            x = x @ (QR.T if back else QR)
+            x = x @ (QR.mT if back else QR)
         return x
 
     @staticmethod
     def _accumulate(g, state, beta_s: float) -> None:
         if "precond_left" in state:
-            state["precond_left"].lerp_(g @ g.T, 1 - beta_s)
+            state["precond_left"].lerp_(g @ g.mT, 1 - beta_s)
         if "precond_right" in state:
-            state["precond_right"].lerp_(g.T @ g, 1 - beta_s)
+            state["precond_right"].lerp_(g.mT @ g, 1 - beta_s)
 
     @staticmethod
     def _refresh(state) -> None:
-        """One power step per side, columns sorted by estimated eigenvalue; v follows the sort."""
+        """One power step per side, columns sorted by estimated eigenvalue; v follows the sort.
+        In place on a batch's packed state: each matrix gets its own order."""
         v = state["exp_avg_sq"]
-        for side, dim in (("left", 0), ("right", 1)):
+        for side, dim in (("left", -2), ("right", -1)):
             if f"precond_{side}" not in state:
                 continue
             P, Q = state[f"precond_{side}"], state[f"basis_{side}"]
             PQ = P @ Q  # one product serves the eigenvalue estimates and the power step
-            order = torch.argsort(torch.einsum("ij,ij->j", Q, PQ), descending=True)
-            v = v.index_select(dim, order)
-            Q.copy_(torch.linalg.qr(PQ[:, order]).Q)
-        state["exp_avg_sq"] = v
+            order = torch.argsort((Q * PQ).sum(-2), dim=-1, descending=True, stable=True)  # (k, size): diag(Q^T P Q)
+            v.copy_(v.gather(dim, order.unsqueeze(-1 if dim == -2 else -2).expand_as(v)))
+            Q.copy_(torch.linalg.qr(PQ.gather(-1, order.unsqueeze(-2).expand_as(PQ))).Q)
+
+    KEYS = ("exp_avg", "exp_avg_sq", "precond_left", "precond_right", "basis_left", "basis_right")
+
+    def _update_group(self, items, group):
+        # Tensors of the same (flattened) shape and step count take the step together, as one
+        # batch: one set of kernel launches on a GPU instead of one per tensor (the state lives
+        # packed, see `packed_state`); each gets exactly what it would alone.
+        def view(g):
+            return (1, g.numel()) if g.dim() == 1 else (g.size(0), g[0].numel())
+
+        for batch in same_shape_batches(items, lambda item: view(item[1]),
+                                        tag=lambda item: (item[1].dim() == 1, item[2].get("step", -1))):
+            G = stack([g.reshape(view(g)) for _, g, _ in batch])
+            self._batch_step([w for w, _, _ in batch], G, [s for _, _, s in batch], group, batch[0][1].dim() == 1)
 
     def _update(self, w, g, state, group):
+        self._update_group([(w, g, state)], group)
+
+    def _batch_step(self, ws, G, states, group, is_1d: bool):
+        """One SOAP step of k tensors of the same shape, gradients G (k, a, b) (1-D: a = 1)."""
         beta1, beta2 = group["betas"]
         beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
-        is_1d = g.dim() == 1
-        g = g.reshape(1, -1) if is_1d else g.reshape(g.size(0), -1)
-        if not state:  # first call: build the preconditioner only
-            state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(g)
-            state["exp_avg_sq"] = torch.zeros_like(g)
-            for side, on, size in zip(("left", "right"), self._sides(g.shape, group, is_1d), g.shape):
+        k, a, b = G.shape
+        if not states[0]:  # first call: build the preconditioner only, the batch's state packed
+            shapes = {"exp_avg": (a, b), "exp_avg_sq": (a, b)}
+            for side, on, size in zip(("left", "right"), self._sides((a, b), group, is_1d), (a, b)):
                 if on:
-                    state[f"precond_{side}"] = torch.zeros(size, size, dtype=g.dtype, device=g.device)
-            self._accumulate(g, state, beta_s)
+                    shapes[f"precond_{side}"] = shapes[f"basis_{side}"] = (size, size)
+            for key, shape in shapes.items():
+                for st, zeros in zip(states, torch.zeros(k, *shape, dtype=G.dtype, device=G.device)):
+                    st[key] = zeros
+            packed = {key: packed_state(states, key) for key in shapes}
+            self._accumulate(G, packed, beta_s)
             for side in ("left", "right"):
-                if f"precond_{side}" in state:
-                    state[f"basis_{side}"] = eigenbasis(state[f"precond_{side}"])
+                if f"precond_{side}" in packed:
+                    packed[f"basis_{side}"].copy_(eigenbasis(packed[f"precond_{side}"]))
+            for st in states:
+                st["step"] = 0
             return
 
-        state["step"] += 1
-        t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        gp = self._project(g, state)
+        packed = {key: packed_state(states, key) for key in self.KEYS if key in states[0]}
+        t = states[0]["step"] + 1
+        for st in states:
+            st["step"] = t
+        m, v = packed["exp_avg"], packed["exp_avg_sq"]
+        gp = self._project(G, packed)
         m.mul_(beta1).add_(gp, alpha=1 - beta1)
         v.mul_(beta2).addcmul_(gp, gp, value=1 - beta2)
-        update = self._project(m / v.sqrt().add_(group["eps"]), state, back=True)
-        if group["normalize_grads"]:
-            update.div_(1e-30 + update.square().mean().sqrt())  # update is a fresh tensor
+        update = self._project(m / v.sqrt().add_(group["eps"]), packed, back=True)
+        if group["normalize_grads"]:  # update is a fresh tensor
+            update.div_(1e-30 + update.square().mean(dim=(-2, -1), keepdim=True).sqrt())
         step_size = group["lr"]
         if group["correct_bias"]:
             step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-        w.add_(update.reshape(w.shape), alpha=-step_size)
-        if group["weight_decay"]:
-            w.add_(w, alpha=-group["lr"] * group["weight_decay"])
+        for w, u in zip(ws, update):
+            w.add_(u.reshape(w.shape), alpha=-step_size)
+            if group["weight_decay"]:
+                w.add_(w, alpha=-group["lr"] * group["weight_decay"])
 
-        self._accumulate(g, state, beta_s)
-        if t % group["precondition_frequency"] == 0 and ("precond_left" in state or "precond_right" in state):
-            m_orig = self._project(m, state, back=True)
-            self._refresh(state)
-            state["exp_avg"] = self._project(m_orig, state)
+        self._accumulate(G, packed, beta_s)
+        if t % group["precondition_frequency"] == 0 and ("precond_left" in packed or "precond_right" in packed):
+            m_orig = self._project(m, packed, back=True)
+            self._refresh(packed)
+            m.copy_(self._project(m_orig, packed))

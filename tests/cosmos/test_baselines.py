@@ -70,7 +70,7 @@ def test_soap_first_step_only_builds_the_preconditioner():
 
 def test_soap_with_identity_basis_is_adam(monkeypatch):
     """Q = I: SOAP is Adam with step lr sqrt(1 - beta2^t) / (1 - beta1^t) and wd after the update."""
-    monkeypatch.setattr(soap_module, "eigenbasis", lambda mat: torch.eye(mat.shape[0]))
+    monkeypatch.setattr(soap_module, "eigenbasis", lambda mat: torch.eye(mat.shape[-1]).expand_as(mat))
     lr, (b1, b2), eps, wd = 3e-3, (0.9, 0.99), 1e-8, 0.01
     p0, grads = _g(10, 6), [_g(10, 6, seed=s) for s in range(7)]
     w = torch.nn.Parameter(p0.clone())
@@ -88,12 +88,13 @@ def test_soap_refresh_sorts_basis_and_permutes_v():
     """The refresh sorts Q's columns by diag(Q^T R Q), descending, and permutes v's axis the same way
     (forgetting the permutation is the classic SOAP re-implementation bug, cosmos.md §7)."""
     v = _g(2, 3).abs()
-    state = {"precond_right": torch.diag(torch.tensor([1.0, 3.0, 2.0])), "basis_right": torch.eye(3),
-             "exp_avg_sq": v.clone()}
+    P = torch.diag(torch.tensor([1.0, 3.0, 2.0]))
+    state = {"precond_right": torch.stack([P, P.flip(0, 1)]), "basis_right": torch.eye(3).repeat(2, 1, 1),
+             "exp_avg_sq": torch.stack([v, v])}  # a batch of two: each matrix sorted by its own order
     SOAP._refresh(state)
-    order = [1, 2, 0]
-    assert torch.equal(state["exp_avg_sq"], v[:, order])
-    assert torch.equal(state["basis_right"].abs(), torch.eye(3)[:, order])
+    for i, order in enumerate([[1, 2, 0], [1, 0, 2]]):
+        assert torch.equal(state["exp_avg_sq"][i], v[:, order])
+        assert torch.equal(state["basis_right"][i].abs(), torch.eye(3)[:, order])
 
 
 # ---- 16. Muon -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""COSMOS and Muon run one batched Newton-Schulz per group of same-shape matrices: the result must
-be exactly what each matrix gets from an optimizer of its own (the batch is an implementation
-detail, not a coupling), and batches are split by shape and by size."""
+"""COSMOS, Muon and SOAP step same-shape tensors as one batch (COSMOS and SOAP with their state
+packed): the result must be exactly what each tensor gets from an optimizer of its own (the batch
+is an implementation detail, not a coupling), and batches are split by shape, step count and size."""
 from __future__ import annotations
 
 import pytest
@@ -8,6 +8,7 @@ import torch
 
 from methods.cosmos import COSMOS
 from methods.muon import Muon
+from methods.soap import SOAP
 from methods.optim import packed_state, same_shape_batches
 
 SHAPES = [(12, 8), (12, 8), (8, 12), (12, 8), (10, 6), (8, 12)]  # repeated shapes, in mixed order
@@ -17,6 +18,8 @@ MAKE = {
     "cosmos_parity": lambda params: COSMOS(params, rank=3, lr=0.01, ns_dtype="float32", backend="torch", parity=True),
     "muon": lambda params: Muon(params, ns_dtype="float32", backend="torch"),
     "muon_plain": lambda params: Muon(params, ns_dtype="float32", backend="torch", nesterov=False, weight_decay=0.1),
+    "soap": lambda params: SOAP(params, precondition_frequency=2),  # refreshes (sort + QR) every other step
+    "soap_one_side": lambda params: SOAP(params, precondition_frequency=2, max_precond_dim=10, normalize_grads=True),
 }
 
 
@@ -50,7 +53,7 @@ def _run(make, params, grads, skip=()):
     return opt
 
 
-@pytest.mark.parametrize("name", ["cosmos", "muon"])
+@pytest.mark.parametrize("name", ["cosmos", "muon", "soap"])
 def test_a_skipped_gradient_splits_the_batch_by_step_count(name):
     """A parameter without a grad at one step falls one step behind its same-shape peers (its own
     bias corrections, its own first step): it must still get what it would get alone."""
@@ -63,6 +66,25 @@ def test_a_skipped_gradient_splits_the_batch_by_step_count(name):
     for i, w in enumerate(init):
         alone = [torch.nn.Parameter(w.clone())]
         _run(MAKE[name], alone, [[gs[i]] for gs in grads], {(t, 0) for t, j in skip if j == i})
+        torch.testing.assert_close(together[i], alone[0], rtol=1e-12, atol=1e-12)
+
+
+def test_soap_batches_vectors_and_flattened_tensors():
+    """SOAP's 1-D tensors (rows with a right factor under precondition_1d) and >2-D tensors
+    (flattened to (size(0), -1)) batch too, each as alone. The vectors are short: a vector's factor
+    g^T g has rank 1 per step, and until it has full rank SOAP's refresh orders the null-space
+    directions by rounding noise (any two runs that round differently, e.g. two eigh calls on
+    differently aligned memory, then pick different bases: SOAP's own arbitrariness, not batching's)."""
+    g = torch.Generator().manual_seed(3)
+    shapes = [(3,), (3,), (4, 3, 2), (4, 6), (4, 3, 2)]  # (4, 6) and (4, 3, 2) share a view, not a shape
+    init = [torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes]
+    grads = [[torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes] for _ in range(5)]
+    make = lambda params: SOAP(params, precondition_frequency=2, precondition_1d=True)  # noqa: E731
+    together = [torch.nn.Parameter(w.clone()) for w in init]
+    _run(make, together, grads)
+    for i, w in enumerate(init):
+        alone = [torch.nn.Parameter(w.clone())]
+        _run(make, alone, [[gs[i]] for gs in grads])
         torch.testing.assert_close(together[i], alone[0], rtol=1e-12, atol=1e-12)
 
 
