@@ -22,7 +22,7 @@ import torch
 
 from kernels.cosmos import newton_schulz5, ns_dtype_for
 from methods.muon.config import SCALES
-from methods.optim import HybridOptimizer, check_hparams, check_newton_schulz, same_shape_batches
+from methods.optim import HybridOptimizer, check_hparams, check_newton_schulz, packed_state, same_shape_batches, stack
 
 
 def update_scale(rule: str, m: int, n: int) -> float:
@@ -75,22 +75,24 @@ class Muon(HybridOptimizer):
                                  "put it in a group with use_muon=False (AdamW branch).")
 
     def _matrix_steps(self, items, group):
+        # Same-shape matrices take the step as one batch (momentum packed, see `packed_state`; one
+        # batched Newton-Schulz): one set of GPU launches instead of one per matrix.
         beta, lr = group["momentum"], group["lr"]
         dtype = ns_dtype_for(items[0][0], group["ns_dtype"])
-        for batch in same_shape_batches(items, lambda item: (item[0].size(0), item[0][0].numel())):
-            w0 = batch[0][0]
-            U = torch.empty(len(batch), w0.size(0), w0[0].numel(), dtype=w0.dtype, device=w0.device)  # NS input
-            for (w, g, state), u in zip(batch, U):
-                if not state:
-                    state["momentum_buffer"] = torch.zeros_like(w)
-                buf = state["momentum_buffer"]
-                buf.lerp_(g, 1 - beta)
-                if group["nesterov"]:
-                    torch.lerp(g, buf, beta, out=u.view_as(g))
-                else:
-                    u.view_as(buf).copy_(buf)
-            O = newton_schulz5(U, group["ns_steps"], "muon", dtype, backend=group["backend"])
-            scale = update_scale(group["scale"], *U.shape[1:])
+        for batch in same_shape_batches(items, lambda item: item[0].shape):
+            states = [st for _, _, st in batch]
+            for (w, _, st) in batch:
+                if not st:  # packed with its batch below (one copy, at its first step)
+                    st["momentum_buffer"] = torch.zeros_like(w)
+            buf = packed_state(states, "momentum_buffer")
+            G = stack([g for _, g, _ in batch])
+            buf.lerp_(G, 1 - beta)
+            if group["nesterov"]:  # a stack of grads is ours to overwrite; a lone grad (a view of p.grad) is not
+                U = G.lerp_(buf, beta) if len(batch) > 1 else G.lerp(buf, beta)
+            else:
+                U = buf
+            O = newton_schulz5(U.flatten(2), group["ns_steps"], "muon", dtype, backend=group["backend"])
+            scale = update_scale(group["scale"], *O.shape[1:])
             for (w, _, _), o in zip(batch, O):
                 if group["weight_decay"]:
                     w.mul_(1 - lr * group["weight_decay"])
