@@ -10,6 +10,16 @@
 # the others their time; gear_gpu writes its tables after every row. The log (gpu.log) and the result
 # files (benchmarks/results/gpu_cosmos.* and gear_gpu*.*) are copied to OUT_DIR.
 # REPROLAB_COMMIT names the commit: the tree shipped to a GPU machine may carry no .git, or a stale one.
+#
+# On this workplace's lent GPU machines (torch 2.11, transformers 5.17, no hydra/omegaconf): prepare
+# here, then carry .whl and .devsite (both in .git/info/exclude) and install before running:
+#   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl transformers==5.24.0 hydra-core==1.3.2 omegaconf==2.3.0
+#   mkdir -p .devsite && cp -r .venv/lib/python3.*/site-packages/antlr4 .devsite/   # antlr4 4.9.3 has no wheel
+#   # on the GPU machine:
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl \
+#     && PYTHONPATH=/tmp/site:$PWD/.devsite:$PWD REPROLAB_COMMIT=<commit> bash benchmarks/gpu.sh $OUT
+# The 2026-11-27 run took 276 s (kernel tests 31 s) with GEAR_ARGS="--batches 32 --new 256".
 set -u
 out=${1:-gpu_out}
 py=${PYTHON:-python3}
