@@ -75,8 +75,11 @@ def write_back(p: torch.Tensor, w: torch.Tensor) -> None:
         p.copy_(w)
 
 
-def adamw_(w, g, state, *, lr, betas, eps, weight_decay, momentum_coef=None, bias1_beta=None) -> None:
-    """One torch.optim.AdamW step on ``w`` in place (state keys ``step``, ``exp_avg``, ``exp_avg_sq``).
+def adamw_(items: list[tuple], *, lr, betas, eps, weight_decay, momentum_coef=None, bias1_beta=None) -> None:
+    """One torch.optim.AdamW step on every (w, g, state) of ``items``, in place (state keys ``step``,
+    ``exp_avg``, ``exp_avg_sq``), with `torch._foreach` ops: one launch per op for the whole list on
+    a GPU, the same per-tensor arithmetic as a loop elsewhere. Tensors at different step counts
+    (one skipped a step) are stepped as separate lists.
 
     m <- beta1 m + (1 - beta1) g;  v <- beta2 v + (1 - beta2) g^2;  w <- w (1 - lr wd);
     w <- w - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
@@ -84,20 +87,30 @@ def adamw_(w, g, state, *, lr, betas, eps, weight_decay, momentum_coef=None, bia
     bias correction: the official COSMOS AdamW branch hard-codes 0.1 and 0.9 (cosmos.md §2.5).
     """
     beta1, beta2 = betas
-    if not state:
-        state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(w)
-        state["exp_avg_sq"] = torch.zeros_like(w)
-    state["step"] += 1
-    t = state["step"]
-    m, v = state["exp_avg"], state["exp_avg_sq"]
-    m.mul_(beta1).add_(g, alpha=1 - beta1 if momentum_coef is None else momentum_coef)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    bias1 = 1 - (beta1 if bias1_beta is None else bias1_beta) ** t
-    denom = v.sqrt().div_(math.sqrt(1 - beta2**t)).add_(eps)
-    if weight_decay:
-        w.mul_(1 - lr * weight_decay)
-    w.addcdiv_(m, denom, value=-lr / bias1)
+    by_step: dict = {}
+    for w, g, state in items:
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(w)
+            state["exp_avg_sq"] = torch.zeros_like(w)
+        by_step.setdefault(state["step"], []).append((w, g, state))
+    for done, same in by_step.items():
+        t = done + 1
+        ws, gs = [w for w, _, _ in same], [g for _, g, _ in same]
+        ms, vs = [st["exp_avg"] for _, _, st in same], [st["exp_avg_sq"] for _, _, st in same]
+        for _, _, st in same:
+            st["step"] = t
+        torch._foreach_mul_(ms, beta1)
+        torch._foreach_add_(ms, gs, alpha=1 - beta1 if momentum_coef is None else momentum_coef)
+        torch._foreach_mul_(vs, beta2)
+        torch._foreach_addcmul_(vs, gs, gs, value=1 - beta2)
+        bias1 = 1 - (beta1 if bias1_beta is None else bias1_beta) ** t
+        denom = torch._foreach_sqrt(vs)
+        torch._foreach_div_(denom, math.sqrt(1 - beta2**t))
+        torch._foreach_add_(denom, eps)
+        if weight_decay:
+            torch._foreach_mul_(ws, 1 - lr * weight_decay)
+        torch._foreach_addcdiv_(ws, ms, denom, value=-lr / bias1)
 
 
 class KeepStateDtype:
@@ -216,7 +229,7 @@ class HybridOptimizer(CheckedOptimizer):
     two by `default_route`, tensor by tensor. Groups with ``flag=False`` take their missing
     options from ``aux_defaults`` first (e.g. Muon's own Adam lr), then from ``defaults``.
     Subclasses implement `_matrix_steps` (all matrix-branch tensors of a group at once, so that
-    same-shape matrices share batched kernels) and may override `_aux_step`, `default_route` and
+    same-shape matrices share batched kernels) and may override `_aux_steps`, `default_route` and
     `_check_group`.
     """
 
@@ -248,18 +261,15 @@ class HybridOptimizer(CheckedOptimizer):
         return p.dim() == 2
 
     def _update_group(self, items, group):
-        if group[self.flag]:
-            self._matrix_steps(items, group)
-        else:
-            super()._update_group(items, group)
+        (self._matrix_steps if group[self.flag] else self._aux_steps)(items, group)
 
     def _update(self, w, g, state, group):
-        self._aux_step(w, g, state, group)
+        self._update_group([(w, g, state)], group)
 
     @abstractmethod
     def _matrix_steps(self, items: list[tuple], group: dict) -> None:
         """Update every (w, g, state) of a matrix-branch group: ``w`` fp32, in place; ``g`` read-only."""
 
-    def _aux_step(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
-        adamw_(w, g, state, lr=group["lr"], betas=group["betas"], eps=group["eps"],
-               weight_decay=group["weight_decay"])
+    def _aux_steps(self, items: list[tuple], group: dict) -> None:
+        """The AdamW branch: every (w, g, state) of an AdamW-branch group at once."""
+        adamw_(items, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"])

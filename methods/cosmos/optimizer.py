@@ -143,9 +143,9 @@ class COSMOS(HybridOptimizer):
                                  f"shape {tuple(p.shape)}; lower rank to at most {min(p.shape)}, or send this tensor "
                                  "to the AdamW branch (a group with use_cosmos=False).")
 
-    def _aux_step(self, w, g, state, group):
+    def _aux_steps(self, items, group):
         parity = group["parity"]
-        adamw_(w, g, state, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
+        adamw_(items, lr=group["lr"], betas=group["betas"], eps=group["eps"], weight_decay=group["weight_decay"],
                momentum_coef=0.1 if parity else None, bias1_beta=0.9 if parity else None)
 
     def _matrix_steps(self, items, group):

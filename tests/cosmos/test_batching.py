@@ -146,3 +146,20 @@ def test_same_shape_batches_split_by_shape_then_size():
     small = list(same_shape_batches(items, lambda t: t.shape, limit=2 * 96))  # two 12 x 8 matrices per batch
     assert [len(b) for b in small] == [2, 1, 2, 1]
     assert [len(b) for b in same_shape_batches(items, lambda t: t.shape, limit=1)] == [1] * 6  # never empty
+
+
+def test_adamw_branch_steps_a_list_like_torch_adamw():
+    """The hybrids' AdamW branch steps all its tensors with foreach ops; a tensor that skipped a step
+    keeps its own step count (its own bias corrections), as in torch.optim.AdamW."""
+    g = torch.Generator().manual_seed(4)
+    shapes = [(7,), (3, 5), (7,)]
+    init = [torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes]
+    grads = [[torch.randn(*s, generator=g, dtype=torch.float64) for s in shapes] for _ in range(4)]
+    skip = {(0, 2), (2, 0)}
+    hp = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    ours = [torch.nn.Parameter(w.clone()) for w in init]
+    _run(lambda ps: COSMOS([{"params": ps, "use_cosmos": False}], **hp), ours, grads, skip)
+    ref = [torch.nn.Parameter(w.clone()) for w in init]
+    _run(lambda ps: torch.optim.AdamW(ps, foreach=False, **hp), ref, grads, skip)
+    for p, q in zip(ours, ref):
+        torch.testing.assert_close(p, q, rtol=1e-13, atol=1e-13)
