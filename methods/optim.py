@@ -206,7 +206,9 @@ def packed_state(states: list[dict], key: str) -> torch.Tensor:
     the per-parameter state's updates. Slices of one tensor, in order, are viewed as that tensor (no
     copy: the case from the second step on); otherwise (first step of a new batch, after
     `load_state_dict`) they are stacked once and each state entry becomes its slice of the stack.
-    A checkpoint still holds one tensor per parameter and key (views, saved with their storage)."""
+    A batch whose members change (tensors without a grad at some steps, as in a mixture of experts)
+    is re-stacked when it changes, and an old stack stays allocated while any state still views
+    it. A checkpoint still holds one tensor per parameter and key (views, saved with their storage)."""
     tensors = [s[key] for s in states]
     t0 = tensors[0]
     step = t0.numel() * t0.element_size()
