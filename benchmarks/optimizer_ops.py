@@ -46,10 +46,10 @@ def count() -> dict:
     out = {}
     for name in OPTIMIZERS:
         opt = make[name]()
-        for _ in range(4):  # three warm-up steps (set-up, SOAP's first call), then the counted one
+        for step in range(4):  # three warm-up steps (set-up, SOAP's first call), then the counted one
             model.zero_grad(set_to_none=True)
             model(input_ids=tokens).logits.sum().backward()
-            if _ < 3:
+            if step < 3:
                 opt.step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             opt.step()

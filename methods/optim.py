@@ -174,9 +174,9 @@ class CheckedOptimizer(KeepStateDtype, torch.optim.Optimizer, metaclass=ABCMeta)
         for w, g, state in items:
             self._update(w, g, state, group)
 
-    @abstractmethod
     def _update(self, w: torch.Tensor, g: torch.Tensor, state: dict, group: dict) -> None:
         """Update ``w`` (fp32, in place) from ``g`` (fp32, read-only) for one parameter."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _update nor _update_group")
 
 
 BATCH_ENTRIES = 2**25  # at most this many entries (k m n) per batch of same-shape matrices
@@ -199,6 +199,14 @@ def same_shape_batches(items: list, shape, tag=None, limit: int = BATCH_ENTRIES)
 def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """A batch (k, ...) of equal-shape tensors; a single one is viewed, not copied."""
     return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(tensors)
+
+
+def init_packed(states: list[dict], shapes: dict, like: torch.Tensor) -> None:
+    """Empty states of a batch get zeros for each ``key: shape``, allocated as one (k, *shape)
+    tensor per key (each state's entry a slice), so `packed_state` views it from the start."""
+    for key, shape in shapes.items():
+        for state, zeros in zip(states, torch.zeros(len(states), *shape, dtype=like.dtype, device=like.device)):
+            state[key] = zeros
 
 
 def packed_state(states: list[dict], key: str) -> torch.Tensor:
@@ -264,9 +272,6 @@ class HybridOptimizer(CheckedOptimizer):
 
     def _update_group(self, items, group):
         (self._matrix_steps if group[self.flag] else self._aux_steps)(items, group)
-
-    def _update(self, w, g, state, group):
-        self._update_group([(w, g, state)], group)
 
     @abstractmethod
     def _matrix_steps(self, items: list[tuple], group: dict) -> None:

@@ -26,8 +26,8 @@ BACKENDS = (None, "torch", "triton")
 
 NS_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
-__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "TRITON_BY_DEFAULT", "backend_for", "gemm_epilogue", "newton_schulz5", "ns_dtype_for",
-           "project_moments"]
+__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "TRITON_BY_DEFAULT", "backend_for", "gemm_epilogue", "newton_schulz5",
+           "ns_dtype_for", "project_moments"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,15 +82,14 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     ``beta`` may be a 0-dim tensor (no host sync on GPU). ``out``: a tensor to write the result
     into; it may be ``c`` itself, which then accumulates in place without a temporary.
     """
-    return _impl(a, backend, "gemm_epilogue").gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta, out_dtype=out_dtype,
-                                           out=out)
+    return _impl(a, backend, "gemm_epilogue").gemm_epilogue(a, b, alpha=alpha, c=c, beta=beta, d=d, delta=delta,
+                                                            out_dtype=out_dtype, out=out)
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps, backend=None):
     """Fused COSMOS projection + moments; see `kernels.cosmos.reference.project_moments`."""
-    return _impl(G, backend, "project_moments").project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
-                                             mix_scale=mix_scale,
-                                             bias2=bias2, eps=eps)
+    return _impl(G, backend, "project_moments").project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef,
+                                                                m_coef=m_coef, mix_scale=mix_scale, bias2=bias2, eps=eps)
 
 
 def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos", dtype=torch.bfloat16, backend=None):

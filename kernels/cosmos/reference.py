@@ -19,9 +19,10 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     """out = alpha (a @ b) + beta c + delta d  (c, d optional, same shape as the product).
 
     a: (M, K), b: (K, N), or batches (k, M, K), (k, K, N) with c, d, out (k, M, N) and ``beta``
-    a number, a 0-dim tensor or one per matrix (k,); any strides (``x.mT`` for a transposed operand). The product is
+    a number, a 0-dim tensor or one per matrix (k,); any strides (``x.mT`` for a transposed
+    operand). The product is
     taken in the inputs' dtype (fp32 accumulation inside torch for bf16), the epilogue in fp32
-    (fp64 for fp64 inputs). ``beta`` may be a 0-dim tensor. The result is a new row-major tensor
+    (fp64 for fp64 inputs). The result is a new row-major tensor
     (when c, d are row-major or absent), or ``out``: it may be ``c`` itself, which then accumulates
     in place without a temporary.
     """
@@ -63,7 +64,8 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
 
 def _addmm(c, a, b, *, beta, alpha):
     """beta c + alpha (a @ b) in one BLAS call, for matrices (addmm) or batches of them (baddbmm)."""
-    return torch.addmm(c, a, b, beta=beta, alpha=alpha) if a.dim() == 2 else torch.baddbmm(c, a, b, beta=beta, alpha=alpha)
+    op = torch.addmm if a.dim() == 2 else torch.baddbmm
+    return op(c, a, b, beta=beta, alpha=alpha)
 
 
 def frobenius_normalise(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -112,7 +114,8 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     """The fused projection + moment update of one COSMOS step (cosmos.md §2.4 steps 1, 3, 5, 6).
 
     G: (m, n) gradient; M: (m, n) momentum; U: (n, r) basis; V: (m, r) second moment (or batches
-    (k, ...) of each, one matrix per slice). Updates in place M <- beta1 M + G and V <- beta2 V + (1 - beta2) (G U)^2, and returns
+    (k, ...) of each, one matrix per slice). Updates in place M <- beta1 M + G and
+    V <- beta2 V + (1 - beta2) (G U)^2, and returns
       P_G = G U,  P_hat = Ghat U,  D = P_hat / (sqrt(V) / sqrt(bias2) + eps)     (each (m, r))
     with Ghat = mix_scale (g_coef G + m_coef M): the Nesterov mix (G + beta1 M) / (1 + beta1 b1), or
     M / b1 without Nesterov (G / b1 in parity mode). Ghat U is taken as

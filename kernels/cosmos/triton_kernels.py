@@ -156,8 +156,8 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
                   symmetric=False):
     """out = alpha (a @ b) + beta c + delta d; see the module docstring. a (M, K) and b (K, N), or
     batches (k, M, K) and (k, K, N) of them (one launch; c, d, out then (k, M, N)). ``beta`` may be a
-    0-dim device tensor, or one entry per matrix of a batch. ``out``: write into this tensor (it may be ``c``: each program reads its
-    tile of c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric,
+    0-dim device tensor, or one entry per matrix of a batch. ``out``: write into this tensor (it
+    may be ``c``: each program reads its tile of c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric,
     so only the upper block triangle is computed and mirrored."""
     if a.dim() != b.dim() or a.dim() not in (2, 3) or (a.dim() == 3 and a.size(0) != b.size(0)):
         raise ValueError(f"gemm_epilogue: a and b must be matrices or batches of the same number of matrices, got "
@@ -199,7 +199,8 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
         a, b, c_, d_, out, tiles, M, N, K,
         *(x for t in (a, b, c_, d_, out) for x in _strides(t, bool(lead))),
         float(alpha), 0.0 if beta_is_tensor else float(beta), float(delta), beta_ptr,
-        int(beta_is_tensor and beta_ptr.numel() > 1), HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric,
+        int(beta_is_tensor and beta_ptr.numel() > 1),
+        HAS_C=c is not None, HAS_D=d is not None, BETA_FROM_PTR=beta_is_tensor, SYMMETRIC=symmetric,
         UPCAST=INTERPRET and low, PRECISION=_precision(a, b), BM=BM, BN=BN, BK=BK, num_warps=warps,
     )
     return out

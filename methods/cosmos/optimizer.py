@@ -55,7 +55,8 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
-from methods.optim import HybridOptimizer, adamw_, check_newton_schulz, packed_state, same_shape_batches, stack
+from methods.optim import (HybridOptimizer, adamw_, check_newton_schulz, init_packed, packed_state,
+                          same_shape_batches, stack)
 
 RESIDUAL_FLOOR = 1e-6  # relative ||R|| below which the Muon part is dropped (parity=False)
 MAX_ROWS = 10_000  # the official shape rule: 2-D tensors with more rows go to AdamW
@@ -158,14 +159,12 @@ class COSMOS(HybridOptimizer):
 
     def _batch_step(self, ws, G, states, group):
         """One COSMOS step of k same-shape matrices ``ws`` with gradients G (k, m, n)."""
-        k, m, n = G.shape
+        _, m, n = G.shape
         r = group["rank"]
         beta1, beta2 = group["betas"]
         eps, backend, parity = group["eps"], group["backend"], group["parity"]
-        if not states[0]:  # the batch's state, allocated packed: one (k, ...) tensor per key
-            for key, shape in (("exp_avg", (m, n)), ("basis", (n, r)), ("gram", (r, r)), ("exp_avg_sq", (m, r))):
-                for st, zeros in zip(states, torch.zeros(k, *shape, dtype=G.dtype, device=G.device)):
-                    st[key] = zeros
+        if not states[0]:
+            init_packed(states, {"exp_avg": (m, n), "basis": (n, r), "gram": (r, r), "exp_avg_sq": (m, r)}, G)
             for st in states:
                 st["step"] = 0
         M, U_old, S_old, V = (packed_state(states, key) for key in ("exp_avg", "basis", "gram", "exp_avg_sq"))
@@ -217,8 +216,8 @@ class COSMOS(HybridOptimizer):
         in_place = O is not None and O.dtype == D.dtype
         H = gemm_epilogue(D, U.mT, c=O, beta=coef, out=O if in_place else None, backend=backend)
 
+        if group["weight_decay"]:
+            torch._foreach_mul_(ws, 1 - group["lr"] * group["weight_decay"])
         norms = torch.linalg.vector_norm(H, dim=(-2, -1)) + eps
         for w, h, norm in zip(ws, H, norms):
-            if group["weight_decay"]:
-                w.mul_(1 - group["lr"] * group["weight_decay"])
             w.addcdiv_(h, norm, value=-group["lr"] * group["lr_ratio"] * scale)

@@ -22,7 +22,8 @@ import torch
 
 from kernels.cosmos import newton_schulz5, ns_dtype_for
 from methods.muon.config import SCALES
-from methods.optim import HybridOptimizer, check_hparams, check_newton_schulz, packed_state, same_shape_batches, stack
+from methods.optim import (HybridOptimizer, check_hparams, check_newton_schulz, init_packed, packed_state,
+                          same_shape_batches, stack)
 
 
 def update_scale(rule: str, m: int, n: int) -> float:
@@ -81,10 +82,8 @@ class Muon(HybridOptimizer):
         dtype = ns_dtype_for(items[0][0], group["ns_dtype"])
         for batch in same_shape_batches(items, lambda item: item[0].shape):
             states = [st for _, _, st in batch]
-            for (w, _, st) in batch:
-                if not st:  # packed with its batch below (one copy, at its first step)
-                    st["momentum_buffer"] = torch.zeros_like(w)
-            buf = packed_state(states, "momentum_buffer")
+            init_packed([st for st in states if not st], {"momentum_buffer": batch[0][0].shape}, batch[0][0])
+            buf = packed_state(states, "momentum_buffer")  # one copy where new and old states share a batch
             G = stack([g for _, g, _ in batch])
             buf.lerp_(G, 1 - beta)
             if group["nesterov"]:  # a stack of grads is ours to overwrite; a lone grad (a view of p.grad) is not
@@ -92,8 +91,8 @@ class Muon(HybridOptimizer):
             else:
                 U = buf
             O = newton_schulz5(U.flatten(2), group["ns_steps"], "muon", dtype, backend=group["backend"])
-            scale = update_scale(group["scale"], *O.shape[1:])
-            for (w, _, _), o in zip(batch, O):
-                if group["weight_decay"]:
-                    w.mul_(1 - lr * group["weight_decay"])
-                w.add_(o.view(w.shape), alpha=-lr * scale)
+            ws = [w for w, _, _ in batch]
+            if group["weight_decay"]:
+                torch._foreach_mul_(ws, 1 - lr * group["weight_decay"])
+            step = lr * update_scale(group["scale"], *O.shape[1:])
+            torch._foreach_add_(ws, [o.view(w.shape) for w, o in zip(ws, O)], alpha=-step)

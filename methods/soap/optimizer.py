@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.optim import CheckedOptimizer, packed_state, same_shape_batches, stack
+from methods.optim import CheckedOptimizer, init_packed, packed_state, same_shape_batches, stack
 
 
 def eigenbasis(mat: torch.Tensor) -> torch.Tensor:
@@ -125,22 +125,17 @@ class SOAP(CheckedOptimizer):
             G = stack([g.reshape(view(g)) for _, g, _ in batch])
             self._batch_step([w for w, _, _ in batch], G, [s for _, _, s in batch], group, batch[0][1].dim() == 1)
 
-    def _update(self, w, g, state, group):
-        self._update_group([(w, g, state)], group)
-
     def _batch_step(self, ws, G, states, group, is_1d: bool):
         """One SOAP step of k tensors of the same shape, gradients G (k, a, b) (1-D: a = 1)."""
         beta1, beta2 = group["betas"]
         beta_s = beta2 if group["shampoo_beta"] is None else group["shampoo_beta"]
-        k, a, b = G.shape
+        _, a, b = G.shape
         if not states[0]:  # first call: build the preconditioner only, the batch's state packed
             shapes = {"exp_avg": (a, b), "exp_avg_sq": (a, b)}
             for side, on, size in zip(("left", "right"), self._sides((a, b), group, is_1d), (a, b)):
                 if on:
                     shapes[f"precond_{side}"] = shapes[f"basis_{side}"] = (size, size)
-            for key, shape in shapes.items():
-                for st, zeros in zip(states, torch.zeros(k, *shape, dtype=G.dtype, device=G.device)):
-                    st[key] = zeros
+            init_packed(states, shapes, G)
             packed = {key: packed_state(states, key) for key in shapes}
             self._accumulate(G, packed, beta_s)
             for side in ("left", "right"):
@@ -164,10 +159,9 @@ class SOAP(CheckedOptimizer):
         step_size = group["lr"]
         if group["correct_bias"]:
             step_size *= (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-        for w, u in zip(ws, update):
-            w.add_(u.reshape(w.shape), alpha=-step_size)
-            if group["weight_decay"]:
-                w.add_(w, alpha=-group["lr"] * group["weight_decay"])
+        torch._foreach_add_(ws, [u.view(w.shape) for w, u in zip(ws, update)], alpha=-step_size)
+        if group["weight_decay"]:
+            torch._foreach_add_(ws, ws, alpha=-group["lr"] * group["weight_decay"])
 
         self._accumulate(G, packed, beta_s)
         if t % group["precondition_frequency"] == 0 and ("precond_left" in packed or "precond_right" in packed):
