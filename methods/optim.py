@@ -219,10 +219,13 @@ def packed_state(states: list[dict], key: str) -> torch.Tensor:
     it. A checkpoint still holds one tensor per parameter and key (views, saved with their storage)."""
     tensors = [s[key] for s in states]
     t0 = tensors[0]
+    if len(tensors) == 1:
+        return t0.unsqueeze(0)
     step = t0.numel() * t0.element_size()
-    if t0.is_contiguous() and all(
+    # consecutive slices inside t0's storage: no other live storage can hold the later ones
+    end = t0.storage_offset() * t0.element_size() + len(tensors) * step
+    if t0.is_contiguous() and end <= t0.untyped_storage().nbytes() and all(
             t.shape == t0.shape and t.dtype == t0.dtype and t.is_contiguous()
-            and t.untyped_storage().data_ptr() == t0.untyped_storage().data_ptr()
             and t.data_ptr() == t0.data_ptr() + i * step for i, t in enumerate(tensors)):
         return t0.as_strided((len(tensors), *t0.shape), (t0.numel(), *t0.stride()), t0.storage_offset())
     batch = torch.stack(tensors)

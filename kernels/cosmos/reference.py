@@ -48,18 +48,23 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     if d is not None:
         E = d.to(acc) * delta if E is None else E.add_(d.to(acc), alpha=delta)
     if E is None:
-        result = (a @ b).to(acc)
+        result = _mm(a, b).to(acc)
         if alpha != 1.0:
             result.mul_(alpha)
     elif a.dtype == b.dtype == acc:
         result = E.addmm_(a, b, beta=k, alpha=alpha) if a.dim() == 2 else E.baddbmm_(a, b, beta=k, alpha=alpha)
     else:
-        result = E.mul_(k).add_((a @ b).to(acc), alpha=alpha)
+        result = E.mul_(k).add_(_mm(a, b).to(acc), alpha=alpha)
     result = result.to(out_dtype or a.dtype)
     if out is not None and result is not out:
         out.copy_(result)
         return out
     return result
+
+
+def _mm(a, b):
+    """a @ b for matrices (mm) or batches of them (bmm), without matmul's broadcasting views."""
+    return torch.mm(a, b) if a.dim() == 2 else torch.bmm(a, b)
 
 
 def _addmm(c, a, b, *, beta, alpha):
@@ -100,13 +105,13 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
         X = X.mT
     literal = dtype in (torch.bfloat16, torch.float16)
     for _ in range(steps):
-        A = X @ X.mT
+        A = _mm(X, X.mT)
         if association == "cosmos":
-            B = A @ X
-            X = a * X + b * B + c * A @ B if literal else _addmm(B, A, B, beta=b, alpha=c).add_(X, alpha=a)
+            B = _mm(A, X)
+            X = a * X + b * B + _mm(c * A, B) if literal else _addmm(B, A, B, beta=b, alpha=c).add_(X, alpha=a)
         else:
-            B = b * A + c * A @ A if literal else _addmm(A, A, A, beta=b, alpha=c)
-            X = a * X + B @ X if literal else _addmm(X, B, X, beta=a, alpha=1.0)
+            B = b * A + _mm(c * A, A) if literal else _addmm(A, A, A, beta=b, alpha=c)
+            X = a * X + _mm(B, X) if literal else _addmm(X, B, X, beta=a, alpha=1.0)
     return X.mT if tall else X
 
 
@@ -122,7 +127,7 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     mix_scale (g_coef P_G + m_coef M U), which reuses P_G and never forms Ghat (m x n).
     """
     torch.add(G, M, alpha=beta1, out=M)  # M <- beta1 M + G in one pass
-    P_G = G @ U
+    P_G = _mm(G, U)
     V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
     P_hat = _addmm(P_G, M, U, beta=mix_scale * g_coef, alpha=mix_scale * m_coef)  # Ghat U, Ghat never formed
     D = P_hat / V.sqrt().div_(math.sqrt(bias2)).add_(eps)

@@ -175,9 +175,10 @@ class COSMOS(HybridOptimizer):
         # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix. Z is formed
         # as Z^T (r x n, row-major), so Z itself is column-major, the layout LAPACK's QR works in.
         if t == 1:
-            U = top_eigenvectors(G.mT @ G, r, "svd" if parity else "eigh")
+            U = top_eigenvectors(torch.bmm(G.mT, G), r, "svd" if parity else "eigh")
         else:
-            Zt = gemm_epilogue((G @ U_old).mT, G, alpha=1 - beta2, c=(U_old @ S_old).mT, beta=beta2, backend=backend)
+            Zt = gemm_epilogue(torch.bmm(G, U_old).mT, G, alpha=1 - beta2, c=torch.bmm(U_old, S_old).mT, beta=beta2,
+                               backend=backend)
             U = torch.linalg.qr(Zt.mT, mode="reduced").Q
 
         # Momentum, the Nesterov mix, projections and the second moment, in one pass over G.
@@ -192,8 +193,8 @@ class COSMOS(HybridOptimizer):
         if t == 1:
             torch.bmm(P_G.mT, P_G, out=S_old).mul_(1 - beta2)
         else:
-            T = U_old.mT @ U
-            torch.baddbmm(T.mT @ S_old @ T, P_G.mT, P_G, beta=beta2, alpha=1 - beta2, out=S_old)
+            T = torch.bmm(U_old.mT, U)
+            torch.baddbmm(torch.bmm(torch.bmm(T.mT, S_old), T), P_G.mT, P_G, beta=beta2, alpha=1 - beta2, out=S_old)
         U_old.copy_(U)
         U = U_old
 

@@ -85,17 +85,17 @@ class SOAP(CheckedOptimizer):
         the bases are batches (k, ...) of the same-shape tensors a step takes together."""
         QL, QR = state.get("basis_left"), state.get("basis_right")
         if QL is not None:
-            x = (QL if back else QL.mT) @ x
+            x = torch.bmm(QL if back else QL.mT, x)
         if QR is not None:
-            x = x @ (QR.mT if back else QR)
+            x = torch.bmm(x, QR.mT if back else QR)
         return x
 
     @staticmethod
     def _accumulate(g, state, beta_s: float) -> None:
         if "precond_left" in state:
-            state["precond_left"].lerp_(g @ g.mT, 1 - beta_s)
+            state["precond_left"].lerp_(torch.bmm(g, g.mT), 1 - beta_s)
         if "precond_right" in state:
-            state["precond_right"].lerp_(g.mT @ g, 1 - beta_s)
+            state["precond_right"].lerp_(torch.bmm(g.mT, g), 1 - beta_s)
 
     @staticmethod
     def _refresh(state) -> None:
@@ -106,7 +106,7 @@ class SOAP(CheckedOptimizer):
             if f"precond_{side}" not in state:
                 continue
             P, Q = state[f"precond_{side}"], state[f"basis_{side}"]
-            PQ = P @ Q  # one product serves the eigenvalue estimates and the power step
+            PQ = torch.bmm(P, Q)  # one product serves the eigenvalue estimates and the power step
             order = torch.argsort((Q * PQ).sum(-2), dim=-1, descending=True, stable=True)  # (k, size): diag(Q^T P Q)
             v.copy_(v.gather(dim, order.unsqueeze(-1 if dim == -2 else -2).expand_as(v)))
             Q.copy_(torch.linalg.qr(PQ.gather(-1, order.unsqueeze(-2).expand_as(PQ))).Q)
