@@ -169,7 +169,7 @@ def test_one_step_dispatches_a_bounded_number_of_ops():
     """The point of batching on a GPU is fewer launches: on a 12-layer LLaMA-structured model (84
     matrices, 3 shapes) a step dispatched 12,276 ops (COSMOS), 5,808 (Muon), 3,163 (SOAP) when each
     matrix went alone (commit 7f03c4f; benchmarks/results/optimizer_ops.md). Bounds with headroom
-    over today's 1,286 / 821 / 894 catch a change that falls back to per-matrix work."""
+    over today's 1,121 / 746 / 774 (2fad5b6) catch a change that falls back to per-matrix work."""
     from benchmarks.optimizer_ops import count
 
     ops = count()
