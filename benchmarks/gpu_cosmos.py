@@ -5,7 +5,8 @@
 
 Part 1, per kernel (kernels/cosmos), at LLaMA-1B shapes, and Newton-Schulz on 32 LLaMA-60M
 matrices batched vs one call each: median ms of the Triton kernel and of the twin, their ratio,
-and the max abs difference. Part 2, per optimizer (AdamW, Muon, SOAP f=10, COSMOS r=64; Muon and
+and the max abs difference; then the QR of COSMOS's power iteration against CholeskyQR2 (`bench_qr`,
+an alternative measured to decide on). Part 2, per optimizer (AdamW, Muon, SOAP f=10, COSMOS r=64; Muon and
 COSMOS also with every kernel on Triton / on the twins) and model (LLaMA-60M, LLaMA-130M, conf/model): ms per training step (forward,
 backward, optimizer; bf16 autocast, fp32 weights and state), the optimizer step alone, peak
 memory (`torch.cuda.max_memory_allocated`) and the optimizer-state bytes. Random tokens: the
@@ -94,6 +95,46 @@ def bench_kernels(device: str, tiny: bool, reps: int) -> list[dict]:
             row["max_abs_diff"] = (out["triton"].float() - out["torch"].float()).abs().max().item()
         rows.append(row)
         print(row, flush=True)
+    return rows
+
+
+# Orthonormalisation of COSMOS's power-iteration output Z (k, n, r) in the batches a LLaMA-130M step
+# forms (48 attention matrices and 12 + 12 gate/up projections with n = 768, 12 down projections with
+# n = 2048; r = 64): Householder QR, what COSMOS runs (56% of its GPU time in the first profile, 3
+# host syncs per matrix there), against CholeskyQR2 with fp64 Gram matrices and solves, an
+# alternative measured here to decide on, not used by the optimizer. The same Q in exact arithmetic
+# up to column signs (COSMOS's update does not depend on them); Z's singular values span 1 to 1e-3.
+QR_BATCHES = ((48, 768), (12, 768), (12, 2048))
+
+
+def cholesky_qr2(Z: torch.Tensor) -> torch.Tensor:
+    """Q of Z = QR (k, n, r) by two Cholesky QR passes in fp64 (orthonormal to fp64 rounding for
+    cond(Z) up to about 1e8; NaN where Z is rank-deficient, where Householder QR still works)."""
+    Q = Z.double()
+    for _ in range(2):
+        L = torch.linalg.cholesky_ex(Q.mT @ Q).L
+        Q = torch.linalg.solve_triangular(L.mT, Q, upper=True, left=False)
+    return Q.to(Z.dtype)
+
+
+def bench_qr(device: str, tiny: bool, reps: int) -> list[dict]:
+    timer = Timer(device)
+    g = torch.Generator(device="cpu").manual_seed(1)
+    rows = []
+    for k, n in ((3, 40),) if tiny else QR_BATCHES:
+        r = 8 if tiny else 64
+        left = torch.linalg.qr(torch.randn(k, n, r, generator=g)).Q
+        right = torch.linalg.qr(torch.randn(k, r, r, generator=g)).Q
+        Z = (left * torch.logspace(0, -3, r) @ right).to(device)  # (k, n, r), cond 1e3
+        house, chol = torch.linalg.qr(Z).Q, cholesky_qr2(Z)
+        signs = torch.sign((house * chol).sum(-2, keepdim=True))
+        eye = torch.eye(r, device=device)
+        rows.append({"k": k, "n": n, "r": r, "householder_ms": timer(lambda: torch.linalg.qr(Z).Q, reps),
+                     "cholesky_qr2_ms": timer(lambda: cholesky_qr2(Z), reps),
+                     "householder_orth_err": (house.mT @ house - eye).abs().max().item(),
+                     "cholesky_qr2_orth_err": (chol.mT @ chol - eye).abs().max().item(),
+                     "max_abs_diff": (house - chol * signs).abs().max().item()})
+        print(rows[-1], flush=True)
     return rows
 
 
@@ -201,7 +242,7 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int):
             yield row
 
 
-def markdown(kernels: list[dict], training: list[dict], batch: int, seq: int) -> str:
+def markdown(kernels: list[dict], qr: list[dict], training: list[dict], batch: int, seq: int) -> str:
     lines = ["# COSMOS on GPU: Triton kernels vs PyTorch twins, and full LLaMA training steps", "",
              "## Kernels (LLaMA-1B down_proj shapes: m 2048, n 5461, r 64; then 32 LLaMA-60M attention matrices), "
              "median ms", "",
@@ -209,6 +250,14 @@ def markdown(kernels: list[dict], training: list[dict], batch: int, seq: int) ->
     for k in kernels:
         lines.append(f"| {k['kernel']} | {k.get('triton_ms', float('nan')):.3f} | {k['torch_ms']:.3f} | "
                      f"{k.get('speedup', float('nan')):.2f} | {k.get('max_abs_diff', float('nan')):.2e} |")
+    lines += ["", "## Orthonormalising the power iteration's Z (k, n, r): Householder QR (COSMOS's) vs CholeskyQR2 "
+              "in fp64 (not used; measured to decide), median ms", "",
+              "| k x n x r | Householder ms | CholeskyQR2 ms | Householder / CholeskyQR2 | max abs(Q^T Q - I) "
+              "Householder | CholeskyQR2 | max abs diff |", "|---|---|---|---|---|---|---|"]
+    for q in qr:
+        lines.append(f"| {q['k']} x {q['n']} x {q['r']} | {q['householder_ms']:.3f} | {q['cholesky_qr2_ms']:.3f} | "
+                     f"{q['householder_ms'] / q['cholesky_qr2_ms']:.2f} | {q['householder_orth_err']:.1e} | "
+                     f"{q['cholesky_qr2_orth_err']:.1e} | {q['max_abs_diff']:.1e} |")
     lines += ["", f"## Training step, batch {batch} x {seq} tokens, bf16 autocast, fp32 weights and state", "",
               "| model | optimizer | ms/step | optimizer ms | peak GB | state bytes |", "|---|---|---|---|---|---|"]
     for t in training:
@@ -238,16 +287,17 @@ def main(argv: list[str] | None = None):
     if args.tiny:
         args.reps, args.steps, args.batch, args.seq = 2, 2, 2, 16
     kernels = bench_kernels(args.device, args.tiny, args.reps)
+    qr = bench_qr(args.device, args.tiny, args.reps)
     training = []
     for row in bench_training(args.device, args.tiny, args.steps, args.batch, args.seq):
         training.append(row)
         if not args.tiny:  # written after every row: a run stopped at its time limit keeps what it measured
-            md = markdown(kernels, training, args.batch, args.seq)
-            path = write("gpu_cosmos", {"kernels": kernels, "training": training}, md,
+            md = markdown(kernels, qr, training, args.batch, args.seq)
+            path = write("gpu_cosmos", {"kernels": kernels, "qr": qr, "training": training}, md,
                          command=command_line("benchmarks.gpu_cosmos", argv))
     if not args.tiny:
         print(f"written: {path}")
-    return kernels, training
+    return kernels, qr, training
 
 
 if __name__ == "__main__":
