@@ -54,9 +54,10 @@ def score_bias(q: torch.Tensor, store_k, scaling: float, mask: torch.Tensor | No
     rep = Hq // H
     qf = q.float().view(B, H, rep, d)
     bias = q.new_zeros(B, H, rep, N, dtype=torch.float32)
-    for start, Qk, Pk in store_k.lowrank:  # Q [B,H,n,r], P [B,H,d,r]
-        u = torch.einsum("bhcr,bhjc->bhjr", Pk.float(), qf)
-        bias[..., start : start + Qk.shape[2]] += torch.einsum("bhtr,bhjr->bhjt", Qk.float(), u)
+    for start, Qk, Pk in store_k.lowrank:  # Q [B,H,C,n,r], P [B,H,C,d,r]: C chunks of n tokens
+        u = torch.einsum("bhgcr,bhjc->bhjgr", Pk.float(), qf)
+        span = Qk.shape[2] * Qk.shape[3]
+        bias[..., start : start + span] += torch.einsum("bhgtr,bhjgr->bhjgt", Qk.float(), u).flatten(-2)
     if store_k.out_idx is not None:
         delta = outlier_deltas(store_k).view(B, H, d, -1)  # rows are (head, channel)
         t = store_k.out_idx.long().view(B, H, 1, d * delta.shape[-1]).expand(B, H, rep, -1)
@@ -101,9 +102,10 @@ def value_terms(store_v, scores: torch.Tensor, m: torch.Tensor, d: int) -> torch
     m_safe = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
     p = torch.exp(scores - m_safe[..., None]).view(B, H, rep, N)
     out = scores.new_zeros(B, H, rep, d)
-    for start, Qv, Pv in store_v.lowrank:
-        w = torch.einsum("bhjt,bhtr->bhjr", p[..., start : start + Qv.shape[2]], Qv.float())
-        out += torch.einsum("bhjr,bhcr->bhjc", w, Pv.float())
+    for start, Qv, Pv in store_v.lowrank:  # Q [B,H,C,n,r], P [B,H,C,d,r]: C chunks of n tokens
+        C, n = Qv.shape[2], Qv.shape[3]
+        w = torch.einsum("bhjgt,bhgtr->bhjgr", p[..., start : start + C * n].unflatten(-1, (C, n)), Qv.float())
+        out += torch.einsum("bhjgr,bhgcr->bhjc", w, Pv.float())
     if store_v.out_idx is not None:
         delta = outlier_deltas(store_v)  # [B, N, M]
         ch = store_v.out_idx.long()  # channel in the H*d token vector

@@ -1,7 +1,7 @@
 """The compressed part of one layer's K or V: chunks appended over time, stored concatenated.
 
-`PackedStore` keeps the real packed state (codes, fp16 scales/mins, COO outliers, one pair of
-low-rank factors per chunk); `DenseStore` keeps the fp16 reconstruction of simulated chunks.
+`PackedStore` keeps the real packed state (codes, fp16 scales/mins, COO outliers, the low-rank
+factors of every chunk); `DenseStore` keeps the fp16 reconstruction of simulated chunks.
 Both expose ``append(chunk)``, ``materialize()`` (fp16 [B, H, N, d_H]), ``nbytes()`` (measured
 from the stored tensors), ``nominal_bits`` (the §2.7 formula) and ``map_batch(fn)``.
 """
@@ -26,7 +26,10 @@ class PackedStore:
     channel: codes [B, H·d, N·b/8], scale/mn [B, H·d, #groups], outliers [B, H·d, Σ2k] with token
       positions; a chunk's groups never cross its boundary (``group_lens`` records their sizes).
     token: codes [B, N, H·d·b/8], scale/mn [B, N, H·d/g], outliers [B, N, 2k] with channel positions.
-    lowrank: [(first token, Q [B, H, n, r], P [B, H, d_H, r])] one pair per chunk (ranks differ).
+    lowrank: [(first token, Q [B, H, C, n, r], P [B, H, C, d_H, r])]: the factors of C consecutive
+      chunks of n tokens each and the same rank r, stacked (the prompt chunk, then every decode
+      chunk in one group), so that decode attention takes one batched product per group, not one
+      per chunk.
     """
 
     def __init__(self, spec: QuantSpec, heads: int, head_dim: int):
@@ -37,7 +40,7 @@ class PackedStore:
         self.codes = self.scale = self.mn = self.out_idx = self.out_val = None
         self.group_lens: list[int] = []  # channel layout: size of each group along tokens
         self._group_index: Optional[torch.Tensor] = None  # key_group_index(), rebuilt once per appended chunk
-        self.lowrank: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.lowrank: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # see the class docstring
         self.n_tokens = 0
         self.nominal_bits = 0
 
@@ -57,9 +60,19 @@ class PackedStore:
         if self.spec.layout == "channel":
             self.group_lens += [chunk.group] * (chunk.n // chunk.group)
         if chunk.lr_q is not None:
-            self.lowrank.append((self.n_tokens, chunk.lr_q, chunk.lr_p))
+            self._append_lowrank(chunk.lr_q.unsqueeze(2), chunk.lr_p.unsqueeze(2))
         self.n_tokens += chunk.n
         self.nominal_bits += chunk.nominal_bits
+
+    def _append_lowrank(self, q: torch.Tensor, p: torch.Tensor) -> None:
+        """Stack a chunk's factors (q [B, H, 1, n, r], p [B, H, 1, d_H, r]) onto the last group when
+        that group ends where the chunk starts and has the same n and r; else open a group."""
+        if self.lowrank:
+            start, Q, P = self.lowrank[-1]
+            if Q.shape[3:] == q.shape[3:] and start + Q.shape[2] * Q.shape[3] == self.n_tokens:
+                self.lowrank[-1] = (start, torch.cat([Q, q], 2), torch.cat([P, p], 2))
+                return
+        self.lowrank.append((self.n_tokens, q, p))
 
     def _pad_outliers(self, idx, val):
         """token layout, ``outlier_count=official``: k can differ by one between chunk lengths
@@ -119,7 +132,7 @@ class PackedStore:
             return x
         x = x.float()
         for start, q, p in self.lowrank:
-            x[:, :, start : start + q.shape[2]] += q.float() @ p.float().transpose(-1, -2)
+            x[:, :, start : start + q.shape[2] * q.shape[3]] += (q.float() @ p.float().transpose(-1, -2)).flatten(2, 3)
         return x.to(dtype)
 
     def tensors(self) -> list[torch.Tensor]:

@@ -62,11 +62,12 @@ def test_paper_chunked_counts(prompt):
             compressed_at.append(t)
     # the prompt chunk right at prefill; then exactly at the steps that follow a full buffer
     assert compressed_at == [t for t in range(1, 60) if (prompt + t - 1) % n_b == 0 and prompt % n_b + t - 1 >= n_b]
-    ranks = [q.shape[-1] for _, q, _ in layer.store_k.lowrank]
+    ranks = [q.shape[-1] for _, q, _ in layer.store_k.lowrank for _ in range(q.shape[2])]  # one per chunk
     if prompt >= n_b:
         assert ranks[0] == 4 and set(ranks[1:]) == {2}  # prompt chunk: rank_prefill; decode chunks: rank_decode
-        assert layer.store_k.lowrank[0][1].shape[2] == n_b * (prompt // n_b)  # the prompt is one chunk
+        assert layer.store_k.lowrank[0][1].shape[2:4] == (1, n_b * (prompt // n_b))  # the prompt is one chunk
         assert len(ranks) == 1 + (prompt % n_b + 59 - 1) // n_b
+        assert len(layer.store_k.lowrank) == 2  # the decode chunks' factors are stacked in one group
     # (b) after flushing, the buffer holds < n_b tokens and floor((n + t) / n_b) chunks' worth is compressed
     cache = GEARCache(1, CodecSpec(QuantSpec(2, "channel", 16), QuantSpec(2, "token", 16)), buffer=n_b, rank_prefill=4, rank_decode=2)
     layer = cache.layers[0]
@@ -324,3 +325,36 @@ def test_key_group_index_is_kept_until_a_chunk_is_appended():
     assert store.key_group_index() is first and first.tolist() == [0] * 16 + [1] * 16
     store.append(compress(x[:, :, 32:40], "key", CodecSpec(QuantSpec(2, "channel", 8), codec.value), 0, None))
     assert store.key_group_index().tolist() == [0] * 16 + [1] * 16 + [2] * 8
+
+
+def test_lowrank_factors_are_stacked_per_run_of_equal_chunks():
+    """Decode attention takes one product per group of consecutive same-size, same-rank chunks; the
+    store (and fused attention over it) still equals the chunks reconstructed one by one."""
+    from kernels.gear.attention import decode_attention
+    from methods.gear.compress import compress
+    from methods.gear.store import PackedStore
+
+    torch.manual_seed(0)
+    B, H, Hq, d = 2, 2, 4, 16
+    codec = CodecSpec(QuantSpec(2, "channel", 8), QuantSpec(2, "token", 8), outlier_frac=0.05)
+    sk, sv = PackedStore(codec.key, H, d), PackedStore(codec.value, H, d)
+    keys, values = [], []
+    for n, r in [(32, 4), (16, 2), (16, 2), (16, 0), (16, 2), (8, 2)]:  # a rank-0 chunk breaks the run
+        k, v = torch.randn(B, H, n, d).half(), torch.randn(B, H, n, d).half()
+        ck, cv = compress(k, "key", codec, r, torch.rand(d, r)), compress(v, "value", codec, r, torch.rand(d, r))
+        sk.append(ck)
+        sv.append(cv)
+        keys.append(ck.materialize())
+        values.append(cv.materialize())
+    groups = [(start, q.shape[2], q.shape[3], q.shape[4]) for start, q, _ in sk.lowrank]
+    assert groups == [(0, 1, 32, 4), (32, 2, 16, 2), (80, 1, 16, 2), (96, 1, 8, 2)]  # (first token, C, n, r)
+    K, V = torch.cat(keys, 2), torch.cat(values, 2)
+    for store, dense in ((sk, K), (sv, V)):
+        torch.testing.assert_close(store.materialize().float(), dense.float(), rtol=1e-3, atol=1e-3)  # fp16 ulp
+    q = torch.randn(B, Hq, d)
+    bk, bv = torch.randn(B, H, 3, d).half(), torch.randn(B, H, 3, d).half()
+    got = decode_attention(q, sk, sv, bk, bv, d**-0.5)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q[:, :, None], torch.cat([K, bk], 2).float().repeat_interleave(2, 1),
+        torch.cat([V, bv], 2).float().repeat_interleave(2, 1), scale=d**-0.5)[:, :, 0]
+    assert (got - ref).abs().max() < 2e-3  # the chunks' own fp16 reconstructions, attended densely
