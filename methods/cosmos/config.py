@@ -60,7 +60,7 @@ class Cosmos(OptimizerMethod):
         checks.one_of("method.backend", self.backend, BACKENDS)
 
     def build_optimizer(self, model):
-        from methods.cosmos.optimizer import COSMOS
+        from methods.cosmos.optimizer import COSMOS, RankError
         from reprolab.params import decay_groups, matrix_branch_groups
 
         if self.routing == "name":
@@ -68,6 +68,11 @@ class Cosmos(OptimizerMethod):
                                           {"weight_decay": self.weight_decay})
         else:
             groups = decay_groups(model, self.weight_decay)
-        return COSMOS(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay,
-                      lr_ratio=self.lr_ratio, gamma=self.gamma, rank=self.rank, nesterov=self.nesterov,
-                      ns_steps=self.ns_steps, parity=self.parity, ns_dtype=self.ns_dtype, backend=self.backend)
+        try:
+            return COSMOS(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay,
+                          lr_ratio=self.lr_ratio, gamma=self.gamma, rank=self.rank, nesterov=self.nesterov,
+                          ns_steps=self.ns_steps, parity=self.parity, ns_dtype=self.ns_dtype, backend=self.backend)
+        except RankError as e:
+            raise checks.ConfigError(
+                f"method.rank={self.rank} is larger than the smaller side of a hidden matrix of this model "
+                f"({e.limit}): set method.rank to at most {e.limit}.") from e

@@ -81,6 +81,14 @@ def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.
         return solve(gram.double()).to(gram.dtype).contiguous()
 
 
+class RankError(ValueError):
+    """``rank`` exceeds min(m, n) of a matrix-branch tensor; ``limit`` is the largest rank that fits."""
+
+    def __init__(self, message: str, limit: int):
+        super().__init__(message)
+        self.limit = limit
+
+
 class COSMOS(HybridOptimizer):
     """COSMOS optimizer (arXiv:2502.17410); the update is in the module docstring.
 
@@ -139,10 +147,12 @@ class COSMOS(HybridOptimizer):
             if p.dim() != 2:
                 raise ValueError(f"{where}: use_cosmos=True needs 2-D tensors, got shape {tuple(p.shape)}; "
                                  "put it in a group with use_cosmos=False (AdamW branch).")
-            if rank > min(p.shape):
-                raise ValueError(f"{where}: rank={rank} is larger than min(m, n)={min(p.shape)} for a parameter of "
-                                 f"shape {tuple(p.shape)}; lower rank to at most {min(p.shape)}, or send this tensor "
-                                 "to the AdamW branch (a group with use_cosmos=False).")
+        smallest = min(group["params"], key=lambda p: min(p.shape), default=None)
+        if smallest is not None and rank > min(smallest.shape):
+            limit = min(smallest.shape)
+            raise RankError(f"{where}: rank={rank} is larger than min(m, n)={limit} for a parameter of shape "
+                            f"{tuple(smallest.shape)}; lower rank to at most {limit}, or send the smaller tensors "
+                            "to the AdamW branch (a group with use_cosmos=False).", limit)
 
     def _aux_steps(self, items, group):
         parity = group["parity"]
