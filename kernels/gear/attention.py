@@ -39,7 +39,7 @@ def backbone_at(store, pos: torch.Tensor) -> torch.Tensor:
         col = store.key_group_index()[pos]
     else:
         col = pos // (store.codes.shape[-1] * per // store.scale.shape[-1])
-    return code * store.scale.float().gather(-1, col) + store.mn.float().gather(-1, col)
+    return code * store.scale.gather(-1, col).float() + store.mn.gather(-1, col).float()  # gather, then widen
 
 
 def outlier_deltas(store) -> torch.Tensor:
