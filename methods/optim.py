@@ -219,7 +219,7 @@ def packed_state(states: list[dict], key: str) -> torch.Tensor:
     it. A checkpoint still holds one tensor per parameter and key (views, saved with their storage)."""
     tensors = [s[key] for s in states]
     t0 = tensors[0]
-    if len(tensors) == 1:
+    if len(tensors) == 1 and t0.is_contiguous():
         return t0.unsqueeze(0)
     step = t0.numel() * t0.element_size()
     # consecutive slices inside t0's storage: no other live storage can hold the later ones
