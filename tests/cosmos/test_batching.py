@@ -136,6 +136,17 @@ def test_packed_state_views_consecutive_slices_and_stacks_anything_else():
     packed = packed_state(shuffled, "m")
     assert torch.equal(packed, torch.stack([base[1], base[0]]))
     assert shuffled[0]["m"].data_ptr() == packed.data_ptr() and packed.data_ptr() != base.data_ptr()
+    lone = [{"m": base[2]}]  # a single contiguous tensor: viewed
+    assert packed_state(lone, "m").data_ptr() == base[2].data_ptr()
+    strided = [{"m": base[0].mT}]  # a single non-contiguous one: stacked (contiguous), the state re-pointed
+    packed = packed_state(strided, "m")
+    assert packed.is_contiguous() and torch.equal(packed[0], base[0].mT)
+    assert strided[0]["m"].data_ptr() == packed.data_ptr()
+    tail = [{"m": t} for t in base[1:]]  # consecutive slices that start inside the storage: viewed
+    assert packed_state(tail, "m").data_ptr() == base[1].data_ptr()
+    past_end = [{"m": base[2]}, {"m": torch.zeros(2, 4)}]  # would reach beyond base's storage: stacked
+    assert torch.equal(packed_state(past_end, "m")[1], torch.zeros(2, 4))
+    assert past_end[0]["m"].data_ptr() != base[2].data_ptr()
 
 
 def test_same_shape_batches_split_by_shape_then_size():
