@@ -147,6 +147,10 @@ def test_packed_state_views_consecutive_slices_and_stacks_anything_else():
     past_end = [{"m": base[2]}, {"m": torch.zeros(2, 4)}]  # would reach beyond base's storage: stacked
     assert torch.equal(packed_state(past_end, "m")[1], torch.zeros(2, 4))
     assert past_end[0]["m"].data_ptr() != base[2].data_ptr()
+    memory = bytearray(64)  # two storages that sit side by side in memory: not one batch to view
+    adjacent = [{"m": torch.frombuffer(memory, dtype=torch.float32, count=8, offset=32 * i).view(2, 4)} for i in range(2)]
+    assert adjacent[1]["m"].data_ptr() == adjacent[0]["m"].data_ptr() + 32
+    assert packed_state(adjacent, "m").shape == (2, 2, 4)  # stacked
 
 
 def test_same_shape_batches_split_by_shape_then_size():
