@@ -100,24 +100,17 @@ def bench_kernels(device: str, tiny: bool, reps: int) -> list[dict]:
 
 # Orthonormalisation of COSMOS's power-iteration output Z (k, n, r) in the batches a LLaMA-130M step
 # forms (48 attention matrices and 12 + 12 gate/up projections with n = 768, 12 down projections with
-# n = 2048; r = 64): Householder QR, what COSMOS runs (56% of its GPU time in the first profile, 3
-# host syncs per matrix there), against CholeskyQR2 with fp64 Gram matrices and solves, an
-# alternative measured here to decide on, not used by the optimizer. The same Q in exact arithmetic
-# up to column signs (COSMOS's update does not depend on them); Z's singular values span 1 to 1e-3.
+# n = 2048; r = 64): Householder QR, COSMOS's default (56% of its GPU time in the first profile, 3
+# host syncs per matrix there), against `methods.cosmos.optimizer.cholesky_qr2` (COSMOS's
+# qr="cholesky_qr2", with its orthonormality check), to decide on the default for CUDA. The same Q
+# in exact arithmetic up to column signs (COSMOS's update does not depend on them); Z's singular
+# values span 1 to 1e-3.
 QR_BATCHES = ((48, 768), (12, 768), (12, 2048))
 
 
-def cholesky_qr2(Z: torch.Tensor) -> torch.Tensor:
-    """Q of Z = QR (k, n, r) by two Cholesky QR passes in fp64 (orthonormal to fp64 rounding for
-    cond(Z) up to about 1e8; NaN where Z is rank-deficient, where Householder QR still works)."""
-    Q = Z.double()
-    for _ in range(2):
-        L = torch.linalg.cholesky_ex(Q.mT @ Q).L
-        Q = torch.linalg.solve_triangular(L.mT, Q, upper=True, left=False)
-    return Q.to(Z.dtype)
-
-
 def bench_qr(device: str, tiny: bool, reps: int) -> list[dict]:
+    from methods.cosmos.optimizer import cholesky_qr2
+
     timer = Timer(device)
     g = torch.Generator(device="cpu").manual_seed(1)
     rows = []
@@ -138,23 +131,24 @@ def bench_qr(device: str, tiny: bool, reps: int) -> list[dict]:
     return rows
 
 
-# Rows of the training table: name -> (optimizer, kernel backend). None is the default (auto:
+# Rows of the training table: name -> (optimizer, options). backend None is the default (auto:
 # Triton Newton-Schulz, cuBLAS for the rest); "triton" puts every kernel on Triton, "torch" none.
-OPTIMIZERS = {"AdamW": ("AdamW", None), "Muon": ("Muon", None), "Muon (twin NS)": ("Muon", "torch"),
-              "SOAP": ("SOAP", None), "COSMOS": ("COSMOS", None), "COSMOS (all Triton)": ("COSMOS", "triton"),
-              "COSMOS (all twins)": ("COSMOS", "torch")}
+OPTIMIZERS = {"AdamW": ("AdamW", {}), "Muon": ("Muon", {}), "Muon (twin NS)": ("Muon", {"backend": "torch"}),
+              "SOAP": ("SOAP", {}), "COSMOS": ("COSMOS", {}), "COSMOS (all Triton)": ("COSMOS", {"backend": "triton"}),
+              "COSMOS (all twins)": ("COSMOS", {"backend": "torch"}),
+              "COSMOS (CholeskyQR2)": ("COSMOS", {"qr": "cholesky_qr2"})}
 
 
 def make_optimizer(row: str, model):
     from reprolab.params import decay_groups, matrix_branch_groups
 
-    name, backend = OPTIMIZERS[row]
+    name, options = OPTIMIZERS[row]
     if name == "AdamW":
         return torch.optim.AdamW(decay_groups(model, 0.0), lr=1e-3, betas=(0.9, 0.95))
     if name == "Muon":
         from methods.muon import Muon
 
-        return Muon(matrix_branch_groups(model, "use_muon", {}, {"lr": 1e-3}), lr=0.02, backend=backend)
+        return Muon(matrix_branch_groups(model, "use_muon", {}, {"lr": 1e-3}), lr=0.02, **options)
     if name == "SOAP":
         from methods.soap import SOAP
 
@@ -162,10 +156,10 @@ def make_optimizer(row: str, model):
     from methods.cosmos import COSMOS
 
     groups = matrix_branch_groups(model, "use_cosmos", {}, {})
-    return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]), backend=backend)
+    return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]), **options)
 
 
-PROFILED = ("Muon", "SOAP", "COSMOS")  # one optimizer step of each is profiled on the largest model
+PROFILED = ("Muon", "SOAP", "COSMOS", "COSMOS (CholeskyQR2)")  # one step of each profiled on the largest model
 
 
 def profile_step(opt, backward, device: str) -> dict:
@@ -196,8 +190,8 @@ def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int):
     models = {"tiny": TINY_MODEL} if tiny else MODELS
     vocab = 256 if tiny else 32000
     for model_name, sizes in models.items():
-        for opt_name, (_, backend) in OPTIMIZERS.items():
-            if backend == "triton" and not device.startswith("cuda"):
+        for opt_name, (_, options) in OPTIMIZERS.items():
+            if options.get("backend") == "triton" and not device.startswith("cuda"):
                 continue  # compiled Triton needs a GPU (the CPU smoke test runs the twins)
             torch.manual_seed(0)
             model = CausalLM(**sizes, vocab_size=vocab).build().to(device)

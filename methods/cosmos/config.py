@@ -11,6 +11,7 @@ NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 o
 
 ROUTINGS = ("name", "shape")
 BACKENDS = (None, "torch", "triton")
+QR_METHODS = ("householder", "cholesky_qr2")  # the power iteration's orthonormalisation (COSMOS's ``qr``)
 
 
 @schema("method", "cosmos")
@@ -28,6 +29,8 @@ class Cosmos(OptimizerMethod):
     parity: reproduce the official code's quirks (AdamW-branch momentum 0.1, nesterov=false
       without momentum, no vanishing-residual guard).
     backend: None (auto: Triton Newton-Schulz on CUDA, `kernels.cosmos`), ``torch`` or ``triton`` (every kernel).
+    qr: the power iteration's orthonormalisation, ``householder`` (official) or ``cholesky_qr2``
+      (same basis up to column signs; see `methods.cosmos.optimizer.cholesky_qr2`).
     Defaults: the official README (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2, gamma 0.2, rank 64);
     weight_decay 0 as in the paper's LLaMA runs (cosmos.md §8.4; README 0.1).
     """
@@ -45,6 +48,7 @@ class Cosmos(OptimizerMethod):
     routing: str = "name"
     ns_dtype: str = "auto"
     backend: Optional[str] = None
+    qr: str = "householder"
 
     def __post_init__(self):
         checks.positive("method.lr", self.lr)
@@ -58,6 +62,7 @@ class Cosmos(OptimizerMethod):
         checks.one_of("method.routing", self.routing, ROUTINGS)
         checks.one_of("method.ns_dtype", self.ns_dtype, NS_DTYPES)
         checks.one_of("method.backend", self.backend, BACKENDS)
+        checks.one_of("method.qr", self.qr, QR_METHODS)
 
     def build_optimizer(self, model):
         from methods.cosmos.optimizer import COSMOS, RankError
@@ -71,7 +76,8 @@ class Cosmos(OptimizerMethod):
         try:
             return COSMOS(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay,
                           lr_ratio=self.lr_ratio, gamma=self.gamma, rank=self.rank, nesterov=self.nesterov,
-                          ns_steps=self.ns_steps, parity=self.parity, ns_dtype=self.ns_dtype, backend=self.backend)
+                          ns_steps=self.ns_steps, parity=self.parity, ns_dtype=self.ns_dtype, backend=self.backend,
+                          qr=self.qr)
         except RankError as e:
             raise checks.ConfigError(
                 f"method.rank={self.rank} is larger than the smaller side of a hidden matrix of this model "

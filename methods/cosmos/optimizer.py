@@ -55,6 +55,7 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
+from methods.cosmos.config import QR_METHODS
 from methods.optim import (HybridOptimizer, adamw_, check_newton_schulz, init_packed, packed_state,
                           same_shape_batches, stack)
 
@@ -79,6 +80,37 @@ def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.
         return solve(gram).contiguous()
     except RuntimeError:
         return solve(gram.double()).to(gram.dtype).contiguous()
+
+
+ORTHONORMAL_TOL = 1e-6  # max |Q^T Q - I| (in fp64) accepted from CholeskyQR2 before falling back
+
+
+def cholesky_qr2(Z: torch.Tensor) -> torch.Tensor | None:
+    """Q of the thin QR Z = QR, (n, r) or a batch (k, n, r), by two Cholesky QR passes with fp64 Gram
+    matrices and solves: GEMMs and an r x r factorisation per pass, no Householder panels (a
+    candidate for GPUs, where batched QR runs per matrix; benchmarks.gpu_cosmos times both). The
+    same Q as Householder QR in exact arithmetic up to column signs (R's diagonal is positive
+    here). None when Z is too ill-conditioned for it (a failed factorisation, or Q not orthonormal
+    to ``ORTHONORMAL_TOL``: e.g. Z rank-deficient, as for a matrix whose gradients were zero); one
+    host sync for that check.
+    """
+    Q = Z.double()
+    for _ in range(2):
+        L = torch.linalg.cholesky_ex(Q.mT @ Q).L
+        Q = torch.linalg.solve_triangular(L.mT, Q, upper=True, left=False)
+    eye = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
+    ok = torch.isfinite(Q).all() & ((Q.mT @ Q - eye).abs().amax() < ORTHONORMAL_TOL)
+    return Q.to(Z.dtype) if ok else None
+
+
+def orthonormal_basis(Z: torch.Tensor, method: str = "householder") -> torch.Tensor:
+    """Q of the thin QR of Z (n, r) or of each matrix of a batch (k, n, r): Householder QR
+    (`torch.linalg.qr`, as the official code), or ``cholesky_qr2`` with Householder as its fallback."""
+    if method == "cholesky_qr2":
+        Q = cholesky_qr2(Z)
+        if Q is not None:
+            return Q
+    return torch.linalg.qr(Z, mode="reduced").Q
 
 
 class RankError(ValueError):
@@ -110,6 +142,10 @@ class COSMOS(HybridOptimizer):
             code, fp32 on CPU (`kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
         parity: reproduce the official code's quirks (module docstring).
         backend: kernels for the hot GEMMs: None (auto, see `kernels.cosmos`), "torch", "triton".
+        qr: the power iteration's orthonormalisation: "householder" (`torch.linalg.qr`, the official
+            code's) or "cholesky_qr2" (`cholesky_qr2`, falling back to Householder where it cannot
+            serve): the same basis up to column signs, which the update does not depend on. On this
+            repo's CPU CholeskyQR2 is 1.5-2.5x slower; on a GPU it is not measured yet.
 
     Defaults are the official README's recommendation (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2,
     gamma 0.2, rank 64), with weight_decay 0 as in the paper's LLaMA runs (README: 0.1). The
@@ -121,10 +157,10 @@ class COSMOS(HybridOptimizer):
     def __init__(self, params, lr: float = 2e-3, betas=(0.95, 0.95), eps: float = 1e-8, weight_decay: float = 0.0,
                  *, lr_ratio: float = 0.2, gamma: float = 0.2, rank: int = 64, nesterov: bool = True,
                  ns_steps: int = 5, ns_dtype: torch.dtype | str | None = None, parity: bool = False,
-                 backend: str | None = None):
+                 backend: str | None = None, qr: str = "householder"):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, lr_ratio=lr_ratio, gamma=gamma,
                         rank=rank, nesterov=nesterov, ns_steps=ns_steps, ns_dtype=ns_dtype, parity=parity,
-                        backend=backend)
+                        backend=backend, qr=qr)
         super().__init__(params, defaults)
 
     def default_route(self, p: torch.Tensor) -> bool:
@@ -143,6 +179,8 @@ class COSMOS(HybridOptimizer):
         if not (isinstance(group["gamma"], (int, float)) and group["gamma"] >= 0):
             raise ValueError(f"{where}: gamma={group['gamma']!r} must be >= 0 (default 0.2).")
         check_newton_schulz(where, group)
+        if group["qr"] not in QR_METHODS:
+            raise ValueError(f"{where}: qr={group['qr']!r} is not one of {QR_METHODS}.")
         for p in group["params"]:
             if p.dim() != 2:
                 raise ValueError(f"{where}: use_cosmos=True needs 2-D tensors, got shape {tuple(p.shape)}; "
@@ -189,7 +227,7 @@ class COSMOS(HybridOptimizer):
         else:
             Zt = gemm_epilogue(torch.bmm(G, U_old).mT, G, alpha=1 - beta2, c=torch.bmm(U_old, S_old).mT, beta=beta2,
                                backend=backend)
-            U = torch.linalg.qr(Zt.mT, mode="reduced").Q
+            U = orthonormal_basis(Zt.mT, group["qr"])
 
         # Momentum, the Nesterov mix, projections and the second moment, in one pass over G.
         b1 = (1 - beta1**t) / (1 - beta1)

@@ -155,6 +155,61 @@ def test_update_invariant_to_basis_column_signs():
     assert (d1 - d2).norm() <= 1e-5 * d1.norm()
 
 
+# ---- the QR of the power iteration: Householder (default) or CholeskyQR2 -----------------------
+def test_cholesky_qr2_is_the_qr_factor_up_to_column_signs():
+    from methods.cosmos.optimizer import cholesky_qr2
+
+    left = torch.linalg.qr(_g(3, 40, 6, seed=1)).Q
+    Z = left * torch.logspace(0, -4, 6) @ torch.linalg.qr(_g(3, 6, 6, seed=2)).Q  # cond 1e4, a batch of 3
+    Q, house = cholesky_qr2(Z), torch.linalg.qr(Z).Q
+    R = Q.mT @ Z  # upper triangular with a positive diagonal: Q is the QR factor, not just a basis
+    assert torch.allclose(Q.mT @ Q, torch.eye(6).expand(3, 6, 6), atol=1e-6)
+    assert R.tril(-1).abs().max() < 1e-6 * R.abs().max() and (R.diagonal(dim1=-2, dim2=-1) > 0).all()
+    signs = torch.sign((Q * house).sum(-2, keepdim=True))
+    assert (Q - house * signs).abs().max() < 1e-3  # fp32 Householder's own error at cond 1e4
+    deficient = Z.clone()
+    deficient[1, :, 5] = deficient[1, :, 4]  # one rank-deficient matrix in the batch: no CholeskyQR2 basis
+    assert cholesky_qr2(deficient) is None and cholesky_qr2(torch.zeros(40, 6)) is None
+
+
+def test_cholesky_qr2_steps_like_householder_and_falls_back_where_it_cannot_serve(monkeypatch):
+    """Same updates as Householder (the basis's column signs aside, which the update ignores), also
+    for a matrix whose gradients have rank 2 < r (Z numerically rank-deficient: either basis spans
+    the gradients' row space plus rounding-chosen directions that the update does not see; whether
+    CholeskyQR2 declines there is up to rounding). A matrix with zero gradients has Z = 0:
+    CholeskyQR2 declines and Householder's basis is used (counted), with no NaN."""
+    householder_calls = []
+    qr = torch.linalg.qr
+    monkeypatch.setattr(torch.linalg, "qr", lambda *a, **k: householder_calls.append(1) or qr(*a, **k))
+    a, b = _g(40, 2, seed=7).double(), _g(2, 24, seed=8).double()
+    shapes = ((48, 32), (40, 24), (36, 20))  # distinct shapes: three batches, each its own QR call
+    ws = {name: [torch.nn.Parameter(_g(*shape).double()) for shape in shapes]
+          for name in ("householder", "cholesky_qr2")}
+    opts = {name: COSMOS(ws[name], rank=4, lr=1e-2, qr=name) for name in ws}
+    for t in range(8):
+        for name in ws:
+            ws[name][0].grad = _low_rank_grad(seed=t).double()
+            ws[name][1].grad = a @ b * (1 + t)  # rank 2
+            ws[name][2].grad = torch.zeros(36, 20, dtype=torch.float64)
+            before = len(householder_calls)
+            opts[name].step()
+            if name == "cholesky_qr2" and t > 0:
+                assert len(householder_calls) >= before + 1  # the zero-gradient matrix's fallback at least
+    # rank 2: the rounding-chosen directions reach the update through V's eps regime, at ~1e-8
+    for h, c, tol in zip(ws["householder"], ws["cholesky_qr2"], (1e-10, 1e-6, 0.0)):
+        assert torch.isfinite(c).all() and (h - c).abs().max() <= tol
+
+
+def test_qr_option_is_validated():
+    from methods.cosmos.config import Cosmos
+    from reprolab.checks import ConfigError
+
+    with pytest.raises(ValueError, match=r"qr='lq' is not one of \('householder', 'cholesky_qr2'\)"):
+        COSMOS([torch.nn.Parameter(_g(8, 8))], rank=2, qr="lq")
+    with pytest.raises(ConfigError, match="method.qr"):
+        Cosmos(qr="lq")
+
+
 # ---- 8. gamma = 0 ----------------------------------------------------------------------------
 def test_gamma_zero_is_rank_r_adaptive_step():
     w = torch.nn.Parameter(_g(48, 32))

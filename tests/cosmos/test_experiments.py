@@ -114,7 +114,8 @@ def test_gpu_benchmark_cpu_smoke():
     assert len(kernels) == 7  # five LLaMA-1B kernels, then batched vs one-call-each Newton-Schulz
     (row,) = qr  # the same Q up to column signs, both orthonormal
     assert row["max_abs_diff"] < 1e-4 and row["householder_orth_err"] < 1e-5 and row["cholesky_qr2_orth_err"] < 1e-5
-    twins = {"AdamW", "Muon", "Muon (twin NS)", "SOAP", "COSMOS", "COSMOS (all twins)"}  # no compiled Triton on CPU
+    twins = {"AdamW", "Muon", "Muon (twin NS)", "SOAP", "COSMOS", "COSMOS (all twins)",
+             "COSMOS (CholeskyQR2)"}  # no compiled Triton on CPU
     assert {t["optimizer"] for t in training} == twins
 
 
