@@ -56,3 +56,23 @@ def write(name: str, numbers: dict, markdown: str, command: str | None = None) -
     path = RESULTS / f"{name}.md"
     atomic_write(path, provenance_markdown(prov) + markdown)
     return path
+
+
+def profile_once(fn, cuda: bool, rows: int = 12) -> dict:
+    """Run ``fn()`` once under torch.profiler: its GPU operations (kernels, copies, memsets; CUDA
+    only), their GPU time, and the top ops by self CPU time as a table."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    if cuda:
+        torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+    events = prof.key_averages()
+    # not the user annotations (e.g. an optimizer step's), whose GPU span would count the work again
+    gpu = [e for e in events if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
+    return {"gpu_ops": sum(e.count for e in gpu), "device_ms": sum(e.self_device_time_total for e in gpu) / 1000,
+            "table": events.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=48)}

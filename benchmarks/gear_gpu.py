@@ -80,11 +80,13 @@ CACHES = ("fp16", "KIVI-2", "GEAR-L", "GEAR")
 def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, batches=(1, 8, 32), prompt=1000, new=500,
            dtype=torch.float16, caches=CACHES):
     """Yields one row per (batch, cache), batch-major, caches in the order given: a run cut short
-    still compares every cache at the batches it reached."""
+    still compares every cache at the batches it reached. Each row splits off the prefill's time;
+    at the last batch one more decode step (after the timed ones) is profiled."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
     from methods.gear import GEAR
     from methods.kivi import KIVI
+    from benchmarks.common import profile_once
     from runners.generate.decode import Stepper, kv_stats
 
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
@@ -113,6 +115,9 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
                 cache = DynamicCache(config=cfg) if m is None else m.make_cache(cfg)
                 with torch.no_grad():
                     s = Stepper(model, cache, ids, torch.ones_like(ids))
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    prefill = time.perf_counter() - t0
                     for _ in range(new - 1):
                         s.step(s.logits.argmax(-1))
                 if device.type == "cuda":
@@ -120,7 +125,12 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
                     row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 sec = time.perf_counter() - t0
                 measured, nominal, fp16 = kv_stats(cache)
-                row.update(tokens_per_s=B * new / sec, seconds=sec, kv_gb=measured / 2**30, kv_fraction=measured / fp16)
+                row.update(tokens_per_s=B * new / sec, seconds=sec, prefill_s=prefill,
+                           decode_tokens_per_s=B * (new - 1) / (sec - prefill), kv_gb=measured / 2**30,
+                           kv_fraction=measured / fp16)
+                if B == batches[-1]:
+                    with torch.no_grad():
+                        row["profile"] = profile_once(lambda: s.step(s.logits.argmax(-1)), device.type == "cuda")
                 del cache, s
             except torch.cuda.OutOfMemoryError:
                 row["error"] = "out of memory"
@@ -160,13 +170,21 @@ def markdown(k: dict, rows: list[dict], args) -> str:
           f"vs Triton {k['quant_triton_s'] * 1e3:.3f} ms (codes equal: {k['quant_codes_equal']}); decode attention twin "
           f"{k['attn_twin_s'] * 1e3:.3f} ms vs Triton {k['attn_triton_s'] * 1e3:.3f} ms (max |diff| {k['attn_max_diff']:.2e}).", "",
           f"Decode: random-init LLaMA-7B shape ({args.layers} layers), prompt {args.prompt}, {args.new} new tokens, fp16.", "",
-          "| cache | batch | tokens/s | peak memory (GiB) | KV (GiB) | KV / fp16 |", "|---|---|---|---|---|---|"]
+          "| cache | batch | tokens/s | prefill s | decode tokens/s | peak memory (GiB) | KV (GiB) | KV / fp16 |",
+          "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            md.append(f"| {r['cache']} | {r['batch']} | {r['error']} | | | |")
+            md.append(f"| {r['cache']} | {r['batch']} | {r['error']} | | | | | |")
         else:
-            md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
+            md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r.get('prefill_s', float('nan')):.2f} | "
+                      f"{r.get('decode_tokens_per_s', float('nan')):.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
                       f"{r['kv_fraction']:.3f} |")
+    for r in rows:
+        if "profile" in r:
+            prof = r["profile"]
+            md += ["", f"## Profile of one decode step after the timed ones: {r['cache']}, batch {r['batch']}: "
+                   f"{prof['gpu_ops']} GPU operations, {prof['device_ms']:.1f} ms of GPU time", "", "```",
+                   prof["table"].rstrip(), "```"]
     return "\n".join(md)
 
 

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from benchmarks.common import command_line, write
+from benchmarks.common import command_line, profile_once, write
 from reprolab.params import optimizer_state_bytes
 
 MODELS = {"llama_60m": dict(hidden_size=512, intermediate_size=1376, num_layers=8, num_heads=8),
@@ -164,23 +164,8 @@ PROFILED = ("Muon", "SOAP", "COSMOS", "COSMOS (CholeskyQR2)")  # one step of eac
 
 def profile_step(opt, backward, device: str) -> dict:
     """One optimizer step under torch.profiler: kernel launches, host and device time, top ops."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
-    cuda = device.startswith("cuda")
     backward()
-    if cuda:
-        torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
-        opt.step()
-        if cuda:
-            torch.cuda.synchronize()
-    events = prof.key_averages()
-    # GPU work: kernels, copies and memsets; not the step's own annotation, whose span on the GPU
-    # timeline would count the whole step again (what the table's "Self CUDA time total" also skips)
-    gpu = [e for e in events if e.device_type == DeviceType.CUDA and not e.is_user_annotation]
-    return {"gpu_ops": sum(e.count for e in gpu), "device_ms": sum(e.self_device_time_total for e in gpu) / 1000,
-            "table": events.table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=48)}
+    return profile_once(opt.step, device.startswith("cuda"))
 
 
 def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int):

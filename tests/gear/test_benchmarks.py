@@ -11,7 +11,8 @@ def test_gpu_benchmark_decode_path_runs_on_cpu():
                        new=5, dtype=torch.float32))
     caches = ["fp16", "KIVI-2", "GEAR-L", "GEAR"]
     assert [(r["batch"], r["cache"]) for r in rows] == [(b, c) for b in (2, 1) for c in caches]  # batch-major
-    assert all(r["tokens_per_s"] > 0 for r in rows)
+    assert all(r["tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0 and r["prefill_s"] > 0 for r in rows)
+    assert [r["batch"] for r in rows if "profile" in r] == [1] * 4  # one profiled step per cache at the last batch
     for r in rows:  # fp32 model: its DynamicCache holds twice the fp16 bytes; every compressed cache holds less than fp16
         assert r["kv_fraction"] == 2.0 if r["cache"] == "fp16" else r["kv_fraction"] < 2.0, r
 
