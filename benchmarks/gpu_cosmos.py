@@ -101,15 +101,15 @@ def bench_kernels(device: str, tiny: bool, reps: int) -> list[dict]:
 # Orthonormalisation of COSMOS's power-iteration output Z (k, n, r) in the batches a LLaMA-130M step
 # forms (48 attention matrices and 12 + 12 gate/up projections with n = 768, 12 down projections with
 # n = 2048; r = 64): Householder QR, COSMOS's default (56% of its GPU time in the first profile, 3
-# host syncs per matrix there), against `methods.cosmos.optimizer.cholesky_qr2` (COSMOS's
-# qr="cholesky_qr2", with its orthonormality check), to decide on the default for CUDA. The same Q
+# host syncs per matrix there), against `methods.linalg.cholesky_qr2` (with its orthonormality
+# check; COSMOS's qr="auto" runs it on CUDA since this file's next run, unmeasured yet). The same Q
 # in exact arithmetic up to column signs (COSMOS's update does not depend on them); Z's singular
 # values span 1 to 1e-3.
 QR_BATCHES = ((48, 768), (12, 768), (12, 2048))
 
 
 def bench_qr(device: str, tiny: bool, reps: int) -> list[dict]:
-    from methods.cosmos.optimizer import cholesky_qr2
+    from methods.linalg import cholesky_qr2
 
     timer = Timer(device)
     g = torch.Generator(device="cpu").manual_seed(1)
@@ -136,7 +136,7 @@ def bench_qr(device: str, tiny: bool, reps: int) -> list[dict]:
 OPTIMIZERS = {"AdamW": ("AdamW", {}), "Muon": ("Muon", {}), "Muon (twin NS)": ("Muon", {"backend": "torch"}),
               "SOAP": ("SOAP", {}), "COSMOS": ("COSMOS", {}), "COSMOS (all Triton)": ("COSMOS", {"backend": "triton"}),
               "COSMOS (all twins)": ("COSMOS", {"backend": "torch"}),
-              "COSMOS (CholeskyQR2)": ("COSMOS", {"qr": "cholesky_qr2"})}
+              "COSMOS (Householder QR)": ("COSMOS", {"qr": "householder"})}
 
 
 def make_optimizer(row: str, model):
@@ -159,7 +159,7 @@ def make_optimizer(row: str, model):
     return COSMOS(groups, lr=2e-3, rank=min([64] + [min(p.shape) for p in groups[0]["params"]]), **options)
 
 
-PROFILED = ("Muon", "SOAP", "COSMOS", "COSMOS (CholeskyQR2)")  # one step of each profiled on the largest model
+PROFILED = ("Muon", "SOAP", "COSMOS", "COSMOS (Householder QR)")  # one step of each profiled on the largest model
 
 
 def profile_step(opt, backward, device: str) -> dict:
@@ -229,8 +229,8 @@ def markdown(kernels: list[dict], qr: list[dict], training: list[dict], batch: i
     for k in kernels:
         lines.append(f"| {k['kernel']} | {k.get('triton_ms', float('nan')):.3f} | {k['torch_ms']:.3f} | "
                      f"{k.get('speedup', float('nan')):.2f} | {k.get('max_abs_diff', float('nan')):.2e} |")
-    lines += ["", "## Orthonormalising the power iteration's Z (k, n, r): Householder QR (COSMOS's) vs CholeskyQR2 "
-              "in fp64 (not used; measured to decide), median ms", "",
+    lines += ["", "## Orthonormalising the power iteration's Z (k, n, r): Householder QR vs CholeskyQR2 in fp64 "
+              "(COSMOS's qr=auto on CUDA), median ms", "",
               "| k x n x r | Householder ms | CholeskyQR2 ms | Householder / CholeskyQR2 | max abs(Q^T Q - I) "
               "Householder | CholeskyQR2 | max abs diff |", "|---|---|---|---|---|---|---|"]
     for q in qr:

@@ -11,7 +11,6 @@ NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 o
 
 ROUTINGS = ("name", "shape")
 BACKENDS = (None, "torch", "triton")
-QR_METHODS = ("householder", "cholesky_qr2")  # the power iteration's orthonormalisation (COSMOS's ``qr``)
 
 
 @schema("method", "cosmos")
@@ -29,8 +28,9 @@ class Cosmos(OptimizerMethod):
     parity: reproduce the official code's quirks (AdamW-branch momentum 0.1, nesterov=false
       without momentum, no vanishing-residual guard).
     backend: None (auto: Triton Newton-Schulz on CUDA, `kernels.cosmos`), ``torch`` or ``triton`` (every kernel).
-    qr: the power iteration's orthonormalisation, ``householder`` (official) or ``cholesky_qr2``
-      (same basis up to column signs; see `methods.cosmos.optimizer.cholesky_qr2`).
+    qr: the power iteration's orthonormalisation: ``auto`` (CholeskyQR2 on CUDA, Householder on the
+      CPU), ``householder`` (official) or ``cholesky_qr2``; the same basis up to column signs
+      (`methods.linalg`).
     Defaults: the official README (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2, gamma 0.2, rank 64);
     weight_decay 0 as in the paper's LLaMA runs (cosmos.md §8.4; README 0.1).
     """
@@ -48,7 +48,7 @@ class Cosmos(OptimizerMethod):
     routing: str = "name"
     ns_dtype: str = "auto"
     backend: Optional[str] = None
-    qr: str = "householder"
+    qr: str = "auto"
 
     def __post_init__(self):
         checks.positive("method.lr", self.lr)
@@ -62,7 +62,7 @@ class Cosmos(OptimizerMethod):
         checks.one_of("method.routing", self.routing, ROUTINGS)
         checks.one_of("method.ns_dtype", self.ns_dtype, NS_DTYPES)
         checks.one_of("method.backend", self.backend, BACKENDS)
-        checks.one_of("method.qr", self.qr, QR_METHODS)
+        checks.one_of("method.qr", self.qr, ("auto", "householder", "cholesky_qr2"))  # methods.linalg.QR_METHODS
 
     def build_optimizer(self, model):
         from methods.cosmos.optimizer import COSMOS, RankError

@@ -40,6 +40,9 @@ Deviations from the official code (``parity=True`` restores the ones that change
   B = A X; X <- a X + b B + (c A) B. Equal in exact arithmetic, not bitwise (parity: official).
 - U_1 comes from `eigh` of G^T G, not its SVD (parity: SVD): the same subspace, several times
   cheaper for the one-off n x n decomposition (n = 5461 for LLaMA-1B's down_proj).
+- The QR of the power iteration runs as CholeskyQR2 on CUDA (``qr="auto"``, `methods.linalg`; the
+  official code's `torch.linalg.qr` runs one cuSOLVER call per matrix there), Householder where
+  CholeskyQR2 declines and on the CPU: the same basis up to column signs, which the update ignores.
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
 - Same-shape matrices take the step as one batch (one set of GPU launches, not one per matrix;
   the state of a batch lives packed in one tensor per key, each parameter's entry a view of its
@@ -55,7 +58,7 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
-from methods.cosmos.config import QR_METHODS
+from methods.linalg import QR_METHODS, orthonormal_basis
 from methods.optim import (HybridOptimizer, adamw_, check_newton_schulz, init_packed, packed_state,
                           same_shape_batches, stack)
 
@@ -80,37 +83,6 @@ def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.
         return solve(gram).contiguous()
     except RuntimeError:
         return solve(gram.double()).to(gram.dtype).contiguous()
-
-
-ORTHONORMAL_TOL = 1e-6  # max |Q^T Q - I| (in fp64) accepted from CholeskyQR2 before falling back
-
-
-def cholesky_qr2(Z: torch.Tensor) -> torch.Tensor | None:
-    """Q of the thin QR Z = QR, (n, r) or a batch (k, n, r), by two Cholesky QR passes with fp64 Gram
-    matrices and solves: GEMMs and an r x r factorisation per pass, no Householder panels (a
-    candidate for GPUs, where batched QR runs per matrix; benchmarks.gpu_cosmos times both). The
-    same Q as Householder QR in exact arithmetic up to column signs (R's diagonal is positive
-    here). None when Z is too ill-conditioned for it (a failed factorisation, or Q not orthonormal
-    to ``ORTHONORMAL_TOL``: e.g. Z rank-deficient, as for a matrix whose gradients were zero); one
-    host sync for that check.
-    """
-    Q = Z.double()
-    for _ in range(2):
-        L = torch.linalg.cholesky_ex(Q.mT @ Q).L
-        Q = torch.linalg.solve_triangular(L.mT, Q, upper=True, left=False)
-    eye = torch.eye(Q.shape[-1], dtype=Q.dtype, device=Q.device)
-    ok = torch.isfinite(Q).all() & ((Q.mT @ Q - eye).abs().amax() < ORTHONORMAL_TOL)
-    return Q.to(Z.dtype) if ok else None
-
-
-def orthonormal_basis(Z: torch.Tensor, method: str = "householder") -> torch.Tensor:
-    """Q of the thin QR of Z (n, r) or of each matrix of a batch (k, n, r): Householder QR
-    (`torch.linalg.qr`, as the official code), or ``cholesky_qr2`` with Householder as its fallback."""
-    if method == "cholesky_qr2":
-        Q = cholesky_qr2(Z)
-        if Q is not None:
-            return Q
-    return torch.linalg.qr(Z, mode="reduced").Q
 
 
 class RankError(ValueError):
@@ -142,10 +114,10 @@ class COSMOS(HybridOptimizer):
             code, fp32 on CPU (`kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
         parity: reproduce the official code's quirks (module docstring).
         backend: kernels for the hot GEMMs: None (auto, see `kernels.cosmos`), "torch", "triton".
-        qr: the power iteration's orthonormalisation: "householder" (`torch.linalg.qr`, the official
-            code's) or "cholesky_qr2" (`cholesky_qr2`, falling back to Householder where it cannot
-            serve): the same basis up to column signs, which the update does not depend on. On this
-            repo's CPU CholeskyQR2 is 1.5-2.5x slower; on a GPU it is not measured yet.
+        qr: the power iteration's orthonormalisation (`methods.linalg.orthonormal_basis`): "auto"
+            (CholeskyQR2 on CUDA, where batched Householder QR runs per matrix; Householder on the
+            CPU), "householder" (`torch.linalg.qr`, the official code's) or "cholesky_qr2". The same
+            basis up to column signs, which the update does not depend on.
 
     Defaults are the official README's recommendation (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2,
     gamma 0.2, rank 64), with weight_decay 0 as in the paper's LLaMA runs (README: 0.1). The
@@ -157,7 +129,7 @@ class COSMOS(HybridOptimizer):
     def __init__(self, params, lr: float = 2e-3, betas=(0.95, 0.95), eps: float = 1e-8, weight_decay: float = 0.0,
                  *, lr_ratio: float = 0.2, gamma: float = 0.2, rank: int = 64, nesterov: bool = True,
                  ns_steps: int = 5, ns_dtype: torch.dtype | str | None = None, parity: bool = False,
-                 backend: str | None = None, qr: str = "householder"):
+                 backend: str | None = None, qr: str = "auto"):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, lr_ratio=lr_ratio, gamma=gamma,
                         rank=rank, nesterov=nesterov, ns_steps=ns_steps, ns_dtype=ns_dtype, parity=parity,
                         backend=backend, qr=qr)

@@ -39,6 +39,7 @@ import torch
 from kernels.gear import quant
 from methods.gear.config import COUNT_MODES
 from methods.gear.layout import from_rows, row_length, to_rows
+from methods.linalg import orthonormal_basis
 
 FILLS = ("mean", "inside")
 
@@ -117,7 +118,8 @@ def power_iteration(R: torch.Tensor, rank: int, loops: int, p0: torch.Tensor, or
 
     PowerSGD-style, as the official ``fake_poweriteration_group``: ``loops`` rounds of
     Q ← R P, P ← Rᵀ Q, with QR of P and of Q only in the last round (every round with
-    ``orthogonalize_every``, which converges to the top-r SVD subspace for large ``loops``).
+    ``orthogonalize_every``, which converges to the top-r SVD subspace for large ``loops``). The QR
+    is `methods.linalg.orthonormal_basis` (CholeskyQR2 on CUDA): Q Pᵀ does not depend on the basis.
     ``p0`` [.., d, r] (broadcast over the leading axes) is the random start.
     """
     n, d = R.shape[-2:]
@@ -130,10 +132,10 @@ def power_iteration(R: torch.Tensor, rank: int, loops: int, p0: torch.Tensor, or
     for i in range(loops):
         last = i == loops - 1
         if last or orthogonalize_every:
-            P = torch.linalg.qr(P).Q
+            P = orthonormal_basis(P)
         Q = R @ P
         if last or orthogonalize_every:
-            Q = torch.linalg.qr(Q).Q
+            Q = orthonormal_basis(Q)
         P = R.transpose(-1, -2) @ Q
     return Q, P
 

@@ -1,0 +1,53 @@
+"""methods.linalg: CholeskyQR2 gives the QR factor (up to column signs) or declines; the methods'
+power iterations do not depend on which orthonormalisation ran."""
+import pytest
+import torch
+
+from methods.linalg import cholesky_qr2, orthonormal_basis
+
+
+def _g(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _conditioned(k=3, n=40, r=6, cond=1e4):
+    left, right = torch.linalg.qr(_g(k, n, r, seed=1)).Q, torch.linalg.qr(_g(k, r, r, seed=2)).Q
+    return left * torch.logspace(0, -torch.log10(torch.tensor(cond)).item(), r) @ right
+
+
+def test_cholesky_qr2_is_the_qr_factor_up_to_column_signs():
+    Z = _conditioned()  # a batch of 3 with cond 1e4
+    Q, house = cholesky_qr2(Z), torch.linalg.qr(Z).Q
+    R = Q.mT @ Z  # upper triangular with a positive diagonal: Q is the QR factor, not just a basis
+    assert torch.allclose(Q.mT @ Q, torch.eye(6).expand(3, 6, 6), atol=1e-6)
+    assert R.tril(-1).abs().max() < 1e-6 * R.abs().max() and (R.diagonal(dim1=-2, dim2=-1) > 0).all()
+    signs = torch.sign((Q * house).sum(-2, keepdim=True))
+    assert (Q - house * signs).abs().max() < 1e-3  # fp32 Householder's own error at cond 1e4
+
+
+def test_cholesky_qr2_declines_rank_deficient_input_and_householder_serves():
+    Z = _conditioned()
+    Z[1, :, 5] = Z[1, :, 4]  # one rank-deficient matrix in the batch
+    assert cholesky_qr2(Z) is None and cholesky_qr2(torch.zeros(40, 6)) is None
+    Q = orthonormal_basis(Z, "cholesky_qr2")
+    assert torch.equal(Q, torch.linalg.qr(Z).Q)  # the fallback is Householder, for the whole batch
+    assert torch.equal(orthonormal_basis(Z), Q)  # auto on the CPU: Householder
+    with pytest.raises(ValueError, match=r"qr='gram_schmidt' is not one of \('auto', 'householder', 'cholesky_qr2'\)"):
+        orthonormal_basis(Z, "gram_schmidt")
+
+
+def test_gear_low_rank_fit_does_not_depend_on_the_orthonormalisation(monkeypatch):
+    """GEAR's power iteration keeps Q Pᵀ = Q Qᵀ R: the span, not the basis, fixes it."""
+    import methods.gear.compress as compress
+
+    R, p0 = _g(2, 4, 64, 32), torch.rand(32, 3, generator=torch.Generator().manual_seed(5))
+    products, calls = {}, []
+    for method in ("householder", "cholesky_qr2"):
+        monkeypatch.setattr(compress, "orthonormal_basis",
+                            lambda Z, m=method: calls.append(m) or orthonormal_basis(Z, m))
+        for every in (False, True):
+            Q, P = compress.power_iteration(R, 3, 3, p0, orthogonalize_every=every)
+            products[method, every] = Q @ P.mT
+    assert calls.count("cholesky_qr2") == 2 + 6  # P and Q in the last round; every round with orthogonalize_every
+    for every in (False, True):
+        assert (products["householder", every] - products["cholesky_qr2", every]).abs().max() < 1e-4
