@@ -3,7 +3,7 @@
 #
 #     REPROLAB_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu.sh [OUT_DIR]
 #
-# 1. the Triton kernel tests on the GPU (compiled kernels, not the interpreter CI uses);
+# 1. the Triton kernel tests on the GPU (compiled kernels, not the interpreter CI uses), and CholeskyQR2 there;
 # 2. python -m benchmarks.gpu_cosmos (COSMOS kernels vs twins, LLaMA-60M/130M training steps);
 # 3. python -m benchmarks.gear_gpu (GEAR kernels vs twins, LLaMA-7B-shape decode; GEAR_ARGS adds flags).
 # Each step has its own time limit (KERNEL_TESTS_S, COSMOS_S, GEAR_S seconds), so one that hangs leaves
@@ -28,7 +28,7 @@ export PYTHONUNBUFFERED=1
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   "$py" -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
-  timeout "${KERNEL_TESTS_S:-120}" "$py" -m pytest tests/cosmos/kernels -q -p no:cacheprovider
+  timeout "${KERNEL_TESTS_S:-120}" "$py" -m pytest tests/cosmos/kernels tests/test_linalg.py -q -p no:cacheprovider
   timeout "${COSMOS_S:-200}" "$py" -m benchmarks.gpu_cosmos
   # shellcheck disable=SC2086
   timeout "${GEAR_S:-240}" "$py" -m benchmarks.gear_gpu ${GEAR_ARGS:-}

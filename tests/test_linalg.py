@@ -6,6 +6,9 @@ import torch
 from methods.linalg import cholesky_qr2, orthonormal_basis
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # benchmarks/gpu.sh runs this file on a GPU
+
+
 def _g(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -15,23 +18,25 @@ def _conditioned(k=3, n=40, r=6, cond=1e4):
     return left * torch.logspace(0, -torch.log10(torch.tensor(cond)).item(), r) @ right
 
 
-def test_cholesky_qr2_is_the_qr_factor_up_to_column_signs():
-    Z = _conditioned()  # a batch of 3 with cond 1e4
+@pytest.mark.parametrize("device", DEVICES)
+def test_cholesky_qr2_is_the_qr_factor_up_to_column_signs(device):
+    Z = _conditioned().to(device)  # a batch of 3 with cond 1e4
     Q, house = cholesky_qr2(Z), torch.linalg.qr(Z).Q
     R = Q.mT @ Z  # upper triangular with a positive diagonal: Q is the QR factor, not just a basis
-    assert torch.allclose(Q.mT @ Q, torch.eye(6).expand(3, 6, 6), atol=1e-6)
+    assert torch.allclose(Q.mT @ Q, torch.eye(6, device=device).expand(3, 6, 6), atol=1e-6)
     assert R.tril(-1).abs().max() < 1e-6 * R.abs().max() and (R.diagonal(dim1=-2, dim2=-1) > 0).all()
     signs = torch.sign((Q * house).sum(-2, keepdim=True))
     assert (Q - house * signs).abs().max() < 1e-3  # fp32 Householder's own error at cond 1e4
 
 
-def test_cholesky_qr2_declines_rank_deficient_input_and_householder_serves():
-    Z = _conditioned()
+@pytest.mark.parametrize("device", DEVICES)
+def test_cholesky_qr2_declines_rank_deficient_input_and_householder_serves(device):
+    Z = _conditioned().to(device)
     Z[1, :, 5] = Z[1, :, 4]  # one rank-deficient matrix in the batch
-    assert cholesky_qr2(Z) is None and cholesky_qr2(torch.zeros(40, 6)) is None
+    assert cholesky_qr2(Z) is None and cholesky_qr2(torch.zeros(40, 6, device=device)) is None
     Q = orthonormal_basis(Z, "cholesky_qr2")
     assert torch.equal(Q, torch.linalg.qr(Z).Q)  # the fallback is Householder, for the whole batch
-    assert torch.equal(orthonormal_basis(Z), Q)  # auto on the CPU: Householder
+    assert torch.equal(orthonormal_basis(Z), Q)  # auto: CholeskyQR2 on CUDA, declined here; Householder on CPU
     with pytest.raises(ValueError, match=r"qr='gram_schmidt' is not one of \('auto', 'householder', 'cholesky_qr2'\)"):
         orthonormal_basis(Z, "gram_schmidt")
 
