@@ -100,11 +100,11 @@ def bench_kernels(device: str, tiny: bool, reps: int) -> list[dict]:
 
 # Orthonormalisation of COSMOS's power-iteration output Z (k, n, r) in the batches a LLaMA-130M step
 # forms (48 attention matrices and 12 + 12 gate/up projections with n = 768, 12 down projections with
-# n = 2048; r = 64): Householder QR, COSMOS's default (56% of its GPU time in the first profile, 3
-# host syncs per matrix there), against `methods.linalg.cholesky_qr2` (with its orthonormality
-# check; COSMOS's qr="auto" runs it on CUDA since this file's next run, unmeasured yet). The same Q
-# in exact arithmetic up to column signs (COSMOS's update does not depend on them); Z's singular
-# values span 1 to 1e-3.
+# n = 2048; r = 64): Householder QR (the official code's; 56% of COSMOS's GPU time in the first
+# profile, 3 device-to-host copies per matrix there) against `methods.linalg.cholesky_qr2` with its
+# orthonormality check (what COSMOS's qr="auto" runs on CUDA; not measured before this table). The
+# same Q in exact arithmetic up to column signs (COSMOS's update does not depend on them); Z's
+# singular values span 1 to 1e-3.
 QR_BATCHES = ((48, 768), (12, 768), (12, 2048))
 
 

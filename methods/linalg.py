@@ -5,11 +5,12 @@
 
 Both methods only need Q of the thin QR Z = QR (the official codes call `torch.linalg.qr`), and
 their results do not depend on Q's column signs. On CUDA, `torch.linalg.qr` of a batch runs one
-cuSOLVER ``orgqr`` per matrix with host syncs (pytorch/pytorch#143281, open with torch 2.13:
-1,024 small matrices take 26 ms; our first COSMOS GPU profile: 270 us and 3 syncs per 768 x 64
-matrix), so ``auto`` uses CholeskyQR2 there (batched GEMMs, Cholesky and triangular solves),
-falling back to Householder where it cannot serve, and Householder (LAPACK, faster for these
-shapes) on the CPU. benchmarks/gpu_cosmos.py times both on a GPU.
+cuSOLVER ``orgqr`` (and a workspace allocation) per matrix (pytorch/pytorch#143281, open with
+torch 2.13: 1,024 small matrices take 26 ms; our first COSMOS GPU profile: 270 us and 3
+device-to-host copies per 768 x 64 matrix), so ``auto`` uses CholeskyQR2 there (batched GEMMs,
+Cholesky and triangular solves), falling back to Householder where it cannot serve, and
+Householder (LAPACK, faster for these shapes) on the CPU. benchmarks/gpu_cosmos.py times both
+on a GPU.
 """
 from __future__ import annotations
 
