@@ -176,8 +176,8 @@ def markdown(k: dict, rows: list[dict], args) -> str:
         if "error" in r:
             md.append(f"| {r['cache']} | {r['batch']} | {r['error']} | | | | | |")
         else:
-            md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r.get('prefill_s', float('nan')):.2f} | "
-                      f"{r.get('decode_tokens_per_s', float('nan')):.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
+            md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['prefill_s']:.2f} | "
+                      f"{r['decode_tokens_per_s']:.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
                       f"{r['kv_fraction']:.3f} |")
     for r in rows:
         if "profile" in r:

@@ -202,8 +202,12 @@ def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 
 def init_packed(states: list[dict], shapes: dict, like: torch.Tensor) -> None:
-    """Empty states of a batch get zeros for each ``key: shape``, allocated as one (k, *shape)
-    tensor per key (each state's entry a slice), so `packed_state` views it from the start."""
+    """The empty states of a batch get zeros for each ``key: shape``, allocated as one (k, *shape)
+    tensor per key (each state's entry a slice), so `packed_state` views it from the start; states
+    that already hold entries are left as they are."""
+    states = [state for state in states if not state]
+    if not states:
+        return
     for key, shape in shapes.items():
         for state, zeros in zip(states, torch.zeros(len(states), *shape, dtype=like.dtype, device=like.device)):
             state[key] = zeros

@@ -20,11 +20,10 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
 
     a: (M, K), b: (K, N), or batches (k, M, K), (k, K, N) with c, d, out (k, M, N) and ``beta``
     a number, a 0-dim tensor or one per matrix (k,); any strides (``x.mT`` for a transposed
-    operand). The product is
-    taken in the inputs' dtype (fp32 accumulation inside torch for bf16), the epilogue in fp32
-    (fp64 for fp64 inputs). The result is a new row-major tensor
-    (when c, d are row-major or absent), or ``out``: it may be ``c`` itself, which then accumulates
-    in place without a temporary.
+    operand). The product is taken in the inputs' dtype (fp32 accumulation inside torch for bf16),
+    the epilogue in fp32 (fp64 for fp64 inputs). The result is a new row-major tensor (when c, d
+    are row-major or absent), or ``out``: it may be ``c`` itself, which then accumulates in place
+    without a temporary.
     """
     acc = torch.promote_types(a.dtype, torch.float32)
     if isinstance(beta, torch.Tensor) and beta.dim() == 1:  # one coefficient per matrix of a batch

@@ -156,9 +156,9 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
                   symmetric=False):
     """out = alpha (a @ b) + beta c + delta d; see the module docstring. a (M, K) and b (K, N), or
     batches (k, M, K) and (k, K, N) of them (one launch; c, d, out then (k, M, N)). ``beta`` may be a
-    0-dim device tensor, or one entry per matrix of a batch. ``out``: write into this tensor (it
-    may be ``c``: each program reads its tile of c before it writes the same tile). ``symmetric``: the product (and c, d) are symmetric,
-    so only the upper block triangle is computed and mirrored."""
+    0-dim device tensor, or one entry per matrix of a batch. ``out``: write into this tensor (it may
+    be ``c``: each program reads its tile of c before it writes the same tile). ``symmetric``: the
+    product (and c, d) are symmetric, so only the upper block triangle is computed and mirrored."""
     if a.dim() != b.dim() or a.dim() not in (2, 3) or (a.dim() == 3 and a.size(0) != b.size(0)):
         raise ValueError(f"gemm_epilogue: a and b must be matrices or batches of the same number of matrices, got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
@@ -194,7 +194,6 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
     else:
         tiles = out
         grid = (triton.cdiv(M, BM), triton.cdiv(N, BN), batch)
-
     _gemm_epilogue_kernel[grid](
         a, b, c_, d_, out, tiles, M, N, K,
         *(x for t in (a, b, c_, d_, out) for x in _strides(t, bool(lead))),
@@ -223,7 +222,6 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     P_G = torch.empty(*lead, m, r, device=G.device, dtype=torch.float32)
     P_hat = torch.empty_like(P_G)
     D = torch.empty_like(P_G)
-
     _project_moments_kernel[(triton.cdiv(m, BM), lead[0] if lead else 1)](
         G, M, U, V, P_G, P_hat, D, m, n, r,
         *(x for t in (G, M, U, V, P_G) for x in _strides(t, bool(lead))),

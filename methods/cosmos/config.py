@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from methods.linalg import QR_METHODS
 from reprolab import checks
 from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
@@ -62,7 +63,7 @@ class Cosmos(OptimizerMethod):
         checks.one_of("method.routing", self.routing, ROUTINGS)
         checks.one_of("method.ns_dtype", self.ns_dtype, NS_DTYPES)
         checks.one_of("method.backend", self.backend, BACKENDS)
-        checks.one_of("method.qr", self.qr, ("auto", "householder", "cholesky_qr2"))  # methods.linalg.QR_METHODS
+        checks.one_of("method.qr", self.qr, QR_METHODS)
 
     def build_optimizer(self, model):
         from methods.cosmos.optimizer import COSMOS, RankError

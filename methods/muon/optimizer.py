@@ -82,9 +82,7 @@ class Muon(HybridOptimizer):
         dtype = ns_dtype_for(items[0][0], group["ns_dtype"])
         for batch in same_shape_batches(items, lambda item: item[0].shape):
             states = [st for _, _, st in batch]
-            new = [st for st in states if not st]
-            if new:
-                init_packed(new, {"momentum_buffer": batch[0][0].shape}, batch[0][0])
+            init_packed(states, {"momentum_buffer": batch[0][0].shape}, batch[0][0])
             buf = packed_state(states, "momentum_buffer")  # one copy where new and old states share a batch
             G = stack([g for _, g, _ in batch])
             buf.lerp_(G, 1 - beta)
