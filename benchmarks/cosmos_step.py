@@ -1,6 +1,6 @@
 """Optimizer step time and state memory for one weight matrix on CPU: COSMOS vs AdamW, Muon, SOAP.
 
-    python -m benchmarks.cosmos_step [--shapes 256x256,768x768,768x2048,2048x2048] [--reps 5] [--threads 1]
+    python -m benchmarks.cosmos_step [--shapes 256x256,768x768,768x2048,2048x768,2048x2048] [--reps 5] [--threads 1]
 
 Targets (issue 3): COSMOS <= 1.25x Muon and <= 0.5x SOAP per step, SOAP amortised over its
 refresh period (precondition_frequency 10); optimizer state exactly the cosmos.md §2.8 formulas.
@@ -10,8 +10,10 @@ warm-up (COSMOS's step-1 SVD, SOAP's preconditioner-only first step, one full SO
 repetition times each optimizer in turn (interleaved, so load from other processes hits them
 alike; the order rotates, so each optimizer follows each other one, whose memory traffic has
 evicted its state from the caches, equally often): one step for AdamW, Muon and COSMOS, a whole
-refresh period of 10 steps for SOAP (reported per step). Medians over repetitions. Newton-Schulz
-runs in fp32 on CPU for both Muon and COSMOS (`kernels.cosmos.ns_dtype_for`: bf16 GEMMs are
+refresh period of 10 steps for SOAP (reported per step). Medians over repetitions. COSMOS runs
+with its defaults (``ns_space`` auto: Newton-Schulz in the complement of its basis where that
+pays) and, as "COSMOS (full NS)", with Newton-Schulz on the whole m x n residual (the official
+code's). Newton-Schulz runs in fp32 on CPU for both Muon and COSMOS (`kernels.cosmos.ns_dtype_for`: bf16 GEMMs are
 emulated on this CPU, 60x slower). Writes benchmarks/results/cosmos_step.{md,json}.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch
 from benchmarks.common import SHARED_CPU_NOTE, command_line, median_ms, write
 from reprolab.params import optimizer_state_bytes
 
-SHAPES = ((256, 256), (768, 768), (768, 2048), (2048, 2048))
+SHAPES = ((256, 256), (768, 768), (768, 2048), (2048, 768), (2048, 2048))  # LLaMA-130M: 768^2, 768x2048, 2048x768
 SOAP_PERIOD = 10
 TARGETS = {"COSMOS/Muon": 1.25, "COSMOS/SOAP": 0.5}
 
@@ -35,14 +37,22 @@ def state_formulas(m: int, n: int, r: int) -> dict[str, int]:
             "COSMOS": m * n + (m + n) * r + r * r}
 
 
-def step_flops(m: int, n: int) -> dict[str, float]:
-    """GEMM + QR flops of one step of an m x n matrix: Muon's Newton-Schulz (5 fp32 iterations, its
-    association) and SOAP's step with its refresh amortised over 10 steps (cosmos.md §3.2)."""
+def ns_flops(m: int, n: int) -> float:
+    """Five fp32 Newton-Schulz iterations on an m x n matrix, Muon's association (X X^T, A A, B X)."""
     lo, hi = min(m, n), max(m, n)
-    ns = 5 * (4 * lo * lo * hi + 2 * lo**3)  # X X^T, A A, B X
+    return 5 * (4 * lo * lo * hi + 2 * lo**3)
+
+
+def step_flops(m: int, n: int, r: int) -> dict[str, float]:
+    """GEMM + QR flops of one step of an m x n matrix: Muon's Newton-Schulz, COSMOS's (on m x (n - r)
+    where its ``ns_space`` auto takes the complement) and SOAP's step with its refresh amortised
+    over 10 steps (cosmos.md §3.2)."""
+    from methods.cosmos.optimizer import complement_pays
+
     soap = 6 * m * n * (m + n)  # project in (2 GEMMs), project back (2), G G^T and G^T G
     refresh = 4 * m * n * (m + n) + sum(2 * k**3 + 8 * k**3 / 3 for k in (m, n))  # m out and back, P Q, QR + Q
-    return {"Muon": ns, "SOAP": soap + refresh / SOAP_PERIOD}
+    return {"Muon": ns_flops(m, n), "COSMOS NS": ns_flops(m, n - r if complement_pays(m, n, r) else n),
+            "SOAP": soap + refresh / SOAP_PERIOD}
 
 
 def make_optimizers(m: int, n: int, rank: int) -> dict:
@@ -53,12 +63,14 @@ def make_optimizers(m: int, n: int, rank: int) -> dict:
     def param(seed):
         return torch.nn.Parameter(torch.randn(m, n, generator=torch.Generator().manual_seed(seed)) * 0.02)
 
-    ps = {k: param(i) for i, k in enumerate(("AdamW", "Muon", "SOAP", "COSMOS"))}
+    ps = {k: param(i) for i, k in enumerate(("AdamW", "Muon", "SOAP", "COSMOS", "COSMOS (full NS)"))}
     return {
         "AdamW": (ps["AdamW"], torch.optim.AdamW([ps["AdamW"]], lr=1e-3)),
         "Muon": (ps["Muon"], Muon([ps["Muon"]], lr=0.02)),
         "SOAP": (ps["SOAP"], SOAP([ps["SOAP"]], lr=3e-3, precondition_frequency=SOAP_PERIOD)),
         "COSMOS": (ps["COSMOS"], COSMOS([ps["COSMOS"]], lr=2e-3, rank=rank)),
+        "COSMOS (full NS)": (ps["COSMOS (full NS)"], COSMOS([ps["COSMOS (full NS)"]], lr=2e-3, rank=rank,
+                                                            ns_space="full")),
     }
 
 
@@ -90,52 +102,53 @@ def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
     state = {}
     for name, (p, opt) in opts.items():
         measured = optimizer_state_bytes(opt, [p], skip=("step",))  # torch's AdamW keeps its step count as a tensor
-        state[name] = {"bytes": measured, "formula_bytes": 4 * formulas[name], "exact": measured == 4 * formulas[name]}
+        formula = formulas[name.split(" (")[0]]
+        state[name] = {"bytes": measured, "formula_bytes": 4 * formula, "exact": measured == 4 * formula}
     return {"shape": [m, n], "rank": rank, "reps": reps, "ms": ms,
             "ratios": {"COSMOS/Muon": ms["COSMOS"] / ms["Muon"], "COSMOS/SOAP": ms["COSMOS"] / ms["SOAP"],
-                       "Muon/SOAP": ms["Muon"] / ms["SOAP"], "COSMOS/AdamW": ms["COSMOS"] / ms["AdamW"]},
-            "flops": step_flops(m, n),
+                       "Muon/SOAP": ms["Muon"] / ms["SOAP"], "COSMOS/AdamW": ms["COSMOS"] / ms["AdamW"],
+                       "COSMOS (full NS)/Muon": ms["COSMOS (full NS)"] / ms["Muon"]},
+            "flops": step_flops(m, n, rank),
             "state": state}
 
 
 def markdown(rows: list[dict], threads: int) -> str:
     lines = ["# COSMOS optimizer step on CPU vs AdamW, Muon, SOAP (f = 10)", "",
              f"One weight matrix per optimizer, fp32, {threads} intra-op thread(s); Newton-Schulz in fp32 on CPU. "
-             "SOAP's time is per step, amortised over one refresh period (10 steps). Median of interleaved repetitions.",
+             "SOAP's time is per step, amortised over one refresh period (10 steps). Median of interleaved repetitions. "
+             "COSMOS: the defaults (Newton-Schulz in the complement of the basis where `complement_pays`, column "
+             "\"NS on\"); COSMOS (full NS): Newton-Schulz on the whole m x n residual, as the official code.",
              SHARED_CPU_NOTE, "",
-             "| shape | rank | AdamW ms | Muon ms | SOAP ms | COSMOS ms | COSMOS/Muon (target <= 1.25) | "
-             "COSMOS/SOAP (target <= 0.5) | Muon/SOAP | Muon/SOAP in flops | state bytes = §2.8 formulas |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| shape | rank | AdamW ms | Muon ms | SOAP ms | COSMOS ms | NS on | COSMOS (full NS) ms | "
+             "COSMOS/Muon (target <= 1.25) | full NS/Muon | COSMOS/SOAP (target <= 0.5) | "
+             "COSMOS NS/SOAP in flops | state bytes = §2.8 formulas |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ms, ratio = r["ms"], r["ratios"]
+        ms, ratio, flops = r["ms"], r["ratios"], r["flops"]
+        (m, n), k = r["shape"], r["rank"]
         ok = lambda key: "met" if ratio[key] <= TARGETS[key] else "**missed**"  # noqa: E731
         exact = all(s["exact"] for s in r["state"].values())
+        space = f"{m} x {n - k}" if flops["COSMOS NS"] != flops["Muon"] else f"{m} x {n}"
         lines.append(
-            f"| {r['shape'][0]}x{r['shape'][1]} | {r['rank']} | {ms['AdamW']:.3g} | {ms['Muon']:.3g} | {ms['SOAP']:.3g} | "
-            f"{ms['COSMOS']:.3g} | {ratio['COSMOS/Muon']:.2f} ({ok('COSMOS/Muon')}) | "
-            f"{ratio['COSMOS/SOAP']:.2f} ({ok('COSMOS/SOAP')}) | {ratio['Muon/SOAP']:.2f} | "
-            f"{r['flops']['Muon'] / r['flops']['SOAP']:.2f} | "
-            f"{'exact' if exact else '**differs**'} |")
-    square = {tuple(r["shape"]): r["ratios"]["COSMOS/Muon"] for r in rows}.get((256, 256))
-    small = "" if square is None else (
-        f": COSMOS/Muon is {square:.2f} there in this run ({'met' if square <= TARGETS['COSMOS/Muon'] else 'missed'}; "
-        "it moves by about 0.05 from run to run on this shared VM)")
-    thin = [r["ratios"]["COSMOS/Muon"] for r in rows if 12 * r["rank"] <= min(r["shape"])]
-    thin = f" At r/n <= 1/12 COSMOS/Muon is at most {max(thin):.2f} in this run." if thin else ""
-    lines += ["", "COSMOS runs Muon's whole Newton-Schulz iteration on the m x n residual every step, plus O(mnr) "
-              "projections, so its step cannot cost less than Muon's: Muon/SOAP is a floor for COSMOS/SOAP. "
-              "Five fp32 Newton-Schulz iterations cost 5 (4 m^2 n + 2 m^3) flops (m <= n), SOAP's step "
-              "6 mn (m + n) plus its refresh amortised over 10 steps (`step_flops`): at square shapes Newton-Schulz "
-              "alone is 2.2x SOAP's flops, at 768 x 2048 0.9x (column \"in flops\"; the measured Muon/SOAP follows "
-              "it), so the issue's <= 0.5x-SOAP target is out of reach of any faithful COSMOS on a CPU. The paper "
-              "claims \"comparable wall-clock time per iteration\" to SOAP "
-              "(cosmos.md §8.2: 35.75 s vs 39.51 s per LLaMA-1B step on GPU, 0.90x, bf16 Newton-Schulz, and "
-              "SOAP's eigen-refresh is slow on GPU), not 0.5x; the CPU numbers here agree with the paper's ordering "
-              "COSMOS ~ Muon in cost, and COSMOS's state stays close to Muon's and far below SOAP's. Against Muon, "
-              "COSMOS adds six m x n x r GEMMs (12 mnr flops), a QR of n x r and about 50 small ops per step, and it "
-              "reads more state (M, U, S, V) that the other optimizers' steps have evicted from the caches: at "
-              "256 x 256 with r = 64 (r = n/4) the GEMMs are 10% of Newton-Schulz's flops, the QR about 5% and the "
-              f"small ops and cold reads the rest{small}.{thin}",
+            f"| {m}x{n} | {k} | {ms['AdamW']:.3g} | {ms['Muon']:.3g} | {ms['SOAP']:.3g} | {ms['COSMOS']:.3g} | "
+            f"{space} | {ms['COSMOS (full NS)']:.3g} | {ratio['COSMOS/Muon']:.2f} ({ok('COSMOS/Muon')}) | "
+            f"{ratio['COSMOS (full NS)/Muon']:.2f} | {ratio['COSMOS/SOAP']:.2f} ({ok('COSMOS/SOAP')}) | "
+            f"{flops['COSMOS NS'] / flops['SOAP']:.2f} | {'exact' if exact else '**differs**'} |")
+    floor = min(r["flops"]["COSMOS NS"] / r["flops"]["SOAP"] for r in rows)
+    lines += ["", "Every COSMOS step runs five Newton-Schulz iterations on its residual: on m x (n - r) where it "
+              "takes the complement of the basis, else on m x n like Muon (methods/cosmos/optimizer.py, `ns_space`). "
+              "They cost 5 (4 k^2 N + 2 k^3) flops (k <= N the two sides), SOAP's step 6 mn (m + n) plus its refresh "
+              "amortised over 10 steps (`step_flops`). Column \"COSMOS NS/SOAP in flops\" is that Newton-Schulz "
+              f"alone over SOAP's whole step: at least {floor:.2f} at these shapes, so the issue's <= 0.5x-SOAP "
+              "target is out of reach of any faithful COSMOS on a CPU. The paper claims \"comparable wall-clock time "
+              "per iteration\" to SOAP (cosmos.md §8.2: 35.75 s vs 39.51 s per LLaMA-1B step on GPU, 0.90x, bf16 "
+              "Newton-Schulz, and SOAP's eigen-refresh is slow on GPU), not 0.5x. Against Muon, COSMOS adds six "
+              "m x n x r GEMMs (12 mnr flops; the complement path two more, for the two rotations), a QR of n x r "
+              "and about 50 small ops, and it reads more state (M, U, S, V) that the other optimizers' steps have "
+              "evicted from the caches. With Newton-Schulz on the whole residual (full NS) that puts COSMOS/Muon "
+              "above 1.25 at 256 x 256 with r = 64, where the GEMMs are 10% of Newton-Schulz's flops; in the "
+              "complement Newton-Schulz has half of Muon's flops there, and COSMOS costs less than Muon at the "
+              "square and tall shapes. COSMOS's state stays close to Muon's and far below SOAP's.",
               "", "State bytes (measured from the optimizers' state dicts, step counters aside; equal to the formula "
               "times 4 bytes where the table above says exact):", "",
               "| shape | AdamW | Muon | SOAP | COSMOS |", "|---|---|---|---|---|"]

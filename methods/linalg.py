@@ -11,8 +11,13 @@ device-to-host copies per 768 x 64 matrix), so ``auto`` uses CholeskyQR2 there (
 Cholesky and triangular solves), falling back to Householder where it cannot serve, and
 Householder (LAPACK, faster for these shapes) on the CPU. benchmarks/gpu_cosmos.py times both
 on a GPU.
+
+`householder_qr` also returns the whole n x n orthogonal factor of the Householder QR, in compact
+WY form (`CompactWY`): COSMOS runs Newton-Schulz in the orthogonal complement of its basis with it.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -50,3 +55,39 @@ def orthonormal_basis(Z: torch.Tensor, method: str = "auto") -> torch.Tensor:
         if Q is not None:
             return Q
     return torch.linalg.qr(Z, mode="reduced").Q
+
+
+class CompactWY(NamedTuple):
+    """The orthogonal factor Q = H_1 ... H_r = I - Y T Y^T (n x n) of a Householder QR of an n x r
+    matrix, in compact WY form (Schreiber and Van Loan 1989), or one per matrix of a batch.
+
+    Q's first r columns are the thin QR factor; its last n - r columns an orthonormal basis of the
+    complement of their span. Q is never formed: `apply` takes X Q (or X Q^T) in two rank-r GEMMs.
+    """
+
+    Y: torch.Tensor  # (..., n, r) the Householder vectors, unit lower trapezoidal
+    T: torch.Tensor  # (..., r, r) upper triangular
+
+    def apply(self, X: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """X <- X Q (or X Q^T) in place, for X (..., m, n) with the batch shape of Y; returns X."""
+        T = self.T.mT if transpose else self.T
+        if X.dim() == 3:  # bmm/baddbmm: no broadcasting views (the optimizers' batches)
+            return X.baddbmm_(torch.bmm(torch.bmm(X, self.Y), T), self.Y.mT, alpha=-1)
+        return X.sub_(X @ self.Y @ T @ self.Y.mT)
+
+
+def householder_qr(Z: torch.Tensor) -> tuple[torch.Tensor, CompactWY]:
+    """Householder QR of Z (n, r) or of each matrix of a batch (..., n, r), n >= r: the thin factor Q
+    (same shape as Z: `torch.linalg.qr`'s) and the whole orthogonal factor in compact WY form.
+
+    LAPACK/cuSOLVER ``geqrf``, then T in closed form instead of LAPACK's column-by-column recurrence:
+    T^-1 = diag(1 / tau) + striu(Y^T Y) (Puglisi 1992; Joffrain et al. 2006), taken as
+    T = (I + diag(tau) striu(Y^T Y))^-1 diag(tau), a unit-triangular solve that also holds where
+    geqrf leaves a reflector out (tau = 0, H_i = I).
+    """
+    reflectors, tau = torch.geqrf(Z)
+    Y = reflectors.tril(-1)
+    Y.diagonal(dim1=-2, dim2=-1).fill_(1)
+    T = torch.linalg.solve_triangular(tau.unsqueeze(-1) * (Y.mT @ Y), torch.diag_embed(tau), upper=True,
+                                      unitriangular=True)
+    return torch.linalg.householder_product(reflectors, tau), CompactWY(Y, T)

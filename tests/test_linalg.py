@@ -1,9 +1,10 @@
 """methods.linalg: CholeskyQR2 gives the QR factor (up to column signs) or declines; the methods'
-power iterations do not depend on which orthonormalisation ran."""
+power iterations do not depend on which orthonormalisation ran; the compact WY form of the
+Householder QR is its orthogonal factor."""
 import pytest
 import torch
 
-from methods.linalg import cholesky_qr2, orthonormal_basis
+from methods.linalg import cholesky_qr2, householder_qr, orthonormal_basis
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])  # benchmarks/gpu.sh runs this file on a GPU
@@ -56,3 +57,40 @@ def test_gear_low_rank_fit_does_not_depend_on_the_orthonormalisation(monkeypatch
     assert calls.count("cholesky_qr2") == 2 + 6  # P and Q in the last round; every round with orthogonalize_every
     for every in (False, True):
         assert (products["householder", every] - products["cholesky_qr2", every]).abs().max() < 1e-4
+
+
+def _orthogonal_factor(Z):
+    """The n x n orthogonal factor of the Householder QR of Z, by LAPACK's own orgqr (reference)."""
+    reflectors, tau = torch.geqrf(Z)
+    n, r = Z.shape[-2:]
+    padded = torch.cat([reflectors, torch.zeros(*Z.shape[:-1], n - r, dtype=Z.dtype, device=Z.device)], -1)
+    return torch.linalg.householder_product(padded, tau)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
+def test_householder_qr_compact_wy_is_the_orthogonal_factor(device, batch):
+    n, r, m = 20, 6, 7
+    Z = _g(*batch, n, r, seed=3).double().to(device)
+    Q, wy = householder_qr(Z)
+    full = _orthogonal_factor(Z)
+    assert (Q - torch.linalg.qr(Z).Q).abs().max() < 1e-13  # the thin factor is linalg.qr's
+    X = _g(*batch, m, n, seed=4).double().to(device)
+    assert (wy.apply(X.clone()) - X @ full).abs().max() < 1e-13
+    assert (wy.apply(X.clone(), transpose=True) - X @ full.mT).abs().max() < 1e-13
+    assert (wy.apply(wy.apply(X.clone()), transpose=True) - X).abs().max() < 1e-13  # Q Q^T = I
+
+
+def test_householder_qr_where_geqrf_leaves_reflectors_out():
+    """tau = 0 (H_i = I) where a column is already zero below the diagonal: a zero matrix, and a
+    matrix whose first column is (the later reflectors active)."""
+    Z = _g(3, 10, 4, seed=5).double()
+    Z[0] = 0
+    Z[1, 1:, 0] = 0
+    tau = torch.geqrf(Z)[1]
+    assert (tau[0] == 0).all() and tau[1, 0] == 0 and (tau[1, 1:] != 0).all() and (tau[2] != 0).all()
+    Q, wy = householder_qr(Z)
+    full = _orthogonal_factor(Z)
+    eye = torch.eye(10, dtype=Z.dtype).expand(3, 10, 10)
+    assert torch.isfinite(Q).all() and (wy.apply(eye.clone()) - full).abs().max() < 1e-13
+    assert (full.mT @ full - eye).abs().max() < 1e-13 and (Q - full[..., :4]).abs().max() < 1e-13

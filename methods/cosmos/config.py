@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from methods.cosmos.optimizer import NS_SPACES
 from methods.linalg import QR_METHODS
 from reprolab import checks
 from reprolab.registry import schema
@@ -32,6 +33,10 @@ class Cosmos(OptimizerMethod):
     qr: the power iteration's orthonormalisation: ``auto`` (CholeskyQR2 on CUDA, Householder on the
       CPU), ``householder`` (official) or ``cholesky_qr2``; the same basis up to column signs
       (`methods.linalg`).
+    ns_space: where Newton-Schulz runs: ``full`` (the m x n residual, official), ``complement`` (its
+      coordinates in the (n - r)-dim complement of the basis: the same update in exact arithmetic,
+      fewer flops; needs the Householder QR) or ``auto`` (complement on the CPU where it pays, see
+      `methods.cosmos.optimizer.complement_pays`; full on CUDA).
     Defaults: the official README (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2, gamma 0.2, rank 64);
     weight_decay 0 as in the paper's LLaMA runs (cosmos.md §8.4; README 0.1).
     """
@@ -50,6 +55,7 @@ class Cosmos(OptimizerMethod):
     ns_dtype: str = "auto"
     backend: Optional[str] = None
     qr: str = "auto"
+    ns_space: str = "auto"
 
     def __post_init__(self):
         checks.positive("method.lr", self.lr)
@@ -64,6 +70,10 @@ class Cosmos(OptimizerMethod):
         checks.one_of("method.ns_dtype", self.ns_dtype, NS_DTYPES)
         checks.one_of("method.backend", self.backend, BACKENDS)
         checks.one_of("method.qr", self.qr, QR_METHODS)
+        checks.one_of("method.ns_space", self.ns_space, NS_SPACES)
+        if self.ns_space == "complement" and self.qr == "cholesky_qr2":
+            raise checks.ConfigError("method.ns_space=complement takes the complement of the basis from the "
+                                     "Householder QR: set method.qr=householder (or auto), or method.ns_space=full.")
 
     def build_optimizer(self, model):
         from methods.cosmos.optimizer import COSMOS, RankError
@@ -78,7 +88,7 @@ class Cosmos(OptimizerMethod):
             return COSMOS(groups, lr=self.lr, betas=tuple(self.betas), eps=self.eps, weight_decay=self.weight_decay,
                           lr_ratio=self.lr_ratio, gamma=self.gamma, rank=self.rank, nesterov=self.nesterov,
                           ns_steps=self.ns_steps, parity=self.parity, ns_dtype=self.ns_dtype, backend=self.backend,
-                          qr=self.qr)
+                          qr=self.qr, ns_space=self.ns_space)
         except RankError as e:
             raise checks.ConfigError(
                 f"method.rank={self.rank} is larger than the smaller side of a hidden matrix of this model "

@@ -43,6 +43,12 @@ Deviations from the official code (``parity=True`` restores the ones that change
 - The QR of the power iteration runs as CholeskyQR2 on CUDA (``qr="auto"``, `methods.linalg`; the
   official code's `torch.linalg.qr` runs one cuSOLVER call per matrix there), Householder where
   CholeskyQR2 declines and on the CPU: the same basis up to column signs, which the update ignores.
+- Where it saves time (CPU, square and tall matrices: ``ns_space``, `complement_pays`) NS5 runs on
+  R's coordinates in the orthogonal complement of U, R W (m x (n - r)), W the last n - r columns of
+  the power iteration's Householder QR factor (`methods.linalg.householder_qr`), and B = NS5(R W) W^T:
+  NS5 commutes with orthogonal maps and R = R W W^T, so B is the same in exact arithmetic (fp64 runs
+  agree to 1e-14), B is orthogonal to U to rounding (fp32 NS5 on the m x n R leaks ~2e-6 into
+  span(U)), and NS5 costs (n - r)/n of the smaller side: half the flops at 256 x 256 with r = 64.
 - rank > min(m, n) is an error at construction (the official code crashes at step 1 for r > n).
 - Same-shape matrices take the step as one batch (one set of GPU launches, not one per matrix;
   the state of a batch lives packed in one tensor per key, each parameter's entry a view of its
@@ -58,12 +64,14 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
-from methods.linalg import QR_METHODS, orthonormal_basis
+from methods.linalg import QR_METHODS, householder_qr, orthonormal_basis
 from methods.optim import (HybridOptimizer, adamw_, check_newton_schulz, init_packed, packed_state,
                           same_shape_batches, stack)
 
 RESIDUAL_FLOOR = 1e-6  # relative ||R|| below which the Muon part is dropped (parity=False)
 MAX_ROWS = 10_000  # the official shape rule: 2-D tensors with more rows go to AdamW
+NS_SPACES = ("auto", "full", "complement")
+COMPLEMENT_FIXED_MACS = 6_000_000  # ~10 small ops at ~10 us each, in multiply-adds at ~60 GFLOP/s (one CPU core)
 
 
 def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.Tensor:
@@ -83,6 +91,31 @@ def top_eigenvectors(gram: torch.Tensor, r: int, method: str = "eigh") -> torch.
         return solve(gram).contiguous()
     except RuntimeError:
         return solve(gram.double()).to(gram.dtype).contiguous()
+
+
+def complement_pays(m: int, n: int, r: int, ns_steps: int = 5) -> bool:
+    """Whether Newton-Schulz in the (n - r)-dim complement of U saves more than it costs (``ns_space``
+    auto, CPU): its multiply-adds saved against two applications of the n x n orthogonal factor
+    (4 mnr; the direct path's projections take 3 mnr, and the rotation GEMMs run slower than plain
+    GEMMs) plus ``COMPLEMENT_FIXED_MACS`` for its extra small ops. Never where m <= n - r: the
+    smaller side stays m, and the measured gain was nil (512 x 640, 768 x 2048 with r = 64). Saves
+    at square and tall shapes from about 128 x 128 (256 x 256, r = 64: Newton-Schulz on 256 x 192,
+    half the flops; the step 0.75x the full path's)."""
+    if m <= n - r:
+        return False
+
+    def ns(a: int, b: int) -> int:
+        lo, hi = min(a, b), max(a, b)
+        return ns_steps * (2 * lo * lo * hi + lo**3)
+
+    return ns(m, n) - ns(m, n - r) > 4 * m * n * r + COMPLEMENT_FIXED_MACS
+
+
+def _residual_kept(R: torch.Tensor, P_hat: torch.Tensor) -> torch.Tensor:
+    """Per matrix, ||R|| > RESIDUAL_FLOOR ||Ghat|| with ||Ghat||^2 = ||Ghat U||^2 + ||R||^2 (R ⟂ Ghat U):
+    False where the residual is rounding noise (e.g. rank = min(m, n)), and the Muon part is dropped."""
+    r_norm = torch.linalg.vector_norm(R, dim=(-2, -1))
+    return r_norm > RESIDUAL_FLOOR * torch.hypot(r_norm, torch.linalg.vector_norm(P_hat, dim=(-2, -1)))
 
 
 class RankError(ValueError):
@@ -118,6 +151,12 @@ class COSMOS(HybridOptimizer):
             (CholeskyQR2 on CUDA, where batched Householder QR runs per matrix; Householder on the
             CPU), "householder" (`torch.linalg.qr`, the official code's) or "cholesky_qr2". The same
             basis up to column signs, which the update does not depend on.
+        ns_space: where Newton-Schulz runs: "full" (on the m x n residual R, as the official code),
+            "complement" (on R's coordinates R W in the (n - r)-dim orthogonal complement W of U,
+            m x (n - r), mapped back by W^T: the same B in exact arithmetic, B orthogonal to U to
+            rounding; W from the Householder QR, so it needs qr "auto" or "householder"), or
+            "auto": complement on the CPU where `complement_pays`, full elsewhere (on CUDA, where
+            the QR runs as CholeskyQR2, not timed yet). parity=True and gamma=0 always take full.
 
     Defaults are the official README's recommendation (lr 2e-3, betas (0.95, 0.95), lr_ratio 0.2,
     gamma 0.2, rank 64), with weight_decay 0 as in the paper's LLaMA runs (README: 0.1). The
@@ -129,10 +168,10 @@ class COSMOS(HybridOptimizer):
     def __init__(self, params, lr: float = 2e-3, betas=(0.95, 0.95), eps: float = 1e-8, weight_decay: float = 0.0,
                  *, lr_ratio: float = 0.2, gamma: float = 0.2, rank: int = 64, nesterov: bool = True,
                  ns_steps: int = 5, ns_dtype: torch.dtype | str | None = None, parity: bool = False,
-                 backend: str | None = None, qr: str = "auto"):
+                 backend: str | None = None, qr: str = "auto", ns_space: str = "auto"):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, lr_ratio=lr_ratio, gamma=gamma,
                         rank=rank, nesterov=nesterov, ns_steps=ns_steps, ns_dtype=ns_dtype, parity=parity,
-                        backend=backend, qr=qr)
+                        backend=backend, qr=qr, ns_space=ns_space)
         super().__init__(params, defaults)
 
     def default_route(self, p: torch.Tensor) -> bool:
@@ -153,6 +192,11 @@ class COSMOS(HybridOptimizer):
         check_newton_schulz(where, group)
         if group["qr"] not in QR_METHODS:
             raise ValueError(f"{where}: qr={group['qr']!r} is not one of {QR_METHODS}.")
+        if group["ns_space"] not in NS_SPACES:
+            raise ValueError(f"{where}: ns_space={group['ns_space']!r} is not one of {NS_SPACES}.")
+        if group["ns_space"] == "complement" and group["qr"] == "cholesky_qr2":
+            raise ValueError(f"{where}: ns_space='complement' takes the complement of U from the Householder QR's "
+                             "reflectors; set qr='householder' (or 'auto'), or ns_space='full'.")
         for p in group["params"]:
             if p.dim() != 2:
                 raise ValueError(f"{where}: use_cosmos=True needs 2-D tensors, got shape {tuple(p.shape)}; "
@@ -177,6 +221,17 @@ class COSMOS(HybridOptimizer):
             self._batch_step([w for w, _, _ in batch], stack([g for _, g, _ in batch]), [s for _, _, s in batch],
                              group)
 
+    def _ns_in_complement(self, group: dict, G: torch.Tensor) -> bool:
+        """Whether this step runs Newton-Schulz in the complement of U (the ``ns_space`` option)."""
+        space = group["ns_space"]
+        if space == "full" or group["parity"] or group["gamma"] == 0:
+            return False
+        if space == "complement":
+            return True
+        _, m, n = G.shape
+        return G.device.type == "cpu" and group["qr"] != "cholesky_qr2" and complement_pays(m, n, group["rank"],
+                                                                                            group["ns_steps"])
+
     def _batch_step(self, ws, G, states, group):
         """One COSMOS step of k same-shape matrices ``ws`` with gradients G (k, m, n)."""
         _, m, n = G.shape
@@ -192,6 +247,7 @@ class COSMOS(HybridOptimizer):
         for st in states:
             st["step"] = t
 
+        wy = None  # the compact-WY orthogonal factor [U, W] where Newton-Schulz runs in W's space
         # Subspace: exact at t = 1, then one power-iteration step on the EMA Gram matrix. Z is formed
         # as Z^T (r x n, row-major), so Z itself is column-major, the layout LAPACK's QR works in.
         if t == 1:
@@ -199,46 +255,87 @@ class COSMOS(HybridOptimizer):
         else:
             Zt = gemm_epilogue(torch.bmm(G, U_old).mT, G, alpha=1 - beta2, c=torch.bmm(U_old, S_old).mT, beta=beta2,
                                backend=backend)
-            U = orthonormal_basis(Zt.mT, group["qr"])
+            if self._ns_in_complement(group, G):
+                U, wy = householder_qr(Zt.mT)
+            else:
+                U = orthonormal_basis(Zt.mT, group["qr"])
 
-        # Momentum, the Nesterov mix, projections and the second moment, in one pass over G.
+        # Momentum, the Nesterov mix, projections, the second moment and the direction H = A + gamma B.
         b1 = (1 - beta1**t) / (1 - beta1)
-        b2 = 1 - beta2**t
         if group["nesterov"]:  # Ghat = mix_scale (g_coef G + m_coef M)
-            g_coef, m_coef, mix_scale = 1.0, beta1, 1 / (1 + beta1 * b1)
+            mix = (1.0, beta1, 1 / (1 + beta1 * b1))
         else:
-            g_coef, m_coef, mix_scale = (1.0, 0.0, 1 / b1) if parity else (0.0, 1.0, 1 / b1)
-        P_G, P_hat, D = project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
-                                        mix_scale=mix_scale, bias2=b2, eps=eps, backend=backend)
+            mix = (1.0, 0.0, 1 / b1) if parity else (0.0, 1.0, 1 / b1)
+        direction = self._complement_direction if wy is not None else self._direction
+        P_G, H = direction(G, M, U, V, wy, mix, 1 - beta2**t, group)
+
+        # S in the new basis, then U replaces the old basis in place.
         if t == 1:
             torch.bmm(P_G.mT, P_G, out=S_old).mul_(1 - beta2)
         else:
             T = torch.bmm(U_old.mT, U)
             torch.baddbmm(torch.bmm(torch.bmm(T.mT, S_old), T), P_G.mT, P_G, beta=beta2, alpha=1 - beta2, out=S_old)
         U_old.copy_(U)
-        U = U_old
 
-        # H = A + gamma B: the rank-r adaptive part plus the orthogonalised residual.
         scale = math.sqrt(m * n)
-        coef = 0.0
-        O = None
-        if group["gamma"] > 0:
-            R = gemm_epilogue(P_hat, U.mT, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
-                              out=torch.empty_like(G), backend=backend)
-            if not parity:  # ||Ghat||^2 = ||Ghat U||^2 + ||R||^2: no m x n temporary needed
-                r_norm = torch.linalg.vector_norm(R, dim=(-2, -1))
-                keep = r_norm > RESIDUAL_FLOOR * torch.hypot(r_norm, torch.linalg.vector_norm(P_hat, dim=(-2, -1)))
-            association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
-            O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(G, group["ns_dtype"]), backend=backend)
-            coef = group["gamma"] * scale / (torch.linalg.vector_norm(O, dim=(-2, -1), dtype=G.dtype) + eps)
-            if not parity:
-                coef = coef * keep
-        # O is Newton-Schulz's fresh output: in fp32 (CPU), H accumulates into it, no m x n temporary
-        in_place = O is not None and O.dtype == D.dtype
-        H = gemm_epilogue(D, U.mT, c=O, beta=coef, out=O if in_place else None, backend=backend)
-
         if group["weight_decay"]:
             torch._foreach_mul_(ws, 1 - group["lr"] * group["weight_decay"])
         norms = torch.linalg.vector_norm(H, dim=(-2, -1)) + eps
         for w, h, norm in zip(ws, H, norms):
             w.addcdiv_(h, norm, value=-group["lr"] * group["lr_ratio"] * scale)
+
+    def _direction(self, G, M, U, V, wy, mix, bias2, group):
+        """P_G = G U and H = A + gamma B with Newton-Schulz on the m x n residual R (the official code)."""
+        beta1, beta2 = group["betas"]
+        eps, backend, parity = group["eps"], group["backend"], group["parity"]
+        g_coef, m_coef, mix_scale = mix
+        P_G, P_hat, D = project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef, m_coef=m_coef,
+                                        mix_scale=mix_scale, bias2=bias2, eps=eps, backend=backend)
+        coef, O = 0.0, None
+        if group["gamma"] > 0:
+            R = gemm_epilogue(P_hat, U.mT, alpha=-1.0, c=G, beta=mix_scale * g_coef, d=M, delta=mix_scale * m_coef,
+                              out=torch.empty_like(G), backend=backend)
+            keep = None if parity else _residual_kept(R, P_hat)  # parity: no vanishing-residual guard
+            association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
+            O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(G, group["ns_dtype"]), backend=backend)
+            coef = self._muon_coef(O, keep, G, group)
+        # O is Newton-Schulz's fresh output: in fp32 (CPU), H accumulates into it, no m x n temporary
+        in_place = O is not None and O.dtype == D.dtype
+        return P_G, gemm_epilogue(D, U.mT, c=O, beta=coef, out=O if in_place else None, backend=backend)
+
+    def _complement_direction(self, G, M, U, V, wy, mix, bias2, group):
+        """P_G = G U and H = A + gamma B with Newton-Schulz on R's coordinates in the complement of U.
+
+        With Q = [U, W] the orthogonal factor of the power iteration's QR (n x n, applied in
+        compact WY form), Ghat Q = [Ghat U, R W] and R = (R W) W^T; Newton-Schulz commutes with
+        orthogonal maps, so NS5(R) = NS5(R W) W^T and H = [D, gamma' NS5(R W)] Q^T: the same H as
+        `_direction` in exact arithmetic, Newton-Schulz on m x (n - r) instead of m x n, and
+        B orthogonal to U to rounding (cosmos.md §6.4).
+        """
+        beta1, beta2 = group["betas"]
+        g_coef, m_coef, mix_scale = mix  # g_coef is 1 or 0 (module docstring)
+        r = U.shape[-1]
+        torch.add(G, M, alpha=beta1, out=M)
+        P_G = torch.bmm(G, U)
+        V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
+        # Ghat itself, not a multiple: Newton-Schulz's normalisation (+1e-7) is not scale-invariant
+        X = torch.add(G, M, alpha=m_coef).mul_(mix_scale) if g_coef else M.mul(m_coef * mix_scale)
+        wy.apply(X)  # [Ghat U, R W]
+        head, tail = X[..., :r], X[..., r:]
+        D = head / V.sqrt().div_(math.sqrt(bias2)).add_(group["eps"])
+        if tail.shape[-1]:  # n > r
+            keep = _residual_kept(tail, head)
+            O = newton_schulz5(tail, group["ns_steps"], "muon", ns_dtype_for(G, group["ns_dtype"]),
+                               backend=group["backend"])
+            torch.mul(O, self._muon_coef(O, keep, G, group).view(-1, 1, 1), out=tail)
+        head.copy_(D)
+        return P_G, wy.apply(X, transpose=True)
+
+    @staticmethod
+    def _muon_coef(O, keep, G, group):
+        """gamma sqrt(mn) / (||O||_F + eps) per matrix of the batch (||NS5(R W)|| = ||NS5(R)||), zero
+        where the residual was dropped (``keep``; None: kept)."""
+        m, n = G.shape[-2:]
+        coef = group["gamma"] * math.sqrt(m * n) / (torch.linalg.vector_norm(O, dim=(-2, -1), dtype=G.dtype)
+                                                    + group["eps"])
+        return coef if keep is None else coef * keep

@@ -23,9 +23,12 @@ def _low_rank_grad(m=48, n=32, seed=0):
     return U @ torch.diag(s) @ V.T
 
 
+SPACES = ("full", "complement")  # where Newton-Schulz runs (ns_space); auto picks full for these small shapes
+
+
 def _cosmos(w, **kw):
     kw = {"rank": 4, "lr": 1e-2, "ns_dtype": "float32", **kw}
-    return COSMOS([w], **kw)
+    return COSMOS(w if isinstance(w, list) else [w], **kw)
 
 
 def _step(opt, w, grad):
@@ -68,13 +71,14 @@ def test_parity_with_official_code(dtype, tol):
 
 
 # ---- 2. update norm invariant ----------------------------------------------------------------
+@pytest.mark.parametrize("ns_space", SPACES)
 @pytest.mark.parametrize("shape", [(48, 32), (20, 60)])
-def test_update_norm_is_lr_ratio_sqrt_mn(shape):
+def test_update_norm_is_lr_ratio_sqrt_mn(shape, ns_space):
     m, n = shape
     steps = []
     for grad_scale in (1.0, 1000.0):
         w = torch.nn.Parameter(_g(m, n))
-        opt = _cosmos(w, lr=3e-3, lr_ratio=0.2)
+        opt = _cosmos(w, lr=3e-3, lr_ratio=0.2, ns_space=ns_space)
         steps.append([_step(opt, w, _g(m, n, seed=s) * grad_scale) for s in range(5)])
     for d in steps[0]:
         assert d.norm().item() == pytest.approx(3e-3 * 0.2 * math.sqrt(m * n), rel=1e-5)
@@ -83,9 +87,10 @@ def test_update_norm_is_lr_ratio_sqrt_mn(shape):
 
 
 # ---- 3. orthonormal basis --------------------------------------------------------------------
-def test_basis_stays_orthonormal():
+@pytest.mark.parametrize("ns_space", SPACES)
+def test_basis_stays_orthonormal(ns_space):
     w = torch.nn.Parameter(_g(48, 32))
-    opt = _cosmos(w, rank=6)
+    opt = _cosmos(w, rank=6, ns_space=ns_space)
     for s in range(10):
         _step(opt, w, _g(48, 32, seed=s))
         U = opt.state[w]["basis"]
@@ -111,7 +116,7 @@ def test_residual_is_orthogonal_to_basis(monkeypatch):
     seen = []
     monkeypatch.setattr(cosmos_module, "newton_schulz5", lambda R, *a, **k: seen.append(R.clone()) or newton_schulz5(R, *a))
     w = torch.nn.Parameter(_g(48, 32))
-    opt = _cosmos(w, rank=6)
+    opt = _cosmos(w, rank=6, ns_space="full")  # the complement's Newton-Schulz never sees span(U): next test
     for s in range(4):
         _step(opt, w, _g(48, 32, seed=s))
         U = opt.state[w]["basis"]
@@ -119,12 +124,96 @@ def test_residual_is_orthogonal_to_basis(monkeypatch):
     assert len(seen) == 4
 
 
+@pytest.mark.parametrize("ns_space, tol", [("full", 1e-5), ("complement", 1e-12)])
+def test_update_within_the_basis_is_the_adaptive_part(ns_space, tol):
+    """dW U = -c D (c > 0 the normalisation): the Muon part B is orthogonal to span(U), so within
+    span(U) the step is the SOAP part alone (cosmos.md §2.4). fp64 parameters, Newton-Schulz in fp32:
+    on the full m x n residual its fp32 rounding leaks into span(U) (~2e-6 measured); in the
+    complement it never reaches it (~1e-14)."""
+    m, n, r, (beta1, beta2) = 48, 32, 6, (0.9, 0.95)
+    w = torch.nn.Parameter(_g(m, n).double())
+    opt = _cosmos(w, rank=r, betas=(beta1, beta2), ns_space=ns_space)
+    for t in range(1, 6):
+        G = _g(m, n, seed=t).double()
+        d = _step(opt, w, G)
+        st = opt.state[w]
+        U, b1 = st["basis"], (1 - beta1**t) / (1 - beta1)
+        Ghat = (G + beta1 * st["exp_avg"]) / (1 + beta1 * b1)
+        D = Ghat @ U / ((st["exp_avg_sq"] / (1 - beta2**t)).sqrt() + 1e-8)
+        c = -(d @ U * D).sum() / (D * D).sum()
+        assert c > 0
+        if t > 1:  # step 1 takes the full path whatever ns_space says (its basis comes from eigh)
+            assert (d @ U + c * D).norm() <= tol * (d @ U).norm()
+
+
+def test_complement_space_steps_like_full_space():
+    """Newton-Schulz on R W (m x (n - r)) mapped back by W^T gives the full path's update: fp64
+    throughout (Newton-Schulz too), square, tall, wide with m > n - r, rank = n (empty complement),
+    a batch of two, with and without Nesterov, weight decay; 6 steps."""
+    cases = [((24, 24), 6, {}), ((40, 24), 4, {"nesterov": False}), ((20, 28), 12, {"weight_decay": 0.1}),
+             ((24, 8), 8, {}), ((30, 30), 5, {"betas": (0.9, 0.99)})]
+    for (m, n), r, kw in cases:
+        ws = {}
+        for space in SPACES:
+            ws[space] = [torch.nn.Parameter(_g(m, n, seed=k).double()) for k in range(2)]
+            opt = _cosmos(ws[space], rank=r, ns_dtype=torch.float64, ns_space=space, **kw)
+            for t in range(6):
+                for k, w in enumerate(ws[space]):
+                    w.grad = _g(m, n, seed=10 * t + k).double()
+                opt.step()
+        for k, (full, comp) in enumerate(zip(ws["full"], ws["complement"])):
+            start = _g(m, n, seed=k).double()
+            assert (full - comp).abs().max() <= 1e-12 * (full - start).abs().max(), (m, n, r, kw)
+
+
+def test_ns_space_auto_takes_the_complement_where_it_pays(monkeypatch):
+    from methods.cosmos.optimizer import complement_pays
+
+    # measured on one CPU core (complement_pays): square and tall from ~128 x 128, never m <= n - r
+    assert complement_pays(256, 256, 64) and complement_pays(2048, 768, 64) and complement_pays(128, 128, 32)
+    assert not complement_pays(64, 64, 16) and not complement_pays(768, 2048, 64) and not complement_pays(512, 640, 64)
+    calls = []
+    real = cosmos_module.householder_qr
+    monkeypatch.setattr(cosmos_module, "householder_qr", lambda Z: calls.append(Z.shape) or real(Z))
+    for kw, complement in [({}, True), ({"parity": True}, False), ({"gamma": 0.0}, False),
+                           ({"qr": "cholesky_qr2"}, False), ({"ns_space": "full"}, False)]:
+        calls.clear()
+        w = torch.nn.Parameter(_g(128, 128))
+        opt = COSMOS([w], rank=32, **kw)
+        for s in range(3):
+            _step(opt, w, _g(128, 128, seed=s))
+        assert len(calls) == (2 if complement else 0), kw  # steps 2 and 3 (step 1: eigh)
+    calls.clear()
+    w = torch.nn.Parameter(_g(48, 32))
+    opt = _cosmos(w, ns_space="complement")  # forced where auto would not
+    for s in range(2):
+        _step(opt, w, _g(48, 32, seed=s))
+    assert calls == [(1, 32, 4)]
+
+
+def test_ns_space_option_is_validated():
+    from methods.cosmos.config import Cosmos
+    from reprolab.checks import ConfigError
+
+    w = torch.nn.Parameter(_g(8, 8))
+    with pytest.raises(ValueError, match=r"ns_space='left' is not one of \('auto', 'full', 'complement'\)"):
+        COSMOS([w], rank=2, ns_space="left")
+    with pytest.raises(ValueError, match="ns_space='complement' takes the complement of U from the Householder QR"):
+        COSMOS([w], rank=2, ns_space="complement", qr="cholesky_qr2")
+    with pytest.raises(ConfigError, match="method.ns_space"):
+        Cosmos(ns_space="left")
+    with pytest.raises(ConfigError, match="method.ns_space=complement .* set method.qr=householder"):
+        Cosmos(ns_space="complement", qr="cholesky_qr2")
+    assert Cosmos(ns_space="complement", rank=2).build_optimizer(torch.nn.Linear(8, 8)).defaults["ns_space"] == "complement"
+
+
 # ---- 6. constant gradient: fixed point -------------------------------------------------------
-def test_constant_gradient_fixed_point():
+@pytest.mark.parametrize("ns_space", SPACES)
+def test_constant_gradient_fixed_point(ns_space):
     G = _low_rank_grad(seed=3)
     w = torch.nn.Parameter(_g(48, 32))
     beta2 = 0.9
-    opt = _cosmos(w, rank=4, betas=(0.9, beta2))
+    opt = _cosmos(w, rank=4, betas=(0.9, beta2), ns_space=ns_space)
     deltas = [_step(opt, w, G) for _ in range(60)]
     st, t = opt.state[w], 60
     U = st["basis"]
@@ -138,13 +227,14 @@ def test_constant_gradient_fixed_point():
 
 
 # ---- 7. sign invariance ----------------------------------------------------------------------
-def test_update_invariant_to_basis_column_signs():
+@pytest.mark.parametrize("ns_space", SPACES)
+def test_update_invariant_to_basis_column_signs(ns_space):
     w = torch.nn.Parameter(_g(48, 32))
-    opt = _cosmos(w, rank=5)
+    opt = _cosmos(w, rank=5, ns_space=ns_space)
     for s in range(3):
         _step(opt, w, _g(48, 32, seed=s))
     twin = torch.nn.Parameter(w.detach().clone())
-    opt2 = _cosmos(twin, rank=5)
+    opt2 = _cosmos(twin, rank=5, ns_space=ns_space)
     state = copy.deepcopy(opt.state[w])
     flip = torch.tensor([1.0, -1.0, 1.0, -1.0, -1.0])
     state["basis"] *= flip
@@ -289,15 +379,23 @@ def test_nesterov_mix_of_constant_gradient_is_the_gradient(monkeypatch):
 
 
 # ---- 12. vanishing residual (rank = min(m, n)) -----------------------------------------------
-def test_full_rank_drops_the_roundoff_residual():
-    """rank = n: the residual is roundoff; parity=False drops it so gamma does not inject noise."""
+@pytest.mark.parametrize("ns_space", SPACES)
+@pytest.mark.parametrize("shape, rank, grad_rank", [((24, 8), 8, 8), ((24, 12), 4, 4)])
+def test_vanishing_residual_is_dropped(ns_space, shape, rank, grad_rank):
+    """The residual is roundoff where the basis holds the gradients' whole row space (rank = n, or
+    gradients of rank r = 4 in a fixed row space): parity=False drops it, so gamma does not inject
+    noise (the complement path's residual is empty for rank = n, roundoff for the other). Not for
+    gradients of rank < r: the basis's extra directions are rounding-chosen and D there is
+    noise / (sqrt(noise^2) + eps), so any two evaluation orders differ at O(1) (as in the QR test)."""
+    m, n = shape
+    row_space = _g(grad_rank, n, seed=11)
     deltas = {}
     for gamma in (0.0, 0.2):
-        w = torch.nn.Parameter(_g(24, 8))
-        opt = _cosmos(w, rank=8, gamma=gamma)
-        deltas[gamma] = [_step(opt, w, _g(24, 8, seed=s)) for s in range(3)]
-    for a, b in zip(deltas[0.0], deltas[0.2]):
-        assert (a - b).norm() <= 1e-5 * a.norm()
+        w = torch.nn.Parameter(_g(m, n))
+        opt = _cosmos(w, rank=rank, gamma=gamma, ns_space=ns_space)
+        deltas[gamma] = [_step(opt, w, _g(m, grad_rank, seed=s) @ row_space) for s in range(3)]
+    for a, b in zip(deltas[0.0], deltas[0.2]):  # gamma = 0 takes the full path: rounding apart
+        assert (a - b).norm() <= 1e-4 * a.norm()
 
 
 # ---- 13. state memory -------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_cpu_benchmark_runs_and_checks_state_formulas():
 
     (row,) = main(["--shapes", "40x24", "--rank", "8", "--reps", "1", "--no-write"])
     assert all(s["exact"] for s in row["state"].values())
-    assert set(row["ratios"]) == {"COSMOS/Muon", "COSMOS/SOAP", "Muon/SOAP", "COSMOS/AdamW"}
+    assert set(row["ratios"]) == {"COSMOS/Muon", "COSMOS/SOAP", "Muon/SOAP", "COSMOS/AdamW", "COSMOS (full NS)/Muon"}
 
 
 def test_gpu_benchmark_cpu_smoke():
