@@ -135,6 +135,8 @@ def markdown(rows: list[dict], threads: int) -> str:
             f"{ratio['COSMOS (full NS)/Muon']:.2f} | {ratio['COSMOS/SOAP']:.2f} ({ok('COSMOS/SOAP')}) | "
             f"{flops['COSMOS NS'] / flops['SOAP']:.2f} | {'exact' if exact else '**differs**'} |")
     floor = min(r["flops"]["COSMOS NS"] / r["flops"]["SOAP"] for r in rows)
+    lo, hi = (f(r["ratios"]["COSMOS/Muon"] for r in rows) for f in (min, max))
+    full_lo, full_hi = (f(r["ratios"]["COSMOS (full NS)/Muon"] for r in rows) for f in (min, max))
     lines += ["", "Every COSMOS step runs five Newton-Schulz iterations on its residual: on m x (n - r) where it "
               "takes the complement of the basis, else on m x n like Muon (methods/cosmos/optimizer.py, `ns_space`). "
               "They cost 5 (4 k^2 N + 2 k^3) flops (k <= N the two sides), SOAP's step 6 mn (m + n) plus its refresh "
@@ -145,10 +147,11 @@ def markdown(rows: list[dict], threads: int) -> str:
               "Newton-Schulz, and SOAP's eigen-refresh is slow on GPU), not 0.5x. Against Muon, COSMOS adds six "
               "m x n x r GEMMs (12 mnr flops; the complement path two more, for the two rotations), a QR of n x r "
               "and about 50 small ops, and it reads more state (M, U, S, V) that the other optimizers' steps have "
-              "evicted from the caches. With Newton-Schulz on the whole residual (full NS) that puts COSMOS/Muon "
-              "above 1.25 at 256 x 256 with r = 64, where the GEMMs are 10% of Newton-Schulz's flops; in the "
-              "complement Newton-Schulz has half of Muon's flops there, and COSMOS costs less than Muon at the "
-              "square and tall shapes. COSMOS's state stays close to Muon's and far below SOAP's.",
+              "evicted from the caches: with Newton-Schulz on the whole residual (full NS) COSMOS/Muon is "
+              f"{full_lo:.2f}-{full_hi:.2f} in this run, highest at 256 x 256 with r = 64, where the GEMMs are 10% "
+              "of Newton-Schulz's flops. In the complement Newton-Schulz has half of Muon's flops there (7% fewer "
+              f"at 2048 x 2048): COSMOS/Muon is {lo:.2f}-{hi:.2f} in this run. COSMOS's state stays close to "
+              "Muon's and far below SOAP's.",
               "", "State bytes (measured from the optimizers' state dicts, step counters aside; equal to the formula "
               "times 4 bytes where the table above says exact):", "",
               "| shape | AdamW | Muon | SOAP | COSMOS |", "|---|---|---|---|---|"]

@@ -136,7 +136,10 @@ def bench_qr(device: str, tiny: bool, reps: int) -> list[dict]:
 OPTIMIZERS = {"AdamW": ("AdamW", {}), "Muon": ("Muon", {}), "Muon (twin NS)": ("Muon", {"backend": "torch"}),
               "SOAP": ("SOAP", {}), "COSMOS": ("COSMOS", {}), "COSMOS (all Triton)": ("COSMOS", {"backend": "triton"}),
               "COSMOS (all twins)": ("COSMOS", {"backend": "torch"}),
-              "COSMOS (Householder QR)": ("COSMOS", {"qr": "householder"})}
+              "COSMOS (Householder QR)": ("COSMOS", {"qr": "householder"}),
+              # Newton-Schulz in the complement of the basis (the CPU default where it pays; on CUDA
+              # it needs the Householder QR, geqrf per matrix there): whether ns_space auto should take it
+              "COSMOS (complement NS)": ("COSMOS", {"ns_space": "complement"})}
 
 
 def make_optimizer(row: str, model):
