@@ -266,8 +266,10 @@ class COSMOS(HybridOptimizer):
             mix = (1.0, beta1, 1 / (1 + beta1 * b1))
         else:
             mix = (1.0, 0.0, 1 / b1) if parity else (0.0, 1.0, 1 / b1)
-        direction = self._complement_direction if wy is not None else self._direction
-        P_G, H = direction(G, M, U, V, wy, mix, 1 - beta2**t, group)
+        if wy is None:
+            P_G, H = self._direction(G, M, U, V, mix, 1 - beta2**t, group)
+        else:
+            P_G, H = self._complement_direction(G, M, U, V, wy, mix, 1 - beta2**t, group)
 
         # S in the new basis, then U replaces the old basis in place.
         if t == 1:
@@ -284,7 +286,7 @@ class COSMOS(HybridOptimizer):
         for w, h, norm in zip(ws, H, norms):
             w.addcdiv_(h, norm, value=-group["lr"] * group["lr_ratio"] * scale)
 
-    def _direction(self, G, M, U, V, wy, mix, bias2, group):
+    def _direction(self, G, M, U, V, mix, bias2, group):
         """P_G = G U and H = A + gamma B with Newton-Schulz on the m x n residual R (the official code)."""
         beta1, beta2 = group["betas"]
         eps, backend, parity = group["eps"], group["backend"], group["parity"]
@@ -310,7 +312,7 @@ class COSMOS(HybridOptimizer):
         compact WY form), Ghat Q = [Ghat U, R W] and R = (R W) W^T; Newton-Schulz commutes with
         orthogonal maps, so NS5(R) = NS5(R W) W^T and H = [D, gamma' NS5(R W)] Q^T: the same H as
         `_direction` in exact arithmetic, Newton-Schulz on m x (n - r) instead of m x n, and
-        B orthogonal to U to rounding (cosmos.md §6.4).
+        B orthogonal to U to rounding (cosmos.md §6 property 5 holds exactly).
         """
         beta1, beta2 = group["betas"]
         g_coef, m_coef, mix_scale = mix  # g_coef is 1 or 0 (module docstring)
