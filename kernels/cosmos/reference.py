@@ -125,9 +125,19 @@ def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias
     M / b1 without Nesterov (G / b1 in parity mode). Ghat U is taken as
     mix_scale (g_coef P_G + m_coef M U), which reuses P_G and never forms Ghat (m x n).
     """
-    torch.add(G, M, alpha=beta1, out=M)  # M <- beta1 M + G in one pass
+    P_G = update_moments(G, M, U, V, beta1=beta1, beta2=beta2)
+    P_hat = _addmm(P_G, M, U, beta=mix_scale * g_coef, alpha=mix_scale * m_coef)  # Ghat U, Ghat never formed
+    return P_G, P_hat, divide_by_second_moment(P_hat, V, bias2=bias2, eps=eps)
+
+
+def update_moments(G, M, U, V, *, beta1, beta2):
+    """M <- beta1 M + G and V <- beta2 V + (1 - beta2) (G U)^2, in place; returns P_G = G U."""
+    torch.add(G, M, alpha=beta1, out=M)  # one pass
     P_G = _mm(G, U)
     V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
-    P_hat = _addmm(P_G, M, U, beta=mix_scale * g_coef, alpha=mix_scale * m_coef)  # Ghat U, Ghat never formed
-    D = P_hat / V.sqrt().div_(math.sqrt(bias2)).add_(eps)
-    return P_G, P_hat, D
+    return P_G
+
+
+def divide_by_second_moment(P_hat, V, *, bias2, eps):
+    """D = P_hat / (sqrt(V) / sqrt(bias2) + eps): the adaptive (SOAP) part in U's coordinates."""
+    return P_hat / V.sqrt().div_(math.sqrt(bias2)).add_(eps)

@@ -64,6 +64,7 @@ import math
 import torch
 
 from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
+from kernels.cosmos.reference import divide_by_second_moment, update_moments  # the complement path's pieces
 from methods.linalg import QR_METHODS, householder_qr, orthonormal_basis
 from methods.optim import (HybridOptimizer, adamw_, check_newton_schulz, init_packed, packed_state,
                           same_shape_batches, stack)
@@ -317,14 +318,12 @@ class COSMOS(HybridOptimizer):
         beta1, beta2 = group["betas"]
         g_coef, m_coef, mix_scale = mix  # g_coef is 1 or 0 (module docstring)
         r = U.shape[-1]
-        torch.add(G, M, alpha=beta1, out=M)
-        P_G = torch.bmm(G, U)
-        V.mul_(beta2).addcmul_(P_G, P_G, value=1 - beta2)
+        P_G = update_moments(G, M, U, V, beta1=beta1, beta2=beta2)
         # Ghat itself, not a multiple: Newton-Schulz's normalisation (+1e-7) is not scale-invariant
         X = torch.add(G, M, alpha=m_coef).mul_(mix_scale) if g_coef else M.mul(m_coef * mix_scale)
         wy.apply(X)  # [Ghat U, R W]
         head, tail = X[..., :r], X[..., r:]
-        D = head / V.sqrt().div_(math.sqrt(bias2)).add_(group["eps"])
+        D = divide_by_second_moment(head, V, bias2=bias2, eps=group["eps"])
         if tail.shape[-1]:  # n > r
             keep = _residual_kept(tail, head)
             O = newton_schulz5(tail, group["ns_steps"], "muon", ns_dtype_for(G, group["ns_dtype"]),
