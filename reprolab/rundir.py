@@ -9,7 +9,9 @@
 
 The folder is a function of the experiment name and the overrides (see conf/hydra), so running
 the same command again finds it: ``resume=auto`` continues an unfinished run from
-``last.ckpt`` with the same W&B id, and reports a finished one without training again.
+``last.ckpt`` with the same W&B id, and reports a finished one without training again. Some settings
+(hardware, paths.data_dir) stay out of the folder's name, so a folder found again is matched on its saved
+config: a run made with other settings is an error, never silently reported or resumed.
 """
 from __future__ import annotations
 
@@ -32,6 +34,22 @@ from reprolab.checks import UserError
 from reprolab.registry import ROOT
 
 RESUME_POLICIES = ("auto", "never", "must")
+
+# Keys of the resolved config that cannot change a run's numbers. A folder found again is matched on
+# every other leaf of its saved config.yaml (`RunDir.config_changes`); a key names its whole subtree.
+#   name, group, paper    the folder's parent, the W&B group, the tables rebuilt afterwards
+#   resume                what to do with an existing folder
+#   logger, callbacks     observers: where metrics go (CSV, W&B), the learning-rate monitor
+#   launcher              how sweep jobs are dispatched (in-process, joblib, SLURM)
+#   cpu_threads           torch intra-op threads: speed only (a sum may round differently in its last bit)
+#   paths                 where runs are written and where the checkout and the data are read from. A moved
+#                         checkout or data folder holds the same run: ``data`` names which files are read,
+#                         paths.data_dir only where they are (a different copy is not detected). Leaves that
+#                         interpolate these paths (data.data_dir, runner.checkpoint) are compared relative to them.
+#   trainer.enable_progress_bar, trainer.enable_model_summary   display only
+#   trainer.num_sanity_val_steps   a validation pass before training: it updates nothing and draws no batch
+RESULT_NEUTRAL_KEYS = ("name", "group", "paper", "resume", "logger", "callbacks", "launcher", "cpu_threads", "paths",
+                       "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.num_sanity_val_steps")
 _PACKAGES = ("torch", "lightning", "transformers", "hydra-core", "omegaconf", "wandb", "datasets", "numpy", "triton")
 
 
@@ -102,6 +120,59 @@ class RunExistsError(UserError, RuntimeError):
     """The run folder already holds a run and the resume policy forbids touching it."""
 
 
+class RunMismatchError(RunExistsError):
+    """The run folder holds a run made with a config that differs in a key that changes results."""
+
+
+def _leaves(node, prefix: str = "") -> dict:
+    """``{dotted.key: value}`` for every leaf of a plain dict tree (lists are leaves)."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out = {}
+    for k, v in node.items():
+        out.update(_leaves(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def _comparable(tree: dict) -> dict:
+    """The leaves that can change results, with the paths.* folders written as ``${paths.<key>}``."""
+    leaves = _leaves(tree)
+    roots = sorted(((v, k) for k, v in leaves.items() if k.startswith("paths.") and isinstance(v, str) and len(v) > 1),
+                   key=lambda vk: -len(vk[0]))
+    out = {}
+    for key, value in leaves.items():
+        if any(key == n or key.startswith(n + ".") for n in RESULT_NEUTRAL_KEYS):
+            continue
+        if isinstance(value, str):
+            for root, name in roots:
+                value = value.replace(root, "${%s}" % name)
+        out[key] = value
+    return out
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (field 22 of /proc/<pid>/stat, clock ticks since boot), to tell it from
+    a later process given the same pid; None where /proc is absent or the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    if pid == os.getpid():  # this process is about to run the job: the attempt recorded with its pid is over
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        pass
+    now = _process_start(pid)
+    return started is None or now is None or now == started
+
+
 @dataclass
 class RunDir:
     path: Path
@@ -145,29 +216,85 @@ class RunDir:
     def results(self) -> dict:
         return json.loads(self.results_file.read_text())
 
-    def check_policy(self, policy: str) -> str:
-        """What to do here under ``resume=policy``: ``start``, ``resume`` or ``report``."""
+    def interruption(self) -> str | None:
+        """Why a run recorded as "running" is not: its process on this host is gone (killed from outside:
+        SIGKILL, the out-of-memory killer, a power cut). None when the run is not "running", ran on another
+        host (its process cannot be checked from here) or its process is alive."""
+        m = self.meta
+        if m.get("status") != "running" or "pid" not in m or m.get("host") != socket.gethostname():
+            return None
+        if _alive(m["pid"], m.get("pid_start")):
+            return None
+        return (f"its process {m['pid']} on {m['host']} is gone without recording an end (killed from outside: "
+                "SIGKILL, out of memory, a power cut)")
+
+    def describe(self) -> str:
+        """The recorded status, or "interrupted (why)" for a "running" run whose process is gone."""
+        gone = self.interruption()
+        return f"interrupted: {gone}" if gone else self.meta.get("status", "new")
+
+    def config_changes(self, cfg: DictConfig) -> dict[str, tuple]:
+        """``{key: (saved, now)}`` for every leaf that differs between the run's saved config.yaml and
+        ``cfg`` (resolved), except `RESULT_NEUTRAL_KEYS`. A key absent on one side equals null on the other,
+        so a slot added to the config tree since (null by default) is no change."""
+        saved_file = self.path / "config.yaml"
+        if not saved_file.exists():
+            return {}
+        saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False) or {})
+        now = _comparable(OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True)), resolve=False))
+        return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+
+    def _refuse_other_config(self, cfg: DictConfig, choices: dict | None, action: str) -> None:
+        changes = self.config_changes(cfg)
+        if not changes:
+            return
+        shown = [f"    {k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:20]]
+        if len(changes) > 20:
+            shown.append(f"    ... and {len(changes) - 20} more")
+        was = self.meta.get("choices") or {}
+        groups = [f"{g}={v}" for g, v in sorted(was.items()) if choices is not None and choices.get(g) != v]
+        same = " ".join(groups or [f"{k}={old}" for k, (old, _) in list(changes.items())[:6] if old is not None])
+        raise RunMismatchError(
+            f"{self.path} already holds a run (status: {self.describe()}) made with a different config, so it is "
+            f"not {'reported' if action == 'report' else 'resumed'}; nothing was changed. Keys that change results "
+            f"and differ (its config.yaml -> now):\n" + "\n".join(shown) + "\n"
+            "  (a run folder is named by the command-line overrides only; hardware, paths.data_dir and the "
+            "experiment files' contents are not in its name.)\n"
+            "  Fix: start a separate run under another name or folder (name=<new name> or paths.log_dir=<dir>), "
+            f"or use this run with the settings it was made with ({same or 'see its overrides.yaml'})."
+        )
+
+    def check_policy(self, policy: str, cfg: DictConfig | None = None, choices: dict | None = None) -> str:
+        """What to do here under ``resume=policy``: ``start``, ``resume`` or ``report``. With ``cfg``, a run
+        to report or resume must have been made with the same config (`config_changes`), else
+        `RunMismatchError`; ``choices`` (the job's group choices) lets its message name the groups to repeat."""
         if policy not in RESUME_POLICIES:
             raise ValueError(f"resume={policy!r} is not one of {list(RESUME_POLICIES)}")
         status = self.status
         if policy == "must" and not self.resuming:
-            raise RunExistsError(f"resume=must but {self.path} has no unfinished run with a last.ckpt (status: {status}).")
+            raise RunExistsError(f"resume=must but {self.path} has no unfinished run with a last.ckpt (status: {self.describe()}).")
         if status == "new":
             return "start"
         if policy == "never":
             raise RunExistsError(
-                f"{self.path} already holds a run (status: {status}). Nothing was changed. Continue it with "
+                f"{self.path} already holds a run (status: {self.describe()}). Nothing was changed. Continue it with "
                 f"resume=auto, or start a separate run under another name (name=...) or paths.log_dir=..."
             )
-        if status == "complete":
-            return "report"
-        return "resume" if self.last_ckpt.exists() else "start"
+        action = "report" if status == "complete" else "resume" if self.last_ckpt.exists() else "start"
+        if cfg is not None and action != "start":  # a restart keeps nothing of the old attempt's numbers
+            self._refuse_other_config(cfg, choices, action)
+        return action
 
     # ---- writing --------------------------------------------------------------------------
     def start(self, cfg: DictConfig, overrides: list[str], choices: dict, action: str, key: str = "") -> None:
         """Record the config and provenance; on resume keep the W&B id and append to history."""
         self.path.mkdir(parents=True, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        gone = self.interruption()
+        if gone:  # killed from outside: nothing recorded its end, so record it before starting again
+            self.meta["status"] = "interrupted"
+            self.meta.setdefault("history", []).append({"time": now, "action": "interrupted", "detail": gone})
+            self.save_meta()
         event = {"time": now, "action": action, **git_state(), "argv": sys.argv}
         if action == "resume" and self.meta:
             self.meta.setdefault("history", []).append(event)
@@ -193,6 +320,8 @@ class RunDir:
             }
             atomic_write(self.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
             atomic_write(self.path / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+        # Who runs it: the next start tells a run killed from outside (still "running") from a live one.
+        self.meta.update(pid=os.getpid(), host=socket.gethostname(), pid_start=_process_start(os.getpid()))
         self.save_meta()
 
     def save_meta(self) -> None:

@@ -93,3 +93,129 @@ def test_reprolab_commit_names_the_commit_of_a_shipped_tree(monkeypatch):
     monkeypatch.setattr(subprocess, "run", no_git)
     monkeypatch.delenv("REPROLAB_COMMIT")
     assert rundir.git_state() == {"commit": None, "dirty": None}
+
+
+# ---- a folder found again is matched on its resolved config (issue 13, item 5) ----------------
+def _cfg(**changes):
+    cfg = {"seed": 1, "name": "x", "group": "g", "resume": "auto", "cpu_threads": None,
+           "paths": {"log_dir": "/runs", "data_dir": "/data"},
+           "data": {"data_dir": "/data", "train_files": ["lm/t.txt"], "seq_len": 64},
+           "trainer": {"strategy": "auto", "devices": 1, "precision": "32-true", "enable_progress_bar": True},
+           "logger": {"wandb": {"enabled": True}}}
+    for key, value in changes.items():
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return OmegaConf.create(cfg)
+
+
+def finished(tmp_path, status="complete", ckpt=True, **changes):
+    run = RunDir(tmp_path / "r")
+    run.start(_cfg(**changes), ["seed=1"], {"hardware": "cpu", "method": "adamw"}, "start")
+    if ckpt:
+        run.checkpoint_dir.mkdir(parents=True)
+        run.last_ckpt.write_bytes(b"ckpt")
+    if status == "complete":
+        run.finish({"table/val_loss": 1.0})
+    else:
+        run.meta["status"] = status
+        run.save_meta()
+    return RunDir(run.path)
+
+
+@pytest.mark.parametrize("status", ["complete", "failed"])
+def test_a_run_made_with_other_settings_is_neither_reported_nor_resumed(tmp_path, status):
+    from reprolab.rundir import RunMismatchError
+
+    run = finished(tmp_path, status)
+    now = _cfg(**{"trainer.strategy": "ddp_spawn", "trainer.devices": 2})
+    with pytest.raises(RunMismatchError) as e:
+        run.check_policy("auto", now, {"hardware": "ddp_spawn", "method": "adamw"})
+    msg = str(e.value)
+    assert "trainer.strategy: 'auto' -> 'ddp_spawn'" in msg and "trainer.devices: 1 -> 2" in msg
+    assert "name=<new name>" in msg and "paths.log_dir=" in msg and "hardware=cpu" in msg
+    assert "precision" not in msg  # only what differs
+    assert RunDir(run.path).meta == run.meta  # nothing was changed
+    with pytest.raises(RunMismatchError):
+        run.check_policy("must" if status == "failed" else "auto", now)
+
+
+def test_settings_that_cannot_change_results_are_not_compared(tmp_path):
+    run = finished(tmp_path)
+    moved = _cfg(**{"paths.data_dir": "/mnt/copy", "data.data_dir": "/mnt/copy", "paths.log_dir": "/elsewhere",
+                    "logger.wandb.enabled": False, "cpu_threads": 1, "group": "h", "resume": "must",
+                    "trainer.enable_progress_bar": False})
+    assert run.check_policy("auto", moved) == "report"
+    # a data file inside the moved folder is the same file; another file is another run
+    with pytest.raises(Exception, match=r"data.train_files: \['lm/t.txt'\] -> \['lm/u.txt'\]"):
+        run.check_policy("auto", _cfg(**{"data.train_files": ["lm/u.txt"]}))
+
+
+def test_a_slot_missing_on_one_side_equals_null_on_the_other(tmp_path):
+    """The config tree gains top-level slots (optimizer, objective, ...), null by default."""
+    from reprolab.rundir import RunMismatchError
+
+    run = finished(tmp_path)
+    assert run.check_policy("auto", _cfg(objective=None, adapter={})) == "report"
+    with pytest.raises(RunMismatchError, match=r"objective.name: None -> 'z_loss'"):
+        run.check_policy("auto", _cfg(objective={"name": "z_loss"}))
+
+
+def test_a_restart_with_nothing_kept_is_not_compared(tmp_path):
+    run = finished(tmp_path, "failed", ckpt=False)
+    assert run.check_policy("auto", _cfg(**{"trainer.strategy": "ddp_spawn"})) == "start"
+
+
+# ---- a run killed from outside is recognised at the next start (issue 13, item 6) -------------
+def _run_in_child(path):
+    """A process that starts a run in ``path`` and waits (a job mid-training), and the pid it runs as."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from omegaconf import OmegaConf; from reprolab.rundir import RunDir; "
+            "RunDir(sys.argv[1]).start(OmegaConf.create({'seed': 1}), [], {}, 'start'); print('ok', flush=True); "
+            "time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ok"
+    time.sleep(0.05)
+    return child
+
+
+def test_a_run_killed_from_outside_is_recorded_as_interrupted_before_it_resumes(tmp_path):
+    import os
+    import signal
+
+    path = tmp_path / "r"
+    child = _run_in_child(path)
+    try:
+        live = RunDir(path)
+        assert live.meta["pid"] == child.pid and live.interruption() is None and live.describe() == "running"
+        (path / "checkpoints").mkdir()
+        (path / "checkpoints" / "last.ckpt").write_bytes(b"ckpt")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    run = RunDir(path)
+    assert run.meta["status"] == "running"  # nothing could record a SIGKILL
+    with pytest.raises(RunExistsError, match=rf"status: interrupted: its process {child.pid} .* is gone"):
+        run.check_policy("never")
+    assert run.check_policy("auto") == "resume"
+    run.start(OmegaConf.create({"seed": 1}), [], {}, "resume")
+    meta = json.loads((path / "run.json").read_text())
+    assert [h["action"] for h in meta["history"]] == ["start", "interrupted", "resume"]
+    assert str(child.pid) in meta["history"][1]["detail"] and meta["status"] == "running"
+    assert meta["pid"] == os.getpid()
+
+
+def test_a_recorded_pid_reused_by_another_process_is_not_mistaken_for_the_run(tmp_path):
+    import os
+
+    run = make(tmp_path, "running")
+    assert run.interruption() is not None  # recorded with this test's own pid: that attempt is over
+    run.meta.update(pid=os.getppid(), pid_start="1")  # a live process, started at another time
+    assert "is gone" in run.interruption()
+    run.meta["host"] = "another-host"  # cannot be checked from here: left as it is
+    assert run.interruption() is None
