@@ -117,7 +117,7 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
     check_launch(cfg, job)
     warn_unswept(job)
     run = RunDir(job.output_dir)
-    action = run.check_policy(cfg.resume)
+    action = run.check_policy(cfg.resume, cfg, job.choices)  # a folder found again must hold this config
     if action == "report":
         log.info(f"{run.path} is already complete (resume={cfg.resume}); its results:")
         results = run.results()
