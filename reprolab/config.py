@@ -34,6 +34,38 @@ def typed(node: DictConfig):
     return OmegaConf.to_object(node)
 
 
+SEED_MAX = 2**32 - 1  # Lightning's seed_everything and numpy's legacy seeding take 32-bit seeds
+
+
+def cross_checks(cfg: DictConfig, objs: dict) -> list[str]:
+    """What no single schema can check: the untyped root keys of conf/config.yaml (``seed``,
+    ``resume``, ``cpu_threads``) and sizes across typed nodes (``data.seq_len`` against the model's
+    positions). ``objs``: the typed nodes that converted. Returns the errors, one line each."""
+    from reprolab.rundir import RESUME_POLICIES
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    errors = []
+    seed = cfg.get("seed", 0)
+    if not (whole(seed) and 0 <= seed <= SEED_MAX):
+        errors.append(f"seed={seed!r} is not a whole number in [0, {SEED_MAX}]: e.g. seed=3, or a sweep -m seed=0,1,2.")
+    resume = cfg.get("resume", "auto")
+    if resume not in RESUME_POLICIES:
+        errors.append(f"resume={resume!r} is not one of {list(RESUME_POLICIES)} (auto: continue an unfinished run "
+                      "and report a finished one; never: refuse an existing run folder; must: insist on continuing).")
+    threads = cfg.get("cpu_threads")
+    if threads is not None and not (whole(threads) and threads >= 1):
+        errors.append(f"cpu_threads={threads!r} must be a whole number >= 1, or null for torch's default.")
+    positions = getattr(objs.get("model"), "max_position_embeddings", None)
+    seq_len = getattr(objs.get("data"), "seq_len", None)
+    if positions and seq_len and seq_len > positions:
+        errors.append(f"data.seq_len={seq_len} is longer than model.max_position_embeddings={positions}, the positions "
+                      f"the model has: use data.seq_len={positions} or less, or (a model built from config, not "
+                      f"pretrained) model.max_position_embeddings={seq_len}.")
+    return errors
+
+
 def validate(cfg: DictConfig) -> dict:
     """Convert every typed node once, so a bad value fails before a model or dataset is built.
 
@@ -50,6 +82,7 @@ def validate(cfg: DictConfig) -> dict:
             errors.append(str(e))
         except Exception as e:  # OmegaConf validation errors carry the full key already
             errors.append(f"{key}: {e}")
+    errors += cross_checks(cfg, objs)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     return objs
