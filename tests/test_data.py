@@ -138,3 +138,30 @@ def test_tinyshakespeare_char_level():
                    seq_len=64, batch_size=2).build(seed=0)
     assert src.vocab_size == 65
     assert len(src.train) + len(src.val) == 1_115_394
+
+
+# ---- data errors name the file and the fix (issue 13, item 7) -----------------------------------
+@pytest.mark.parametrize("content, message", [
+    (b"", r"is empty \(0 bytes\).*data.train_files"),
+    (b"\n  \n", r"is empty \(4 bytes\)"),
+    (b"text then \x89PNG\x00\xff binary", r"is not UTF-8 text \(byte 10: invalid start byte\).*iconv"),
+])
+def test_an_empty_or_binary_text_file_is_named_with_the_fix(tmp_path, content, message):
+    from reprolab.data.text import DataFileError
+
+    (tmp_path / "lm").mkdir()
+    (tmp_path / "lm" / "tinyshakespeare.txt").write_bytes(content)
+    with pytest.raises(DataFileError, match=message) as e:
+        TextData(data_dir=str(tmp_path), train_files=["lm/tinyshakespeare.txt"]).build(seed=0)
+    assert str(tmp_path / "lm" / "tinyshakespeare.txt") in str(e.value)
+
+
+@pytest.mark.parametrize("text, kw, message", [
+    ("abc" * 10, {}, r"train split \(.*short.txt\) has 27 tokens, fewer than data.seq_len\+1=65: use data.seq_len=25"),
+    ("abcdefghij" * 20, {"val_fraction": 0.05},
+     r"validation split \(.*short.txt, the last data.val_fraction=0.05 of it\) has 10 tokens.*larger data.val_fraction"),
+])
+def test_a_split_too_short_for_seq_len_names_the_file_and_the_fix(tmp_path, text, kw, message):
+    (tmp_path / "short.txt").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        TextData(data_dir=str(tmp_path), train_files=["short.txt"], **kw).build(seed=0).val_batches()

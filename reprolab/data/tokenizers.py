@@ -40,13 +40,13 @@ class CharTokenizer:
 class HFTokenizer:
     """Wraps ``transformers.AutoTokenizer`` (e.g. ``t5-base`` for the GaLore/COSMOS C4 protocol)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, instead: str = "offline, use data.tokenizer=byte or data.tokenizer=char."):
+        """``instead``: what to do when the hub and the cache lack it, in the caller's keys."""
         from transformers import AutoTokenizer
 
         from reprolab import hub
 
-        self.tok = hub.from_pretrained(AutoTokenizer, name, "tokenizer",
-                                       instead="offline, use data.tokenizer=byte or data.tokenizer=char.")
+        self.tok = hub.from_pretrained(AutoTokenizer, name, "tokenizer", instead=instead)
         self.vocab_size = len(self.tok)
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
         self.eos_id = self.tok.eos_token_id
@@ -58,11 +58,12 @@ class HFTokenizer:
         return self.tok.decode(list(ids))
 
 
-def build_tokenizer(name: str, corpus: str | None = None):
+def build_tokenizer(name: str, corpus: str | None = None, instead: str | None = None):
+    """``instead``: the advice when an HF tokenizer cannot be loaded (default: the data group's keys)."""
     if name == "byte":
         return ByteTokenizer()
     if name == "char":
         if corpus is None:
             raise ValueError("data.tokenizer=char needs a text corpus to build its vocabulary")
         return CharTokenizer(corpus)
-    return HFTokenizer(name)
+    return HFTokenizer(name) if instead is None else HFTokenizer(name, instead)
