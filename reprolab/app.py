@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.utils import get_method
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from reprolab.checks import ConfigError
 from reprolab.config import validate
@@ -75,6 +76,31 @@ def check_launch(cfg: DictConfig, job: JobInfo) -> None:
         f"or override {fix} (slow at paper scale: the CPU analogs the README lists, e.g. experiment=cosmos_tiny, "
         "are sized for a laptop)."
     )
+
+
+def check_launcher(config: DictConfig) -> None:
+    """A sweep handed to SLURM (``-m launcher=slurm``) needs SLURM's ``sbatch`` on this machine's PATH;
+    without it submitit fails with a traceback after Hydra has set the sweep up."""
+    import shutil
+
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if "submitit" in target and "Slurm" in target and shutil.which("sbatch") is None:
+        raise ConfigError(
+            "launcher=slurm submits the sweep with SLURM's sbatch, which is not on this machine's PATH (not a "
+            "SLURM login node?). Run the sweep from the cluster's login node, or here without launcher=slurm "
+            "(launcher=joblib runs its jobs in parallel processes on this machine)."
+        )
+
+
+class LauncherCheck(Callback):
+    """Hydra callback (conf/hydra/default.yaml): refuse a sweep its launcher cannot run here before any
+    job is submitted. `check_launch` runs inside each job, i.e. already on the cluster."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            check_launcher(config)
+        except ConfigError as e:  # Hydra turns a callback's exception into a warning and goes on: exit here
+            raise SystemExit(f"error: {e}") from None
 
 
 def warn_unswept(job: JobInfo) -> None:
