@@ -15,14 +15,29 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def checkpoint_file(path: str) -> Path:
     """A ``.ckpt`` file, or a run folder of the `lm` runner (its ``checkpoints/last.ckpt``)."""
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() or (not p.exists() and p.suffix != ".ckpt"):  # a run folder, or one not written yet
         p = p / "checkpoints" / "last.ckpt"
     if not p.is_file():
         raise DataFileNotFoundError(
             f"runner.checkpoint={path!r}: no checkpoint at {p}. Give a run folder written by the lm runner "
-            "(it holds checkpoints/last.ckpt) or the path of a .ckpt file."
+            "(it holds checkpoints/last.ckpt) or the path of a .ckpt file." + _training_hint(p)
         )
     return p
+
+
+def _training_hint(ckpt: Path) -> str:
+    """`` ... run `python run.py experiment=<name>` first`` when ``ckpt`` is where a run of that experiment
+    (``<log_dir>/<name>/<overrides>/checkpoints/last.ckpt``) writes its checkpoint; else ""."""
+    from reprolab.registry import CONF_DIR
+
+    if len(ckpt.parts) < 5 or ckpt.parts[-2] != "checkpoints":
+        return ""
+    name, key = ckpt.parts[-4], ckpt.parts[-3]
+    if not (CONF_DIR / "experiment" / f"{name}.yaml").is_file():
+        return ""
+    extra = "" if key == "default" else f" with the overrides its folder is named after ({key})"
+    return (f" The model is trained by experiment={name}: run `python run.py experiment={name}`{extra} first, with "
+            f"the same paths.log_dir (it writes {ckpt}).")
 
 
 def load_state(path: str) -> dict:
@@ -63,4 +78,7 @@ def build_tokenizer(name: str):
 
     if name == "char":
         raise ConfigError("runner.tokenizer=char needs the training corpus; use byte or an HF tokenizer id.")
-    return build(name)
+    return build(name, instead=(
+        "the tokenizer is runner.tokenizer, by default the pretrained model's own (model.hf_id): fetch it with the "
+        "model, or evaluate without the hub a model trained here with byte tokens (GEAR's CPU analog: "
+        "experiment=gear_recall_train, then experiment=gear_recall_2bit)."))
