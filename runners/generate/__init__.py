@@ -69,7 +69,8 @@ def run(cfg, run_dir) -> dict:
         log.info(f"resuming after {len(acc.rows)} finished batches")
     bs = task.batch_size or runner.batch_size
     for start in range(len(acc.rows) * bs, len(examples), bs):
-        row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, runner.reference, acc)
+        row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, runner.reference, acc,
+                             runner.sampling, start)
         row["batch"] = start // bs
         acc.rows.append(row)
         _save(run_dir, acc)
@@ -98,15 +99,23 @@ class Accumulator:
     correct_ref: list = field(default_factory=list)
 
 
-def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference: bool, acc: Accumulator) -> dict:
-    """Decode one batch of examples; returns its metrics.csv row and adds to ``acc``."""
+def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference: bool, acc: Accumulator,
+                   sampling=None, first: int = 0) -> dict:
+    """Decode one batch of examples (``first``: the index of its first example); returns its
+    metrics.csv row and adds to ``acc``. ``sampling``: a `Sampling` (None: greedy, the task's budget)."""
     import torch
     from transformers import DynamicCache
 
     from runners.generate import decode
+    from runners.generate.sampling import chooser
 
     def is_done(tokens):
         return task.is_done(tokenizer, tokens)
+
+    budget = task.new_tokens() if sampling is None or sampling.max_new_tokens is None else sampling.max_new_tokens
+
+    def choose():  # a fresh sampler per decode, seeded per example: the reference and the free run draw alike
+        return chooser(sampling, [(first + b, 0) for b in range(len(batch))]) if sampling and sampling.do_sample else None
 
     ids, mask = decode.left_pad([e.prompt for e in batch], pad, device)
     forced = [e.continuation for e in batch] if task.mode == "score" else None
@@ -114,17 +123,17 @@ def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference
     ref = None
     if reference or forced is not None:  # fp16 and method caches in lockstep: KL, top-1, NLL
         ref = decode.lockstep(model, DynamicCache(config=model.config), method.make_cache(model.config), ids, mask,
-                              task.new_tokens(), is_done, forced)
+                              budget, is_done, forced, choose=choose())
         acc.kl += ref.kl
         acc.top1 += ref.top1
         acc.nll_ref += ref.nll_ref
         acc.nll += ref.nll_cache
         row.update(kl=_mean(ref.kl), top1=_mean(ref.top1))
         kv, peak = ref.kv, ref.kv[0]
-    if task.mode == "generate":  # free-running greedy generation with the method's cache
+    if task.mode == "generate":  # free-running generation (greedy unless runner.sampling.do_sample) with the method's cache
         if device == "cuda":  # peak memory of this generation alone (not of the lockstep reference)
             torch.cuda.reset_peak_memory_stats()
-        free = decode.free_run(model, method.make_cache(model.config), ids, mask, task.new_tokens(), is_done)
+        free = decode.free_run(model, method.make_cache(model.config), ids, mask, budget, is_done, choose=choose())
         if device == "cuda":
             row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         scores = [task.score(tokenizer, e, g) for e, g in zip(batch, free.tokens)]

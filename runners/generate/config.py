@@ -7,6 +7,7 @@ from typing import Any, Optional
 import runners.generate.tasks.config  # noqa: F401  (registers the task schemas)
 from reprolab import checks
 from reprolab.registry import schema
+from runners.generate.sampling import Sampling
 
 DTYPES = ("float32", "float16", "bfloat16")
 
@@ -40,6 +41,9 @@ class GenerateRunner:
     batch_size: prompts decoded together (left-padded).
     reference: also decode with an fp16 DynamicCache in lockstep, for agreement and per-step KL.
     rescale: plant KV channel outliers before decoding (alpha = 1: off).
+    sampling: how the free run (and the lockstep reference, with the same per-example seeds) chooses
+      tokens (`runners.generate.sampling.Sampling`; default greedy). max_new_tokens null: the task's budget.
+      One sample per example (tasks score one generation).
     """
 
     _target_: str = "runners.generate.run"
@@ -51,9 +55,14 @@ class GenerateRunner:
     batch_size: int = 1
     reference: bool = True
     rescale: Rescale = field(default_factory=Rescale)
+    sampling: Sampling = field(default_factory=Sampling)
 
     def __post_init__(self):
         checks.one_of("runner.dtype", self.dtype, DTYPES)
         checks.positive("runner.batch_size", self.batch_size)
+        if self.sampling.num_samples != 1:
+            raise checks.ConfigError(f"runner.sampling.num_samples={self.sampling.num_samples}: the generate runner scores "
+                                     "one generation per example; set runner.sampling.num_samples=1 (several samples "
+                                     "per prompt: runners.generate.sampling.generate).")
         if self.task is None:
             raise checks.ConfigError("runner.task is unset: pick one with runner/task=<gsm8k|aqua|bbh|perplexity|recall>.")

@@ -1,10 +1,12 @@
-"""Greedy decoding with an explicit cache, one token per step, and the measurements around it.
+"""Decoding with an explicit cache, one token per step, and the measurements around it.
 
 `free_run` generates with one cache (accuracy, speed, KV bytes). `lockstep` advances an fp16
-reference cache and the method's cache side by side on the same tokens (the reference's greedy
-choice, or a given continuation) and measures, per step, KL(p_fp16 ‖ p_cache), top-1 agreement
+reference cache and the method's cache side by side on the same tokens (the reference's choice,
+or a given continuation) and measures, per step, KL(p_fp16 ‖ p_cache), top-1 agreement
 and the next-token log-likelihood under both. Prompts are left-padded; positions come from the
 attention mask.
+Each new token is ``choose(logits)``: greedy (argmax) by default, or a sampler from
+`runners.generate.sampling.chooser` (seeded per row, so a sampled free run and its reference draw alike).
 """
 from __future__ import annotations
 
@@ -79,8 +81,8 @@ class FreeRun:
 
 
 @torch.no_grad()
-def free_run(model, cache, ids, mask, max_new: int, is_done) -> FreeRun:
-    """Greedy generation; a row stops when ``is_done(row_tokens)``; all stop after ``max_new`` tokens."""
+def free_run(model, cache, ids, mask, max_new: int, is_done, choose=None) -> FreeRun:
+    """Token = ``choose(logits)`` (None: greedy); a row stops when ``is_done(row_tokens)``; all after ``max_new``."""
     _sync(ids.device)
     t0 = time.perf_counter()
     s = Stepper(model, cache, ids, mask)
@@ -89,7 +91,7 @@ def free_run(model, cache, ids, mask, max_new: int, is_done) -> FreeRun:
     done = [False] * B
     peak = 0
     for i in range(max_new):
-        tok = s.logits.argmax(-1)
+        tok = s.logits.argmax(-1) if choose is None else choose(s.logits)
         for b, t in enumerate(tok.tolist()):
             if not done[b]:
                 out[b].append(t)
@@ -113,8 +115,10 @@ class Lockstep:
 
 
 @torch.no_grad()
-def lockstep(model, ref_cache, cache, ids, mask, max_new: int, is_done, forced: list[list[int]] | None = None) -> Lockstep:
-    """Reference and method caches on the same tokens: the reference's greedy tokens, or ``forced``."""
+def lockstep(model, ref_cache, cache, ids, mask, max_new: int, is_done, forced: list[list[int]] | None = None,
+             choose=None) -> Lockstep:
+    """Reference and method caches on the same tokens: ``choose(reference logits)``
+    (None: greedy), or ``forced``."""
     ref, test = Stepper(model, ref_cache, ids, mask), Stepper(model, cache, ids, mask)
     B = ids.shape[0]
     steps = max(len(f) for f in forced) if forced is not None else max_new
@@ -127,7 +131,7 @@ def lockstep(model, ref_cache, cache, ids, mask, max_new: int, is_done, forced: 
         if forced is not None:
             tok = torch.tensor([f[i] if i < len(f) else 0 for f in forced], device=ids.device)
         else:
-            tok = lp_ref.argmax(-1)
+            tok = lp_ref.argmax(-1) if choose is None else choose(ref.logits)
         for b in range(B):
             active = (i < len(forced[b])) if forced is not None else not done[b]
             if not active:
