@@ -48,11 +48,12 @@ def hidden_matrices(model: nn.Module) -> tuple[list[tuple[str, nn.Parameter]], l
     rest are embeddings, the head, gains and biases. Matrix optimizers (Muon, COSMOS, GaLore) use
     this to send the rest to their AdamW branch by name, not by shape: the official COSMOS shape
     rule (``ndim == 2 and size(0) <= 10000``) would put a small vocabulary's embedding and head
-    into the matrix branch.
+    into the matrix branch. A vector held as an (n, 1) or (1, n) tensor (AdaLoRA's singular values
+    ``lora_E``) is not a matrix: it goes with the rest. Frozen tensors are in neither list.
     """
     skip = embedding_and_head_names(model)
     params = trainable(model)
-    hidden = [(n, p) for n, p in params if p.dim() == 2 and n not in skip]
+    hidden = [(n, p) for n, p in params if p.dim() == 2 and min(p.shape) > 1 and n not in skip]
     hidden_ids = {id(p) for _, p in hidden}
     return hidden, [(n, p) for n, p in params if id(p) not in hidden_ids]
 
