@@ -188,23 +188,27 @@ def test_regulariser_is_none_or_a_finite_scalar_on_the_adapter(adapter):
     assert all(n in state for n, p in model.named_parameters() if p.grad is not None)
 
 
-def _optimizer_plugins() -> dict[str, OptimizerMethod]:
-    """methods.adamw.AdamW and COSMOS's config class (found by its registered name, whatever its class is
-    called). COSMOS's rank must fit the LoRA matrices (r = 8)."""
-    from methods.adamw import AdamW
-
-    cosmos = next(cls for (_, name), cls in register_schemas().items()
-                  if name == "cosmos" and issubclass(cls, OptimizerMethod))
-    return {"adamw": AdamW(), "cosmos": cosmos(rank=4)}
+OPTIMIZERS = {name: cls for (_, name), cls in sorted(register_schemas().items())
+              if isinstance(cls, type) and issubclass(cls, OptimizerMethod)}
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "cosmos"])
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS), ids=str)
 def test_optimizer_on_a_wrapped_model_sees_only_the_trainable_tensors(adapter, optimizer):
+    """Every registered optimizer plugin (AdamW, COSMOS, ...): its groups hold exactly the trainable tensors
+    and a step leaves the frozen base alone. A rank option must fit the adapter's matrices (r = 8)."""
+    assert {"adamw", "cosmos"} <= set(OPTIMIZERS)
+    cls = OPTIMIZERS[optimizer]
+    plugin = cls(rank=4) if "rank" in cls.__dataclass_fields__ else cls()
     model = adapter.wrap(tiny_llama())
-    opt = _optimizer_plugins()[optimizer].build_optimizer(model)
+    opt = plugin.build_optimizer(model)
     seen = [id(p) for g in opt.param_groups for p in g["params"]]
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert len(seen) == len(set(seen)) and set(seen) == trainable
+    frozen = {n: p.clone() for n, p in model.named_parameters() if not p.requires_grad}
+    x = tokens()
+    model(x, labels=x).loss.backward()
+    opt.step()
+    assert all(torch.equal(p, frozen[n]) for n, p in model.named_parameters() if n in frozen)
 
 
 # ---- plugin-specific: AdaLoRA's rank allocation and schedule, LoRA's options -------------------------
