@@ -11,6 +11,7 @@ Reads no network. A cell no run filled says "not run"; a paper number we do not 
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import io
 import logging
@@ -48,38 +49,88 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def build(table: Table, runs: list[Run]) -> dict[tuple[str, str], Cell]:
-    """Fill every (row, column) cell from the matching runs."""
-    mine = runs_for(table, runs)
-    cells = {}
+class Cells(dict):
+    """``{(row, column label): Cell}`` of one table, with ``notes`` (e.g. a column no run measured) and
+    ``label``: None for the table as defined, else the settings its runs share that the table does not."""
+
+    def __init__(self, label: str | None = None):
+        super().__init__()
+        self.label, self.notes = label, []
+
+
+def _fill(table: Table, runs: list[Run], label: str | None = None) -> Cells:
+    """Every (row, column) cell from ``runs``; a cell no run filled is "not run" (a column whose runs all
+    lack its metric gets a note naming it), the rest of the table is still built."""
+    cells = Cells(label)
+    beyond = table.match_keys
     for col in table.columns:
-        col_runs = [r for r in mine if r.matches(col.match)]
+        col_runs = [r for r in runs if r.matches(col.match)]
         if col_runs and not any(col.metric in r.results for r in col_runs):
             have = sorted({k for r in col_runs for k in r.results})
-            raise TableError(
-                f"table {table.paper}/{table.name}, column {col.label!r}: no run wrote metric {col.metric!r}. "
-                f"Metrics the runs have: {have}"
-            )
+            cells.notes.append(f"column {col.label!r}: no run recorded {col.metric} (not run at that size or step; "
+                               f"the runs have {', '.join(have[:12])}{' ...' if len(have) > 12 else ''}).")
         for row, match in table.rows.items():
             found = [r for r in col_runs if r.matches(match) and col.metric in r.results]
             by_setting: dict[str, list[float]] = {}
+            seen = set()  # one value per configuration and seed (`python run.py` and `-m method=x` are one run)
             for r in found:
                 v = r.results[col.metric]
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    by_setting.setdefault(r.setting, []).append(float(v))
+                config = (r.setting_beyond(beyond), str(r.seed) if r.seed is not None else r.path)
+                if isinstance(v, (int, float)) and math.isfinite(v) and (table.best_of or config not in seen):
+                    seen.add(config)
+                    by_setting.setdefault(r.setting if table.best_of else config[0], []).append(float(v))
             if not by_setting:
                 cells[row, col.label] = Cell()
                 continue
-            if len(by_setting) > 1 and not table.best_of:
-                raise TableError(
-                    f"table {table.paper}/{table.name}, cell ({row}, {col.label}) has runs of different settings "
-                    f"{sorted(by_setting)}; narrow the row/column match, or set `best_of: true` to report the best."
-                )
             pick = max if col.higher_is_better else min
             setting = pick(by_setting, key=lambda s: statistics.fmean(by_setting[s]))
             mean, std = _stats(by_setting[setting])
             cells[row, col.label] = Cell(mean, std, len(by_setting[setting]), setting if len(by_setting) > 1 else None)
     return cells
+
+
+def build_parts(table: Table, runs: list[Run]) -> list[Cells]:
+    """The table as defined, then one labelled table per other setting its runs were made with.
+
+    A run that misses the table's ``assumes`` (a 60-step run under a "300 steps" title) never fills
+    it; neither does a run whose cell holds runs of another setting (overrides beyond the row and
+    column keys and the seed), unless the table is ``best_of``. The cell keeps the default setting
+    (or the one with most runs); the others get tables of their own, labelled with their overrides.
+    """
+    mine = runs_for(table, runs)
+    beyond = table.match_keys
+    others: dict[str, list[Run]] = {}
+    kept = []
+    for r in mine:
+        misses = table.misses(r)
+        if not misses:
+            kept.append(r)
+            continue
+        extra = r.setting_beyond(beyond)
+        assumed = ", ".join(f"{k}={v}" for k, v in table.assumes.items())
+        label = ", ".join(misses + ([extra] if extra != "default" else [])) + f" (the table assumes {assumed})"
+        others.setdefault(label, []).append(r)
+    if not table.best_of:
+        moved = set()
+        for col in table.columns:
+            for match in table.rows.values():
+                by: dict[str, list[Run]] = {}
+                for r in kept:
+                    if r.matches(col.match) and r.matches(match) and col.metric in r.results:
+                        by.setdefault(r.setting_beyond(beyond), []).append(r)
+                if len(by) > 1:
+                    main = min(by, key=lambda st: (st != "default", -len(by[st]), st))
+                    moved |= {r.path for st, rs in by.items() if st != main for r in rs}
+        for r in kept:
+            if r.path in moved:
+                others.setdefault(r.setting_beyond(beyond), []).append(r)
+        kept = [r for r in kept if r.path not in moved]
+    return [_fill(table, kept)] + [_fill(table, rs, label) for label, rs in sorted(others.items())]
+
+
+def build(table: Table, runs: list[Run]) -> Cells:
+    """The table as defined (see `build_parts` for the runs of other settings)."""
+    return build_parts(table, runs)[0]
 
 
 def best_rows(table: Table, cells) -> dict[str, str | None]:
@@ -120,7 +171,13 @@ def markdown(table: Table, cells, header: str) -> str:
     head = ["row"]
     for c in cols:
         head += [f"{c.label} (ours){_arrow(c)}"] + ([f"{c.label} (paper)"] if with_paper else [])
-    lines = [f"## {table.title}", "", header, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    label = getattr(cells, "label", None)
+    if label:  # runs of another setting: never mixed into the table as defined
+        title = f"### {table.title}: runs with {label}"
+        header = "Runs of this table made with other settings than the table above; kept apart, not mixed in."
+    else:
+        title = f"## {table.title}"
+    lines = [title, "", header, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table.rows:
         out = [row]
         for c in cols:
@@ -142,18 +199,22 @@ def markdown(table: Table, cells, header: str) -> str:
         notes.append("This table has no paper numbers.")
     if table.best_of:
         notes.append("Cells with several settings (e.g. an lr sweep) report the best setting, shown in [brackets].")
+    notes += [f"Note: {n}" for n in getattr(cells, "notes", [])]
     return "\n".join(lines + notes) + "\n"
 
 
-def write_csv(table: Table, cells, path: Path) -> None:
+def write_csv(table: Table, parts, path: Path) -> None:
+    """One line per cell; the tables of runs with other settings follow, named ``<table> [<their settings>]``."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["table", "row", "column", "metric", "higher_is_better", "mean", "std", "n", "setting", "paper"])
-    for c in table.columns:
-        for row in table.rows:
-            cell = cells[row, c.label]
-            w.writerow([table.name, row, c.label, c.metric, c.higher_is_better, cell.mean, cell.std, cell.n,
-                        cell.setting or "", table.paper_value(row, c.label)])
+    for cells in parts if isinstance(parts, list) else [parts]:
+        name = table.name if not getattr(cells, "label", None) else f"{table.name} [{cells.label}]"
+        for c in table.columns:
+            for row in table.rows:
+                cell = cells[row, c.label]
+                w.writerow([name, row, c.label, c.metric, c.higher_is_better, cell.mean, cell.std, cell.n,
+                            cell.setting or "", table.paper_value(row, c.label)])
     from reprolab.rundir import atomic_write
 
     atomic_write(path, buf.getvalue())
@@ -220,10 +281,11 @@ def report(paper: str, runs_dir: Path, out: Path | None = None, use_wandb: bool 
     header = provenance(paper, runs_dir)
     written, built = [], []
     for table in paper_tables(paper):
-        cells = build(table, runs)
+        parts = build_parts(table, runs)
+        cells = parts[0]
         md = out / f"{table.name}.md"
-        atomic_write(md, markdown(table, cells, header))
-        write_csv(table, cells, out / f"{table.name}.csv")
+        atomic_write(md, "\n".join(markdown(table, part, header) for part in parts))
+        write_csv(table, parts, out / f"{table.name}.csv")
         plot(table, cells, out / f"{table.name}.png")
         written.append(md)
         built.append((table, cells))
@@ -255,12 +317,14 @@ class ReportCallback:
 
     A sweep may span experiments (``-m experiment=a,b``) and launchers that run jobs in other
     processes, so at its end the papers are read from the run folders written since it started.
-    A failure here is reported but never hides the runs' own outcome.
+    A failure here is reported but never hides the runs' own outcome; a sweep with failed jobs still
+    rebuilds its tables from the jobs that finished.
     """
 
     def __init__(self):
         self.started = time.time()
         self.completed = False
+        self.failed: list[str] = []  # the overrides of the sweep's jobs that failed (in this process)
 
     def _build(self, papers: set, config) -> None:
         for paper in sorted(p for p in papers if p):
@@ -274,6 +338,8 @@ class ReportCallback:
         from hydra.core.utils import JobStatus
 
         self.completed = job_return.status == JobStatus.COMPLETED
+        if not self.completed:
+            self.failed.append(" ".join(job_return.overrides or []) or "(no overrides)")
 
     def on_run_end(self, config, **kwargs) -> None:
         if self.completed:  # a failed single run filled no cell: its error stays the last thing printed
@@ -281,8 +347,15 @@ class ReportCallback:
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.started = time.time()
+        # Hydra's sweepers raise a failed job's error once its batch has run, and on_multirun_end is then
+        # never called: so the tables of the jobs that finished are built at exit unless it is.
+        atexit.register(self._after_sweep, config)
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        atexit.unregister(self._after_sweep)
+        self._after_sweep(config)
+
+    def _after_sweep(self, config) -> None:
         import yaml
 
         papers = set()
@@ -291,6 +364,9 @@ class ReportCallback:
             if meta.stat().st_mtime >= self.started - 1 and cfg_file.exists():
                 papers.add((yaml.safe_load(cfg_file.read_text()) or {}).get("paper"))
         self._build(papers, config)
+        if self.failed:
+            log.warning(f"{len(self.failed)} job(s) of this sweep failed ({'; '.join(self.failed[:5])}; errors above): "
+                        "the tables were rebuilt from the jobs that finished.")
 
     # Hydra calls these too; nothing to do.
     def on_run_start(self, config, **kwargs) -> None: ...

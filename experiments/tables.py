@@ -38,6 +38,7 @@ class Table:
     paper_values: dict[str, dict]
     paper_source: str | None
     best_of: bool  # several settings per cell (an lr sweep): report the best one
+    assumes: dict = field(default_factory=dict)  # settings every run of the table has (e.g. trainer.max_steps: 300)
 
     @classmethod
     def load(cls, path: Path) -> "Table":
@@ -48,7 +49,7 @@ class Table:
         for key in ("title", "runs", "rows", "columns"):
             if not spec.get(key):
                 raise TableError(f"{where}: missing `{key}`")
-        unknown = set(spec) - {"version", "title", "runs", "rows", "columns", "paper", "best_of"}
+        unknown = set(spec) - {"version", "title", "runs", "rows", "columns", "paper", "best_of", "assumes"}
         if unknown:
             raise TableError(f"{where}: unknown keys {sorted(unknown)}")
         columns = []
@@ -69,10 +70,26 @@ class Table:
                 if str(col) not in {c.label for c in columns}:
                     raise TableError(f"{where}: paper value for unknown column {col!r}")
         runs = spec["runs"] if isinstance(spec["runs"], list) else [spec["runs"]]
+        assumes = spec.get("assumes") or {}
+        if not isinstance(assumes, dict):
+            raise TableError(f"{where}: `assumes` must map keys to values, e.g. {{trainer.max_steps: 300}}")
         return cls(Path(path).parent.name, Path(path).stem, spec["title"], runs,
                    {str(k): (v or {}) for k, v in spec["rows"].items()}, columns,
                    {str(k): {str(c): v for c, v in (cols or {}).items()} for k, cols in values.items()},
-                   paper.get("source"), bool(spec.get("best_of", False)))
+                   paper.get("source"), bool(spec.get("best_of", False)), assumes)
+
+    @property
+    def match_keys(self) -> set[str]:
+        """The keys the rows, columns and assumptions match on: overrides of these do not make a
+        run's setting differ from its cell's (they are what places it there)."""
+        keys = set(self.assumes)
+        for match in [*self.rows.values(), *(c.match for c in self.columns)]:
+            keys |= set(match)
+        return keys
+
+    def misses(self, run: "Run") -> list[str]:
+        """``key=value`` for each of the table's assumptions the run does not meet (its own value)."""
+        return [f"{k}={run.get(k)}" for k, v in self.assumes.items() if not _same(run.get(k), v)]
 
     def paper_value(self, row: str, col: str):
         v = self.paper_values.get(row, {}).get(col)
@@ -105,6 +122,20 @@ class Run:
 
     def matches(self, match: dict) -> bool:
         return all(_same(self.get(k), v) for k, v in match.items())
+
+    @property
+    def seed(self):
+        """The run's seed (its config, else its folder key's ``seed=``); None when neither says."""
+        seed = self.get("seed")
+        if seed is None:
+            seed = next((p.split("=", 1)[1] for p in self.key.split(",") if p.startswith("seed=")), None)
+        return seed
+
+    def setting_beyond(self, keys: set[str]) -> str:
+        """The run's overrides minus the seed and minus ``keys`` (a table's `match_keys`): runs of one
+        cell with equal settings beyond them are repeats or seeds of one configuration."""
+        parts = [p for p in self.key.split(",") if p and not p.startswith("seed=")]
+        return ",".join(p for p in parts if p.split("=", 1)[0].lstrip("+~") not in keys) or "default"
 
     @property
     def setting(self) -> str:
