@@ -162,7 +162,8 @@ def test_sigkilled_run_resumes_to_the_same_final_loss(tmp_path):
     for key in ("table/val_loss", "train/loss", "table/best_val_loss"):
         assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-7), key
     meta = json.loads((run.path / "run.json").read_text())
-    assert [h["action"] for h in meta["history"]] == ["start", "resume"]
+    assert [h["action"] for h in meta["history"]] == ["start", "interrupted", "resume"]  # the kill, recorded at restart
+    assert str(killed.pid) in meta["history"][1]["detail"]
     assert len(list((run.path / "wandb").glob(f"offline-run-*-{meta['wandb_id']}"))) >= 2  # one W&B id, two segments
 
 
@@ -212,31 +213,3 @@ def test_joblib_launcher_runs_a_sweep_in_parallel_processes(tmp_path):
     out = proc.communicate(timeout=900)[0]
     assert proc.returncode == 0, out
     assert len(list((tmp_path / "quickstart").glob("*/results.json"))) == 2
-
-
-def test_lm_runner_takes_roles_from_the_method_or_runner_optimizer(compose):
-    """A loss-only method trains with `runner.optimizer` (composed with `method@runner.optimizer`)."""
-    from dataclasses import dataclass
-
-    from methods.sgd import SGD
-    from reprolab.config import validate
-    from reprolab.roles import LossMethod
-    from runners.lm import _roles
-
-    @dataclass
-    class HalfCE(LossMethod):
-        def loss(self, model, batch):
-            from runners.lm.module import lm_loss
-
-            return {"loss": 0.5 * lm_loss(model, batch)}
-
-    cfg, _ = compose(["+method@runner.optimizer=sgd"])
-    objs = validate(cfg)
-    objs["method"] = HalfCE()
-    optimizer, loss = _roles(cfg, objs)
-    assert isinstance(optimizer, SGD) and isinstance(loss, HalfCE)
-    cfg, _ = compose([])
-    objs = validate(cfg)
-    objs["method"] = HalfCE()
-    with pytest.raises(TypeError, match="method@runner.optimizer"):
-        _roles(cfg, objs)
