@@ -219,3 +219,17 @@ def test_a_recorded_pid_reused_by_another_process_is_not_mistaken_for_the_run(tm
     assert "is gone" in run.interruption()
     run.meta["host"] = "another-host"  # cannot be checked from here: left as it is
     assert run.interruption() is None
+
+
+def test_a_finished_run_is_not_reported_for_other_hardware(run_job, tmp_path):
+    """The README's case: `hardware` is not in the folder's name, so a ddp_spawn run finds the finished
+    single-process one; it must say so, not report it. A moved data folder is the same run."""
+    from reprolab.rundir import RunMismatchError
+    from tests.conftest import TINY
+
+    args = [*TINY, "logger=csv", "callbacks=none", "data.val_sequences=8", "data.batch_size=4"]
+    first, job = run_job(args)
+    with pytest.raises(RunMismatchError, match=r"trainer.strategy: 'auto' -> 'ddp_spawn'(.|\n)*hardware=cpu"):
+        run_job([*args, "hardware=ddp_spawn"])  # the same folder: hardware is not in its name
+    again, job_again = run_job([*args, f"paths.data_dir={tmp_path / 'moved'}"])
+    assert again == first and job_again.output_dir == job.output_dir
