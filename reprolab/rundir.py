@@ -150,6 +150,11 @@ def _comparable(tree: dict) -> dict:
     return out
 
 
+def _same(a, b) -> bool:
+    """Equal config leaves; a NaN (``.nan`` in YAML) equals a NaN."""
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
 def _process_start(pid: int) -> str | None:
     """When process ``pid`` started (field 22 of /proc/<pid>/stat, clock ticks since boot), to tell it from
     a later process given the same pid; None where /proc is absent or the process is gone."""
@@ -242,7 +247,7 @@ class RunDir:
             return {}
         saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False) or {})
         now = _comparable(OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True)), resolve=False))
-        return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+        return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if not _same(saved.get(k), now.get(k))}
 
     def _refuse_other_config(self, cfg: DictConfig, choices: dict | None, action: str) -> None:
         changes = self.config_changes(cfg)

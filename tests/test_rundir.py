@@ -159,6 +159,8 @@ def test_a_slot_missing_on_one_side_equals_null_on_the_other(tmp_path):
 
     run = finished(tmp_path)
     assert run.check_policy("auto", _cfg(objective=None, adapter={})) == "report"
+    nan = finished(tmp_path / "nan", **{"trainer.gradient_clip_val": float("nan")})
+    assert nan.check_policy("auto", _cfg(**{"trainer.gradient_clip_val": float("nan")})) == "report"
     with pytest.raises(RunMismatchError, match=r"objective.name: None -> 'z_loss'"):
         run.check_policy("auto", _cfg(objective={"name": "z_loss"}))
 
