@@ -48,8 +48,9 @@ RESUME_POLICIES = ("auto", "never", "must")
 #                         interpolate these paths (data.data_dir, runner.checkpoint) are compared relative to them.
 #   trainer.enable_progress_bar, trainer.enable_model_summary   display only
 #   trainer.num_sanity_val_steps   a validation pass before training: it updates nothing and draws no batch
-RESULT_NEUTRAL_KEYS = ("name", "group", "paper", "resume", "logger", "callbacks", "launcher", "cpu_threads", "paths",
-                       "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.num_sanity_val_steps")
+#   optimize              which result a search (hydra/sweeper=optuna) reads: a grid point's folder serves it too
+RESULT_NEUTRAL_KEYS = ("name", "group", "paper", "resume", "optimize", "logger", "callbacks", "launcher", "cpu_threads",
+                       "paths", "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.num_sanity_val_steps")
 _PACKAGES = ("torch", "lightning", "transformers", "hydra-core", "omegaconf", "wandb", "datasets", "numpy", "triton")
 
 
@@ -245,7 +246,14 @@ class RunDir:
         saved_file = self.path / "config.yaml"
         if not saved_file.exists():
             return {}
-        saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False) or {})
+        try:
+            saved = _comparable(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False) or {})
+        except Exception as e:  # noqa: BLE001 - any parse error: the run cannot be matched
+            raise RunExistsError(
+                f"{saved_file} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}), so "
+                f"whether {self.path} holds a run of these settings is unknown; nothing was changed. Start a separate "
+                "run (name=<new name> or paths.log_dir=<dir>), or move that folder away to start it again."
+            ) from None
         now = _comparable(OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True)), resolve=False))
         return {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if not _same(saved.get(k), now.get(k))}
 

@@ -165,6 +165,13 @@ def test_a_slot_missing_on_one_side_equals_null_on_the_other(tmp_path):
         run.check_policy("auto", _cfg(objective={"name": "z_loss"}))
 
 
+def test_an_unreadable_saved_config_is_named_not_matched(tmp_path):
+    run = finished(tmp_path)
+    (run.path / "config.yaml").write_text("seed: [1\n  trainer: {")  # truncated
+    with pytest.raises(RunExistsError, match=r"config.yaml cannot be read .*nothing was changed.*name=<new name>"):
+        run.check_policy("auto", _cfg())
+
+
 def test_a_restart_with_nothing_kept_is_not_compared(tmp_path):
     run = finished(tmp_path, "failed", ckpt=False)
     assert run.check_policy("auto", _cfg(**{"trainer.strategy": "ddp_spawn"})) == "start"
