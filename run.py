@@ -6,6 +6,8 @@
     python run.py -m method=adamw,sgd seed=0,1 # a sweep (launcher=joblib for parallel processes)
     python run.py --cfg job                    # print the resolved config
 """
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -14,6 +16,14 @@ from reprolab.registry import register_schemas
 
 register_resolvers()
 register_schemas()
+
+
+def check_slots(argv: list[str]) -> None:
+    """``optimizer=gear``: say which slot the plugin fills before Hydra reports a missing file."""
+    from reprolab.slots import misplaced
+
+    for message in filter(None, map(misplaced, argv)):
+        sys.exit(f"Error: {message}")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -25,4 +35,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_slots(sys.argv[1:])
     main()

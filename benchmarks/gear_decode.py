@@ -30,8 +30,8 @@ def main(argv=None) -> None:
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
     from benchmarks.common import write
-    from methods.gear import GEAR
-    from methods.kivi import KIVI
+    from methods.gear import GearConfig
+    from methods.kivi import KIVIConfig
 
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=3)
@@ -45,8 +45,8 @@ def main(argv=None) -> None:
                       num_key_value_heads=2)
     model = LlamaForCausalLM(cfg).eval()
     prompt = torch.randint(0, 512, (args.batch, args.prompt))
-    methods = {"DynamicCache (fp16 baseline)": None, "KIVI-2": KIVI(), "GEAR-L (2-bit)": GEAR(outlier_frac=0.0),
-               "GEAR (2-bit)": GEAR(), "GEAR (2-bit, fused twin)": GEAR(attention="fused")}
+    methods = {"DynamicCache (fp16 baseline)": None, "KIVI-2": KIVIConfig(), "GEAR-L (2-bit)": GearConfig(outlier_frac=0.0),
+               "GEAR (2-bit)": GearConfig(), "GEAR (2-bit, fused twin)": GearConfig(attention="fused")}
     for m in methods.values():
         if m is not None:
             m.prepare_model(model)  # registers gear_fused; materialize methods leave sdpa

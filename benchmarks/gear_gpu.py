@@ -84,8 +84,8 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
     at the last batch one more decode step (after the timed ones) is profiled."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    from methods.gear import GEAR
-    from methods.kivi import KIVI
+    from methods.gear import GearConfig
+    from methods.kivi import KIVIConfig
     from benchmarks.common import profile_once
     from runners.generate.decode import Stepper, kv_stats
 
@@ -96,8 +96,8 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
         model = LlamaForCausalLM(cfg).to(dtype=dtype).eval()
     fused = device.type == "cuda"  # the twin on CPU is correct but slow; CPU runs check the code path only
     attention = "fused" if fused else "materialize"
-    known = {"fp16": lambda: None, "KIVI-2": lambda: KIVI(attention=attention),
-             "GEAR-L": lambda: GEAR(outlier_frac=0.0, attention=attention), "GEAR": lambda: GEAR(attention=attention)}
+    known = {"fp16": lambda: None, "KIVI-2": lambda: KIVIConfig(attention=attention),
+             "GEAR-L": lambda: GearConfig(outlier_frac=0.0, attention=attention), "GEAR": lambda: GearConfig(attention=attention)}
     methods = {name: known[name]() for name in caches}
     for B in batches:
         ids = torch.randint(0, vocab, (B, prompt), device=device)

@@ -43,13 +43,13 @@ def tokens_per_step(cfg) -> int:
 
 def bare(cfg, steps: int) -> float:
     from reprolab.config import validate
-    from runners.lm.module import lm_loss
+    from methods.next_token import next_token_loss as lm_loss
 
     objs = validate(cfg)
     torch.manual_seed(cfg.seed)
     source = objs["data"].build(cfg.seed)
     model = objs["model"].build(source.vocab_size)
-    opt = objs["method"].build_optimizer(model)
+    opt = objs["roles"].optimizer.build_optimizer(model)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: objs["runner"].lr_factor(s, steps))
     starts = []
     for _, batch in zip(range(steps), source.train_batches(0, 0, 1)):

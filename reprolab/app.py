@@ -139,7 +139,7 @@ def _rank_zero() -> bool:
 def main(cfg: DictConfig, job: JobInfo) -> dict:
     from reprolab import tracking
 
-    validate(cfg)
+    objs = validate(cfg)
     check_launch(cfg, job)
     warn_unswept(job)
     run = RunDir(job.output_dir)
@@ -155,7 +155,7 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
             log.info(f"resuming {run.path} from {run.last_ckpt}")
     try:
         with cpu_threads(cfg.get("cpu_threads")):
-            results = get_method(cfg.runner._target_)(cfg, run)
+            results = get_method(cfg.runner._target_)(cfg, run, objs)
     except BaseException as e:
         if _rank_zero():
             run.fail(e)

@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from reprolab.checks import ConfigError
 from reprolab.registry import ROOT
 
-# The nodes whose schema is a plugin or a typed section; validated before any work starts.
-TYPED_NODES = ("runner", "model", "data", "method", "problem")  # problem: numeric experiments only
+# The typed sections validated before any work starts; the role slots are checked by `reprolab.slots`.
+TYPED_NODES = ("runner", "model", "data", "problem")  # problem: numeric experiments only
 
 
 def _run_key(override_dirname: str) -> str:
@@ -69,8 +69,12 @@ def cross_checks(cfg: DictConfig, objs: dict) -> list[str]:
 def validate(cfg: DictConfig) -> dict:
     """Convert every typed node once, so a bad value fails before a model or dataset is built.
 
-    Returns ``{node: object}``; raises `ConfigError` naming every bad key at once.
+    Returns ``{node: object}`` with ``"roles"``: the runner's slots filled (`reprolab.slots.fill`,
+    which also writes a default it chose into ``cfg``); raises `ConfigError` naming every bad key
+    at once. `reprolab.app` calls it once and hands the result to the runner.
     """
+    from reprolab.slots import check_data_kind, fill
+
     objs, errors = {}, []
     for key in TYPED_NODES:
         node = cfg.get(key)
@@ -85,4 +89,7 @@ def validate(cfg: DictConfig) -> dict:
     errors += cross_checks(cfg, objs)
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    runner = objs["runner"]
+    objs["roles"] = fill(cfg, type(runner).slots, type(runner).registered_name)
+    check_data_kind(objs["roles"], objs.get("data"), type(objs["data"]).registered_name if "data" in objs else "")
     return objs

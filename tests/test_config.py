@@ -11,27 +11,33 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from reprolab.checks import ConfigError
 from reprolab.config import typed, validate
-from reprolab.registry import CONF_DIR, ROOT, methods, options
-from reprolab.roles import CacheMethod, LossMethod, OptimizerMethod, SolverMethod
+from reprolab.registry import CONF_DIR, ROLES, ROOT, options, plugins, role_of
 
-GROUPS = ["model", "data", "method", "runner", "trainer", "hardware", "logger", "callbacks", "paths", "launcher",
+GROUPS = ["model", "data", "runner", "trainer", "hardware", "logger", "callbacks", "paths", "launcher",
           "experiment", "problem"]
+ROLE_GROUPS = [r for r in ROLES if (CONF_DIR / r).is_dir()]
+# A runner that takes each role (composing a plugin under a runner without its slot is an error).
+RUNNER_FOR = {"optimizer": [], "objective": [], "adapter": [], "temperature": [], "kv_cache": ["runner=generate"],
+              "steering": ["runner=generate", "kv_cache=fp16"], "solver": ["runner=numeric", "+problem=matrix_factorization"]}
+RUNNER_NEEDS = {"generate": ["kv_cache=fp16"], "numeric": ["solver=nag_mf", "+problem=matrix_factorization"]}
 
 
-@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("group", GROUPS + ROLE_GROUPS + ["method"])
 def test_every_option_composes_and_validates(compose, group):
     assert options(group), f"conf/{group}/ is empty"
     # Without the default experiment (quickstart sets lm-runner and optimizer keys such as method.lr).
     base = [] if group == "experiment" else ["~experiment"]
     for option in options(group):
+        runner = RUNNER_FOR[role_of(option) if group == "method" else group] if group in ROLES + ("method",) else []
+        runner = RUNNER_NEEDS.get(option, []) if group == "runner" else runner
         # `problem` is not in the root defaults (only numeric experiments pick one): append it
-        cfg, _ = compose([*base, f"{'+' if group == 'problem' else ''}{group}={option}"])
+        cfg, _ = compose([*base, *runner, f"{'+' if group == 'problem' else ''}{group}={option}"])
         validate(cfg)
 
 
 def test_groups_are_all_listed():
     on_disk = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
-    assert on_disk == sorted(GROUPS + ["hydra"])
+    assert on_disk == sorted(GROUPS + ROLE_GROUPS + ["hydra"])
 
 
 def test_unknown_group_option_lists_the_available_ones(compose):
@@ -68,8 +74,23 @@ def test_out_of_range_values_name_the_key(compose, override, key):
     assert key in str(e.value)
 
 
-def test_registry_matches_the_method_yamls():
-    assert sorted(methods()) == options("method")
+@pytest.mark.parametrize("role", ROLES)
+def test_registry_matches_the_role_yamls(role):
+    """Every registered plugin of a role has its conf/<role>/<name>.yaml and every YAML a plugin."""
+    assert sorted(plugins(role)) == options(role)
+
+
+@pytest.mark.parametrize("role,name", [(r, n) for r in ROLES for n in options(r)])
+def test_each_default_has_one_home(role, name):
+    """A role YAML names its schema and sets no value: the dataclass is the one home of every default
+    (so the two cannot drift apart)."""
+    node = OmegaConf.load(CONF_DIR / role / f"{name}.yaml")
+    assert list(node.keys()) == ["defaults"], f"conf/{role}/{name}.yaml sets values: move them to the dataclass"
+    assert list(node.defaults) == [f"/schema/{role}/{name}@_here_", "_self_"]
+
+
+def test_method_presets_are_every_plugin():
+    assert options("method") == sorted(n for r in ROLES for n in plugins(r))
 
 
 def test_registering_schemas_is_lazy():
@@ -79,47 +100,6 @@ def test_registering_schemas_is_lazy():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
-
-
-def method_schema(name: str) -> type:
-    """The schema class ``conf/method/<name>.yaml`` names in its defaults list (no composing)."""
-    ref = next(d for d in OmegaConf.load(CONF_DIR / "method" / f"{name}.yaml").defaults
-               if isinstance(d, str) and d.startswith("/schema/method/"))
-    return methods()[ref.removeprefix("/schema/method/").split("@")[0]]
-
-
-OPTIMIZERS = [name for name in options("method") if issubclass(method_schema(name), OptimizerMethod)]
-
-
-@pytest.mark.parametrize("name", options("method"))
-def test_every_method_instantiates(compose, name):
-    """Each method's YAML composes into its typed schema, one of the runner roles."""
-    cfg, _ = compose(["~experiment", f"method={name}"])
-    method = typed(cfg.method)
-    assert type(method) is method_schema(name)
-    assert isinstance(method, (OptimizerMethod, LossMethod, CacheMethod, SolverMethod)), type(method).__mro__
-
-
-def test_optimizer_list_is_not_empty():
-    assert {"adamw", "sgd", "cosmos"} <= set(OPTIMIZERS)
-
-
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_every_optimizer_steps(compose, name):
-    """Each optimizer plugin builds its parameter groups for a tiny model and takes a step."""
-    import torch
-
-    cfg, _ = compose(["~experiment", f"method={name}"])
-    model = typed(cfg.model).build(vocab_size=32)
-    opt = typed(cfg.method).build_optimizer(model)
-    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
-    x = torch.randint(0, 32, (2, 8))
-    before = [p.detach().clone() for p in model.parameters()]
-    for _ in range(2):  # SOAP's first step only builds its preconditioner (as the reference's does)
-        opt.zero_grad()
-        model(input_ids=x, labels=x).loss.backward()
-        opt.step()
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
 def test_cfg_job_prints_the_resolved_config():

@@ -213,31 +213,3 @@ def test_joblib_launcher_runs_a_sweep_in_parallel_processes(tmp_path):
     out = proc.communicate(timeout=900)[0]
     assert proc.returncode == 0, out
     assert len(list((tmp_path / "quickstart").glob("*/results.json"))) == 2
-
-
-def test_lm_runner_takes_roles_from_the_method_or_runner_optimizer(compose):
-    """A loss-only method trains with `runner.optimizer` (composed with `method@runner.optimizer`)."""
-    from dataclasses import dataclass
-
-    from methods.sgd import SGD
-    from reprolab.config import validate
-    from reprolab.roles import LossMethod
-    from runners.lm import _roles
-
-    @dataclass
-    class HalfCE(LossMethod):
-        def loss(self, model, batch):
-            from runners.lm.module import lm_loss
-
-            return {"loss": 0.5 * lm_loss(model, batch)}
-
-    cfg, _ = compose(["+method@runner.optimizer=sgd"])
-    objs = validate(cfg)
-    objs["method"] = HalfCE()
-    optimizer, loss = _roles(cfg, objs)
-    assert isinstance(optimizer, SGD) and isinstance(loss, HalfCE)
-    cfg, _ = compose([])
-    objs = validate(cfg)
-    objs["method"] = HalfCE()
-    with pytest.raises(TypeError, match="method@runner.optimizer"):
-        _roles(cfg, objs)

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.adamw.config import AdamW
+from methods.adamw.config import AdamWConfig
 from reprolab.registry import schema
 
 
-@schema("method", "adam_mini")
+@schema("optimizer", "adam_mini")
 @dataclass
-class AdamMini(AdamW):
+class AdamMiniConfig(AdamWConfig):
     """Adam-mini: Zhang et al., "Adam-mini: Use Fewer Learning Rates To Gain More",
     arXiv:2406.16793 (update and partition: methods/adam_mini/optimizer.py; cosmos.md §3.5).
     AdamW's hyperparameters and checks; the hidden size and head count come from the model's HF config.

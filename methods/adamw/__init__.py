@@ -1,4 +1,4 @@
 """AdamW (torch's implementation) with decay / no-decay parameter groups."""
-from methods.adamw.config import AdamW
+from methods.adamw.config import AdamWConfig
 
-__all__ = ["AdamW"]
+__all__ = ["AdamWConfig"]

@@ -7,9 +7,9 @@ from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
 
-@schema("method", "adamw")
+@schema("optimizer", "adamw")
 @dataclass
-class AdamW(OptimizerMethod):
+class AdamWConfig(OptimizerMethod):
     """AdamW: Loshchilov & Hutter, "Decoupled Weight Decay Regularization", arXiv:1711.05101.
 
     torch.optim.AdamW semantics: m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;

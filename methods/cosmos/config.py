@@ -15,9 +15,9 @@ ROUTINGS = ("name", "shape")
 BACKENDS = (None, "torch", "triton")
 
 
-@schema("method", "cosmos")
+@schema("optimizer", "cosmos")
 @dataclass
-class Cosmos(OptimizerMethod):
+class CosmosConfig(OptimizerMethod):
     """COSMOS: Liu et al., "COSMOS: A Hybrid Adaptive Optimizer for Memory-Efficient Training of
     LLMs", arXiv:2502.17410 (update: methods/cosmos/optimizer.py; spec: cosmos.md §2).
 

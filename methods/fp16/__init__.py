@@ -1,4 +1,4 @@
 """The uncompressed KV cache baseline."""
-from methods.fp16.config import FP16
+from methods.fp16.config import FP16Config
 
-__all__ = ["FP16"]
+__all__ = ["FP16Config"]

@@ -6,9 +6,9 @@ from reprolab.registry import schema
 from reprolab.roles import CacheMethod
 
 
-@schema("method", "fp16")
+@schema("kv_cache", "fp16")
 @dataclass
-class FP16(CacheMethod):
+class FP16Config(CacheMethod):
     """No compression: transformers' `DynamicCache` (the "FP16" row of the GEAR tables; the cache
     keeps the model's dtype, fp16 at paper scale)."""
 

@@ -7,9 +7,9 @@ from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
 
-@schema("method", "galore")
+@schema("optimizer", "galore")
 @dataclass
-class Galore(OptimizerMethod):
+class GaloreConfig(OptimizerMethod):
     """GaLore: Zhao et al., "GaLore: Memory-Efficient LLM Training by Gradient Low-Rank
     Projection", arXiv:2403.03507 (update: methods/galore/optimizer.py; cosmos.md §3.4).
 

@@ -1,7 +1,7 @@
 """GEAR KV-cache compression (arXiv:2403.05527): the compression math, the cache, the plugin.
 
-    from methods.gear import GEAR
-    cache = GEAR(bits=2, outlier_frac=0.02).make_cache(model.config)
+    from methods.gear import GearConfig
+    cache = GearConfig(bits=2, outlier_frac=0.02).make_cache(model.config)
     model.generate(input_ids, cache=cache, max_new_tokens=64)
 
 Names are imported on first use, so that registering the schemas (which imports
@@ -10,8 +10,8 @@ Names are imported on first use, so that registering the schemas (which imports
 from importlib import import_module
 
 _EXPORTS = {
-    "GEAR": "methods.gear.config", "GEARL": "methods.gear.config", "GEARKCVT": "methods.gear.config",
-    "GEARLKCVT": "methods.gear.config", "QuantCache": "methods.gear.config",
+    "GearConfig": "methods.gear.config", "GearLConfig": "methods.gear.config", "GearKCVTConfig": "methods.gear.config",
+    "GearLKCVTConfig": "methods.gear.config", "QuantKVConfig": "methods.gear.config",
     "GEARCache": "methods.gear.cache", "CompressedLayer": "methods.gear.cache",
     "CodecSpec": "methods.gear.compress", "QuantSpec": "methods.gear.compress", "Compressed": "methods.gear.compress",
     "compress": "methods.gear.compress", "power_iteration": "methods.gear.compress",

@@ -17,7 +17,7 @@ BACKBONES = ("kivi", "kcvt")
 
 
 @dataclass
-class QuantCache(CacheMethod):
+class QuantKVConfig(CacheMethod):
     """Shared fields and plumbing of the caches built on `methods.gear.cache.GEARCache`.
 
     bits: b, the code width (2, 4 or 8; packed storage puts 8/b codes in a byte).
@@ -118,9 +118,9 @@ class QuantCache(CacheMethod):
         super().prepare_model(model)
 
 
-@schema("method", "gear")
+@schema("kv_cache", "gear")
 @dataclass
-class GEAR(QuantCache):
+class GearConfig(QuantKVConfig):
     """GEAR: Kang et al., "GEAR: An Efficient KV Cache Compression Recipe for Near-Lossless Generative
     Inference of LLM", arXiv:2403.05527. X ≈ D̂ + S + L per chunk (`methods.gear.compress`).
 
@@ -168,27 +168,27 @@ class GEAR(QuantCache):
         return self.rank_prefill, self.rank_decode
 
 
-@schema("method", "gear_l")
+@schema("kv_cache", "gear_l")
 @dataclass
-class GEARL(GEAR):
+class GearLConfig(GearConfig):
     """GEAR-L: GEAR without the sparse outliers (s = 0), quantised backbone + low-rank residual
     (official ``--compress_method GEARL``; 2-bit KIVI backbone by default)."""
 
     outlier_frac: float = 0.0
 
 
-@schema("method", "gear_kcvt")
+@schema("kv_cache", "gear_kcvt")
 @dataclass
-class GEARKCVT(GEAR):
+class GearKCVTConfig(GearConfig):
     """GEAR(KCVT): GEAR on the 4-bit KCVT backbone (official ``--compress_method GEAR-KCVT --quantize_bit 4``)."""
 
     backbone: str = "kcvt"
     bits: int = 4
 
 
-@schema("method", "gear_l_kcvt")
+@schema("kv_cache", "gear_l_kcvt")
 @dataclass
-class GEARLKCVT(GEARKCVT):
+class GearLKCVTConfig(GearKCVTConfig):
     """GEAR-L(KCVT): the 4-bit KCVT backbone + low-rank residual, no outliers (``--compress_method GEARL-KCVT``)."""
 
     outlier_frac: float = 0.0

@@ -1,4 +1,4 @@
 """Group-wise KV quantisation baselines (per-token groups; v1 per-head-dim ranges)."""
-from methods.group_quant.config import GroupQuant
+from methods.group_quant.config import GroupQuantConfig
 
-__all__ = ["GroupQuant"]
+__all__ = ["GroupQuantConfig"]

@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.gear.config import QuantCache
+from methods.gear.config import QuantKVConfig
 from reprolab import checks
 from reprolab.registry import schema
 
 LAYOUTS = ("token", "dim")
 
 
-@schema("method", "group_quant")
+@schema("kv_cache", "group_quant")
 @dataclass
-class GroupQuant(QuantCache):
+class GroupQuantConfig(QuantKVConfig):
     """Group-wise quantisation baselines of the GEAR paper (arXiv:2403.05527; spec §3.3, §3.5).
 
     layout ``token`` (default; the v4 table's "Per-token group Q", official ``groupquantization_token``):

@@ -7,9 +7,9 @@ from reprolab.registry import schema
 from reprolab.roles import CacheMethod
 
 
-@schema("method", "h2o")
+@schema("kv_cache", "h2o")
 @dataclass
-class H2O(CacheMethod):
+class H2OConfig(CacheMethod):
     """H2O heavy-hitter token dropping (Zhang et al., arXiv:2306.14048), the GEAR v1 baseline
     (../shared/papers/gear.md §3.8; official config fields ``heavy_size`` / ``recent_size``).
 

@@ -1,4 +1,4 @@
 """KCVT KV-cache quantisation (per-channel keys / per-token values, whole-axis groups)."""
-from methods.kcvt.config import KCVT
+from methods.kcvt.config import KCVTConfig
 
-__all__ = ["KCVT"]
+__all__ = ["KCVTConfig"]

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.gear.config import QuantCache
+from methods.gear.config import QuantKVConfig
 from reprolab.registry import schema
 
 
-@schema("method", "kcvt")
+@schema("kv_cache", "kcvt")
 @dataclass
-class KCVT(QuantCache):
+class KCVTConfig(QuantKVConfig):
     """KCVT ("Key per-Channel, Value per-Token"), the GEAR paper's 4-bit backbone
     (arXiv:2403.05527; ../shared/papers/gear.md §3.6).
 

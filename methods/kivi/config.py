@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.gear.config import QuantCache
+from methods.gear.config import QuantKVConfig
 from reprolab.registry import schema
 
 
-@schema("method", "kivi")
+@schema("kv_cache", "kivi")
 @dataclass
-class KIVI(QuantCache):
+class KIVIConfig(QuantKVConfig):
     """KIVI: Liu et al., "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV Cache",
     arXiv:2402.02750, as the GEAR paper runs it (../shared/papers/gear.md §3.7).
 

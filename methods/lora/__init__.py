@@ -1,4 +1,4 @@
 """LoRA, DoRA and AdaLoRA adapters (peft's), as `adapter` plugins: ``LoRA().wrap(model)``."""
-from methods.lora.config import AdaLoRA, DoRA, LoRA, PeftAdapter
+from methods.lora.config import AdaLoRAAdapterConfig, DoRAAdapterConfig, LoRAAdapterConfig, PeftAdapterConfig
 
-__all__ = ["LoRA", "DoRA", "AdaLoRA", "PeftAdapter"]
+__all__ = ["LoRAAdapterConfig", "DoRAAdapterConfig", "AdaLoRAAdapterConfig", "PeftAdapterConfig"]

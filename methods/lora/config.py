@@ -15,7 +15,7 @@ INITS = {"default": True, "gaussian": "gaussian"}  # our name -> peft's `init_lo
 
 
 @dataclass
-class PeftAdapter(AdapterMethod, ABC):
+class PeftAdapterConfig(AdapterMethod, ABC):
     """An adapter that is a peft tuner: subclasses say which peft config (`peft_config`); injection,
     merging and the adapter's state dict are peft's (`methods.lora.tuner`).
 
@@ -64,7 +64,7 @@ class PeftAdapter(AdapterMethod, ABC):
 
 @schema("adapter", "lora")
 @dataclass
-class LoRA(PeftAdapter):
+class LoRAAdapterConfig(PeftAdapterConfig):
     """LoRA: Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", arXiv:2106.09685.
 
     Eq. 3: h = W0 x + (alpha / r) B A x with W0 frozen, A (r x in), B (out x r), B = 0 at init so
@@ -97,7 +97,7 @@ class LoRA(PeftAdapter):
 
 @schema("adapter", "dora")
 @dataclass
-class DoRA(LoRA):
+class DoRAAdapterConfig(LoRAAdapterConfig):
     """DoRA: Liu et al., "DoRA: Weight-Decomposed Low-Rank Adaptation", arXiv:2402.09353.
 
     Eq. 5: W' = m (W0 + (alpha / r) B A) / ||W0 + (alpha / r) B A||_c, with the column norm treated
@@ -110,7 +110,7 @@ class DoRA(LoRA):
 
 @schema("adapter", "adalora")
 @dataclass
-class AdaLoRA(PeftAdapter):
+class AdaLoRAAdapterConfig(PeftAdapterConfig):
     """AdaLoRA: Zhang et al., "Adaptive Budget Allocation for Parameter-Efficient Fine-Tuning",
     arXiv:2303.10512. peft's ``AdaLoraConfig`` / ``AdaLoraModel`` (field names are peft's).
 

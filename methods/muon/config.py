@@ -12,15 +12,17 @@ from reprolab.roles import OptimizerMethod
 SCALES = ("keller", "moonlight")
 
 
-@schema("method", "muon")
+@schema("optimizer", "muon")
 @dataclass
-class Muon(OptimizerMethod):
+class MuonConfig(OptimizerMethod):
     """Muon: Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (2024),
     KellerJordan/Muon `SingleDeviceMuonWithAuxAdam` (update: methods/muon/optimizer.py; cosmos.md §3.3).
 
     Hidden matrices take Muon (lr, momentum, nesterov, ns_steps, weight_decay, scale); embeddings,
     the head, gains and biases take AdamW with the adam_* options. scale: ``keller``
     (max(1, m/n)^0.5) or ``moonlight`` (0.2 sqrt(max(m, n)), arXiv:2502.16982).
+    Defaults: the official ones (lr 0.02, momentum 0.95, ns_steps 5), except adam_lr = 1e-3: the AdamW
+    branch at the AdamW baseline's lr (cosmos.md §4.2; official default 3e-4).
     """
 
     lr: float = 0.02
@@ -29,7 +31,7 @@ class Muon(OptimizerMethod):
     ns_steps: int = 5
     weight_decay: float = 0.0
     scale: str = "keller"
-    adam_lr: float = 3e-4
+    adam_lr: float = 1e-3
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     adam_eps: float = 1e-10
     adam_weight_decay: float = 0.0

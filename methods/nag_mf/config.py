@@ -88,9 +88,9 @@ class LinearNet(ProblemSpec):
         return linear_net(self, ctx.device, ctx.dtype)
 
 
-@schema("method", "nag_mf")
+@schema("solver", "nag_mf")
 @dataclass
-class NagMF(SolverMethod):
+class NagMFConfig(SolverMethod):
     """Gradient methods on ``f(X, Y) = 1/2 ||X Y^T D - B||_F^2`` (D = I: matrix factorisation).
 
     algorithm: ``gd`` (simultaneous), ``nag`` (extrapolate both factors by beta, gradient at the

@@ -1,4 +1,4 @@
 """Outlier-reduced per-tensor KV quantisation (GEAR v1 baseline)."""
-from methods.outlier_quant.config import OutlierQuant
+from methods.outlier_quant.config import OutlierQuantConfig
 
-__all__ = ["OutlierQuant"]
+__all__ = ["OutlierQuantConfig"]

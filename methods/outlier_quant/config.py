@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.gear.config import QuantCache
+from methods.gear.config import QuantKVConfig
 from reprolab import checks
 from reprolab.registry import schema
 
 
-@schema("method", "outlier_quant")
+@schema("kv_cache", "outlier_quant")
 @dataclass
-class OutlierQuant(QuantCache):
+class OutlierQuantConfig(QuantKVConfig):
     """Outlier-reduced quantisation, the GEAR v1 baseline (arXiv:2403.05527 v1; spec §2.3, §3.4,
     official ``fake_dense_sparse_uniformquantization``): per compressed chunk of a sequence, the
     ⌈s·N/2⌉ smallest and largest of its N entries are kept exactly and the rest is quantised

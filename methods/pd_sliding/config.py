@@ -207,9 +207,9 @@ class _Batched:
         checks.non_negative("method.batch_power", self.batch_power)
 
 
-@schema("method", "pd_sliding")
+@schema("solver", "pd_sliding")
 @dataclass
-class PDSliding(SolverMethod, _Batched):
+class PDSlidingConfig(SolverMethod, _Batched):
     """Decentralised primal-dual sliding + CndG (methods/pd_sliding/pds.py has the algorithm).
 
     R: dual-radius scaling in T_k = ceil(k R ||L_G|| / L) and q_t = L T_k / (2 beta_k R^2) (spec
@@ -243,9 +243,9 @@ class PDSliding(SolverMethod, _Batched):
         return PDSlidingSolver(problem, self, ctx)
 
 
-@schema("method", "defw")
+@schema("solver", "defw")
 @dataclass
-class DeFW(SolverMethod, _Batched):
+class DeFWConfig(SolverMethod, _Batched):
     """Decentralised Frank–Wolfe (Wai et al. 2017), Metropolis weights, gamma_t = 2/(t+1).
 
     batch0, batch_power: stochastic DeFW with b_t = ceil(batch0 t^batch_power) (power 0: constant
@@ -264,9 +264,9 @@ class DeFW(SolverMethod, _Batched):
         return DeFWSolver(problem, self, ctx)
 
 
-@schema("method", "cgs")
+@schema("solver", "cgs")
 @dataclass
-class CGS(SolverMethod):
+class CGSConfig(SolverMethod):
     """Centralised conditional gradient sliding (Lan & Zhou 2016); delta_scale scales eta_k."""
 
     delta_scale: float = 1.0
@@ -282,9 +282,9 @@ class CGS(SolverMethod):
         return CGSSolver(problem, self, ctx)
 
 
-@schema("method", "dpg")
+@schema("solver", "dpg")
 @dataclass
-class DPG(SolverMethod, _Batched):
+class DPGConfig(SolverMethod, _Batched):
     """Decentralised projected gradient (Nedić et al. 2010); step0 = null means 1/L."""
 
     step0: Optional[float] = None

@@ -1,4 +1,4 @@
 """SGD with (Nesterov) momentum and decay / no-decay parameter groups."""
-from methods.sgd.config import SGD
+from methods.sgd.config import SGDConfig
 
-__all__ = ["SGD"]
+__all__ = ["SGDConfig"]

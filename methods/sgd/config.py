@@ -7,9 +7,9 @@ from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
 
-@schema("method", "sgd")
+@schema("optimizer", "sgd")
 @dataclass
-class SGD(OptimizerMethod):
+class SGDConfig(OptimizerMethod):
     """Stochastic gradient descent with momentum (torch.optim.SGD semantics).
 
     buf <- momentum buf + g; step = g + momentum buf if nesterov else buf; W <- W - lr step.

@@ -8,9 +8,9 @@ from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
 
-@schema("method", "soap")
+@schema("optimizer", "soap")
 @dataclass
-class Soap(OptimizerMethod):
+class SoapConfig(OptimizerMethod):
     """SOAP: Vyas et al., "SOAP: Improving and Stabilizing Shampoo using Adam", arXiv:2409.11321
     (update: methods/soap/optimizer.py; cosmos.md §3.2). Every tensor takes SOAP, as in the
     reference; sides longer than max_precond_dim (a 32000-token vocabulary) are not preconditioned.

@@ -1,4 +1,4 @@
 """Per-tensor uniform KV quantisation (GEAR v1 baseline)."""
-from methods.uniform_quant.config import UniformQuant
+from methods.uniform_quant.config import UniformQuantConfig
 
-__all__ = ["UniformQuant"]
+__all__ = ["UniformQuantConfig"]

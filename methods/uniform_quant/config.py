@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.gear.config import QuantCache
+from methods.gear.config import QuantKVConfig
 from reprolab import checks
 from reprolab.registry import schema
 
 
-@schema("method", "uniform_quant")
+@schema("kv_cache", "uniform_quant")
 @dataclass
-class UniformQuant(QuantCache):
+class UniformQuantConfig(QuantKVConfig):
     """Uniform (per-tensor) quantisation, the GEAR v1 baseline (arXiv:2403.05527 v1; spec §3.2,
     official ``fake_uniformquantization``): one (m, Δ) per compressed chunk of a sequence, over all
     its heads, tokens and dims (the official code pools the whole batch). Simulated storage only;

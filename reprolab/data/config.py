@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 from reprolab import checks
 from reprolab.registry import schema
@@ -15,7 +15,10 @@ class LMData:
     seq_len: tokens the model sees per sequence (each sequence carries seq_len labels).
     batch_size: sequences per step per device (micro-batch; see trainer.accumulate_grad_batches).
     val_sequences: size of the fixed validation set (sequences of seq_len + 1 tokens).
+    ``kind``: the batches the source yields (an objective's ``data_kind``).
     """
+
+    kind: ClassVar[str] = "tokens"
 
     seq_len: int = 64
     batch_size: int = 32
@@ -146,3 +149,49 @@ class RecallData(LMData):
         from reprolab.data.recall import RecallSource
 
         return RecallSource(self, seed)
+
+
+@schema("data", "preference_markov")
+@dataclass
+class PreferenceMarkovData:
+    """Preference pairs with a known reward over a sparse Markov chain (`reprolab.data.preference`):
+    a prompt of ``prompt_len`` tokens, chosen = its continuation along the chain, rejected = the same
+    continuation with each token replaced by a random one with probability ``noise``; a fraction
+    ``flip`` of the training labels swapped (the validation pairs are clean).
+
+    batch_size: pairs per step per device; val_pairs: size of the fixed validation set.
+    """
+
+    kind: ClassVar[str] = "preference"
+    vocab_size: int = 32
+    order: int = 2
+    support: int = 4
+    concentration: float = 1.0
+    chain_seed: int = 1234
+    prompt_len: int = 16
+    response_len: int = 16
+    noise: float = 0.5
+    flip: float = 0.0
+    batch_size: int = 16
+    val_pairs: int = 128
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens the model sees per sequence."""
+        return self.prompt_len + self.response_len - 1
+
+    def __post_init__(self):
+        for key in ("vocab_size", "order", "prompt_len", "response_len", "batch_size", "val_pairs"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        checks.in_range("data.support", self.support, 1, self.vocab_size)
+        checks.positive("data.concentration", self.concentration)
+        checks.in_range("data.noise", self.noise, 0.0, 1.0)
+        checks.in_range("data.flip", self.flip, 0.0, 1.0)
+        if self.prompt_len < self.order:
+            raise checks.ConfigError(f"data.prompt_len={self.prompt_len} must be >= data.order={self.order}: the chain "
+                                     "needs a full context before the response starts.")
+
+    def build(self, seed: int):
+        from reprolab.data.preference import PreferenceMarkovSource
+
+        return PreferenceMarkovSource(self, seed)

@@ -25,8 +25,10 @@ def lm_batch(tokens: torch.Tensor) -> Batch:
 
 
 class Source(ABC):
-    """What the runner needs from a data source."""
+    """What the runner needs from a data source. ``kind``: the batches it yields (an objective's
+    ``data_kind``: ``tokens`` or ``preference``)."""
 
+    kind: str = "tokens"
     vocab_size: int
     entropy_floor: float | None = None  # exact optimal mean loss per token, when known
 

@@ -1,19 +1,23 @@
-"""The roles a method plugin can fill, one small interface each.
+"""The roles a plugin can fill, one small interface each (the slots of a run: `reprolab.registry.ROLES`).
 
-A method's typed config *is* its plugin: a dataclass whose fields are the hyperparameters (the
-schema Hydra checks overrides against) and whose methods are the role hooks a runner calls.
-`OmegaConf.to_object(cfg.method)` validates the values (``__post_init__``) and returns the plugin.
-A runner asks ``isinstance(method, OptimizerMethod)``; it never names a method.
+A plugin's typed config *is* the plugin: a dataclass whose fields are the hyperparameters (the
+schema Hydra checks overrides against) and whose methods are the role hooks a runner calls. Its
+class says which slot it fills (``role``). The core converts and validates each slot once
+(`reprolab.slots`) and hands the runner a `Roles` of typed plugins; a runner never names a method.
 
 Role classes live here, one file per role, so that no method imports a runner and no runner
 imports a method. Hooks import their heavy implementation lazily, so that registering every
 schema at start-up stays cheap.
 """
+from reprolab.roles.adapter import AdapterMethod
 from reprolab.roles.base import Method
 from reprolab.roles.cache import CacheMethod
-from reprolab.roles.loss import LossMethod
+from reprolab.roles.objective import DATA_KINDS, ObjectiveMethod
 from reprolab.roles.optimizer import OptimizerMethod
 from reprolab.roles.solver import COUNTERS, ProblemSpec, SolveContext, Solver, SolverMethod
+from reprolab.roles.steering import SteeringMethod
+from reprolab.roles.temperature import TemperatureMethod
 
-__all__ = ["Method", "CacheMethod", "LossMethod", "OptimizerMethod", "SolverMethod", "Solver", "ProblemSpec",
-           "SolveContext", "COUNTERS"]
+__all__ = ["Method", "CacheMethod", "ObjectiveMethod", "DATA_KINDS", "OptimizerMethod", "SolverMethod", "Solver",
+           "ProblemSpec", "SolveContext", "COUNTERS", "SteeringMethod", "TemperatureMethod",
+           "AdapterMethod"]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, ClassVar, Optional
 
 from reprolab.roles.base import Method
 
@@ -22,6 +22,8 @@ class CacheMethod(Method, ABC):
     hands ordinary key/value tensors back from ``update``). ``prepare_model(model)`` registers and
     sets it; runners call it once after building the model.
     """
+
+    role: ClassVar[str] = "kv_cache"
 
     @abstractmethod
     def make_cache(self, model_config: "PretrainedConfig") -> "Cache":

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from reprolab.roles.base import Method
 
@@ -17,6 +17,8 @@ class OptimizerMethod(Method, ABC):
     Learning-rate schedules are the runner's job: they scale every group's initial ``lr`` by one
     factor, so group-specific learning rates keep their ratios.
     """
+
+    role: ClassVar[str] = "optimizer"
 
     @abstractmethod
     def build_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from reprolab.roles.base import Method
 
@@ -112,6 +112,8 @@ class SolverMethod(Method, ABC):
     ``build_solver(problem, ctx)`` returns a `Solver` for a problem built by a `ProblemSpec`; it
     raises a `ConfigError` naming the problems it accepts when given another kind.
     """
+
+    role: ClassVar[str] = "solver"
 
     @abstractmethod
     def build_solver(self, problem: Any, ctx: SolveContext) -> Solver:

@@ -1,6 +1,6 @@
 """The `generate` runner: evaluate a decoder at inference time with a pluggable KV cache.
 
-Roles it asks of the method: a KV cache (`reprolab.roles.CacheMethod`). The task (`runner.task`)
+Slots: ``kv_cache`` (required, a `reprolab.roles.CacheMethod`; ``method=gear`` fills it). The task (`runner.task`)
 supplies prompts and scores generations; the model comes from the ``model`` group (built, loaded
 from an lm-runner checkpoint, or pretrained). Results (``table/*``):
 
@@ -30,21 +30,16 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def run(cfg, run_dir) -> dict:
+def run(cfg, run_dir, objs: dict) -> dict:
+    """``objs``: the validated config (`reprolab.config.validate`); the cache is ``objs["roles"].kv_cache``."""
     import torch
 
     from reprolab.checks import ConfigError
-    from reprolab.config import validate
-    from reprolab.roles import CacheMethod
     from reprolab.tracking import init_wandb
     from runners.generate.model import build_model, build_tokenizer
     from runners.generate.rescale import rescale_channels
 
-    objs = validate(cfg)
-    runner, method, model_cfg = objs["runner"], objs["method"], objs["model"]
-    if not isinstance(method, CacheMethod):
-        raise ConfigError(f"the generate runner needs a KV-cache method (CacheMethod); method {type(method).__name__} is not one. "
-                        "Pick one with method=<fp16|kivi|kcvt|gear|gear_l|group_quant|uniform_quant|outlier_quant|h2o>.")
+    runner, method, model_cfg = objs["runner"], objs["roles"].kv_cache, objs["model"]
     task = runner.task
     torch.manual_seed(cfg.seed)
     device = runner.device if runner.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import runners.generate.tasks.config  # noqa: F401  (registers the task schemas)
 from reprolab import checks
 from reprolab.registry import schema
+from reprolab.slots import Slot
 from runners.generate.sampling import Sampling
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -46,6 +47,7 @@ class GenerateRunner:
       One sample per example (tasks score one generation).
     """
 
+    slots: ClassVar[dict] = {"kv_cache": Slot(required=True), "steering": Slot(), "temperature": Slot()}
     _target_: str = "runners.generate.run"
     task: Any = None
     checkpoint: Optional[str] = None

@@ -1,8 +1,9 @@
 """The `lm` runner: train and evaluate a causal LM with Lightning.
 
-Roles it asks of the method: an optimizer (`OptimizerMethod`, required, from ``method`` or else
-``runner.optimizer``) and optionally a training loss (`LossMethod`). Everything else (model,
-data, hardware, loggers) comes from its own config groups.
+Slots (`runners.lm.config.LMRunner.slots`): ``optimizer`` (AdamW when empty), ``objective``
+(next-token CE when empty), optional ``adapter`` and ``temperature``; ``kv_cache`` and ``steering``
+serve the evaluation after training. Everything else (model, data, hardware, loggers) comes from
+its own config groups.
 """
 from __future__ import annotations
 
@@ -12,39 +13,27 @@ import math
 log = logging.getLogger(__name__)
 
 
-def _roles(cfg, objs):
-    from reprolab.roles import LossMethod, OptimizerMethod
-
-    method, runner_cfg = objs["method"], objs["runner"]
-    optimizer = method if isinstance(method, OptimizerMethod) else runner_cfg.optimizer
-    if not isinstance(optimizer, OptimizerMethod):
-        raise TypeError(
-            f"the lm runner needs an optimizer: method {type(method).__name__} is not one and runner.optimizer is "
-            "unset. Add `- /method@runner.optimizer: adamw` to the experiment's defaults."
-        )
-    loss = method if isinstance(method, LossMethod) else None
-    return optimizer, loss
-
-
-def run(cfg, run_dir) -> dict:
+def run(cfg, run_dir, objs: dict) -> dict:
+    """``objs``: the validated config (`reprolab.config.validate`), the plugins in ``objs["roles"]``."""
     import lightning as L
     import torch
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from reprolab.config import validate
     from reprolab.params import optimizer_state_bytes
     from reprolab.tracking import lightning_loggers
     from runners.lm.callbacks import Throughput
     from runners.lm.data import LMDataModule
+    from reprolab.models.assemble import assemble, frozen_copy
     from runners.lm.module import LMModule
 
-    objs = validate(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    roles = objs["roles"]
     source = objs["data"].build(cfg.seed)
     model = objs["model"].build(source.vocab_size)
-    optimizer, loss = _roles(cfg, objs)
-    module = LMModule(model, optimizer, objs["runner"], loss_method=loss, entropy_floor=source.entropy_floor)
+    reference = frozen_copy(model) if roles.objective.needs_reference else None  # the initial policy
+    model = assemble(model, roles)
+    module = LMModule(model, roles, objs["runner"], entropy_floor=source.entropy_floor, reference=reference)
     datamodule = LMDataModule(source)
 
     throughput = Throughput()
@@ -62,8 +51,10 @@ def run(cfg, run_dir) -> dict:
     )
     if trainer.is_global_zero:
         n_params = sum(p.numel() for p in model.parameters())
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
         floor = f", entropy floor {source.entropy_floor:.4f} nats" if source.entropy_floor is not None else ""
-        log.info(f"model {n_params / 1e6:.2f}M params, vocab {source.vocab_size}{floor}")
+        trained = "" if n_train == n_params else f" ({n_train / 1e6:.3f}M trainable)"
+        log.info(f"model {n_params / 1e6:.2f}M params{trained}, vocab {source.vocab_size}{floor}")
     ckpt_path = str(run_dir.last_ckpt) if run_dir.resuming else None
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)  # our own checkpoint
     if not module.val_history or module.val_history[-1][0] != trainer.global_step:
@@ -80,9 +71,11 @@ def run(cfg, run_dir) -> dict:
         "table/ms_per_step": throughput.ms_per_step(trainer.accumulate_grad_batches),
         "table/opt_state_bytes": optimizer_state_bytes(trainer.optimizers[0]),
         "table/params": sum(p.numel() for p in model.parameters()),
+        "table/trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "train/steps": trainer.global_step,
         "train/loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
     }
+    results.update({f"table/val_{k}": v for k, v in module.last_val.items() if k != "loss"})
     if source.entropy_floor is not None:
         results["table/entropy_floor"] = source.entropy_floor
         results["table/excess_loss"] = final - source.entropy_floor

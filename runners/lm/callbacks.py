@@ -6,6 +6,11 @@ import lightning as L
 import torch
 
 
+def scored_tokens(batch: dict) -> int:
+    """Tokens with a label (!= -100) in a batch of any kind (``labels``, ``chosen_labels``, ...)."""
+    return sum(int((v != -100).sum()) for k, v in batch.items() if k.endswith("labels"))
+
+
 class Throughput(L.Callback):
     """Tokens/s and ms/step of the training steps (forward, backward, optimizer step).
 
@@ -37,7 +42,7 @@ class Throughput(L.Callback):
             return
         self.steps += 1
         self.seconds += dt
-        self.tokens += int((batch["labels"] != -100).sum()) * trainer.world_size
+        self.tokens += scored_tokens(batch) * trainer.world_size
         if self.seconds > 0:
             pl_module.log("train/tokens_per_s", self.tokens / self.seconds, on_step=True, on_epoch=False)
 

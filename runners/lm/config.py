@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import ClassVar
 
 from reprolab import checks
 from reprolab.registry import schema
+from reprolab.slots import Slot
 
 SCHEDULES = ("constant", "cosine", "linear")
 
@@ -19,16 +20,24 @@ class LMRunner:
       ``min_lr_ratio`` at ``trainer.max_steps`` (the GaLore/COSMOS protocol: cosine, 10% warmup,
       min_lr_ratio 0.1). warmup_steps: linear warmup from 0.
     checkpoint_every: steps between writes of ``checkpoints/last.ckpt`` (0: only at the end).
-    optimizer: the optimizer plugin when ``method`` fills another role (e.g. a loss); compose one
-      with ``- /method@runner.optimizer: adamw`` in an experiment's defaults.
+    Slots: an optimizer (AdamW when empty) over the trainable parameters, an objective (next-token
+    cross-entropy when empty), and optionally an adapter, a temperature and, for evaluation after
+    training, a KV cache and a steering.
     """
 
+    slots: ClassVar[dict] = {
+        "optimizer": Slot(required=True, default="adamw"),
+        "objective": Slot(required=True, default="next_token"),
+        "adapter": Slot(),
+        "temperature": Slot(),
+        "kv_cache": Slot(),
+        "steering": Slot(),
+    }
     _target_: str = "runners.lm.run"
     schedule: str = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     checkpoint_every: int = 100
-    optimizer: Optional[Any] = None
 
     def __post_init__(self):
         checks.one_of("runner.schedule", self.schedule, SCHEDULES)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import math
 
+from collections import defaultdict
+
 import lightning as L
 import torch
-import torch.nn.functional as F
-from torchmetrics import SumMetric
 
 from reprolab.checks import UserError
 
@@ -14,37 +14,43 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """Training produced a NaN/inf loss; the message names the step and the checkpoint kept."""
 
 
-def lm_loss(model: torch.nn.Module, batch: dict, reduction: str = "mean") -> torch.Tensor:
-    """Next-token cross-entropy over labels != -100 (labels are pre-shifted), mean or sum."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-    return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), ignore_index=-100,
-                           reduction=reduction)
-
-
 class LMModule(L.LightningModule):
-    """Causal-LM training with a pluggable optimizer (and optional loss) method.
+    """Training of a causal LM by the run's roles: ``roles.objective`` gives the loss and the
+    validation sums, ``roles.optimizer`` builds the optimizer over the trainable parameters.
 
-    Validation reports the token-weighted mean loss over the whole validation set (``val/loss``),
-    its exponential (``val/ppl``), and, when the data has a known entropy floor, ``val/excess_loss``.
+    ``reference``: the frozen reference model of objectives that need one (``needs_reference``):
+    not a submodule, so it is neither trained, nor wrapped by DDP, nor saved in checkpoints; it
+    follows the policy's device. Validation reports ``val/<name> = sum / count`` over the whole
+    validation set for every pair the objective's ``evaluate`` returns (``val/loss`` is the
+    token-weighted mean for next-token CE), ``val/ppl`` = exp(val/loss) and, when the data has a
+    known entropy floor, ``val/excess_loss``.
     """
 
-    def __init__(self, model, optimizer_method, runner_cfg, loss_method=None, entropy_floor=None):
+    def __init__(self, model, roles, runner_cfg, entropy_floor=None, reference=None):
         super().__init__()
         self.model = model
-        self.optimizer_method = optimizer_method
-        self.loss_method = loss_method
+        self.optimizer_method = roles.optimizer
+        self.objective = roles.objective
+        self.adapter = roles.adapter
         self.runner_cfg = runner_cfg
         self.entropy_floor = entropy_floor
-        self.val_loss_sum = SumMetric()
-        self.val_tokens = SumMetric()
+        self.__dict__["reference"] = reference  # kept out of the module tree (see the class docstring)
+        self._val_sums: dict[str, list] = defaultdict(lambda: [0.0, 0.0])
         self.val_history: list[tuple[int, float]] = []  # (step, val/loss), kept in checkpoints
+        self.last_val: dict[str, float] = {}  # the objective's validation means at the last validation
+
+    def on_fit_start(self):
+        if self.reference is not None:
+            self.reference.to(self.device)
+
+    on_validation_start = on_fit_start
 
     # ---- training -------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        if self.loss_method is not None:
-            out = self.loss_method.loss(self.model, batch)
-        else:
-            out = {"loss": lm_loss(self.model, batch)}
+        out = self.objective.loss(self.model, batch, self.reference)
+        if self.adapter is not None and (reg := self.adapter.regularizer(self.model)) is not None:
+            out["adapter_reg"] = reg
+            out["loss"] = out["loss"] + reg
         loss = out["loss"]
         if not torch.isfinite(loss):
             ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
@@ -57,6 +63,11 @@ class LMModule(L.LightningModule):
             self.log(f"train/{k}", v, prog_bar=(k == "loss"))
         return loss
 
+    def optimizer_step(self, *args, **kwargs):
+        super().optimizer_step(*args, **kwargs)
+        if self.adapter is not None:  # after the step, before zero_grad (AdaLoRA's rank allocation reads the grads)
+            self.adapter.on_train_step(self.model, self.global_step, self.trainer.max_steps)
+
     def configure_optimizers(self):
         opt = self.optimizer_method.build_optimizer(self.model)
         max_steps = self.trainer.max_steps
@@ -65,20 +76,28 @@ class LMModule(L.LightningModule):
 
     # ---- validation -----------------------------------------------------------------------
     def validation_step(self, batch, batch_idx):
-        self.val_loss_sum.update(lm_loss(self.model, batch, reduction="sum"))
-        self.val_tokens.update((batch["labels"] != -100).sum())
+        for name, (total, count) in self.objective.evaluate(self.model, batch, self.reference).items():
+            sums = self._val_sums[name]
+            sums[0] = sums[0] + total.detach().float()  # fp32 sums, as torchmetrics' SumMetric kept them
+            sums[1] = sums[1] + count.detach().float()
 
     def on_validation_epoch_end(self):
-        loss = (self.val_loss_sum.compute() / self.val_tokens.compute()).item()
-        self.val_loss_sum.reset()
-        self.val_tokens.reset()
-        metrics = {"val/loss": loss, "val/ppl": math.exp(min(loss, 50.0))}
+        means = {}
+        for name, (total, count) in self._val_sums.items():  # summed over ranks: every shard counts
+            both = self.trainer.strategy.reduce(torch.stack([total, count]).to(self.device), reduce_op="sum")
+            means[name] = (both[0] / both[1]).item()
+        self._val_sums.clear()
+        loss = means["loss"]
+        metrics = {f"val/{k}": v for k, v in means.items()}
+        if self.objective.data_kind == "tokens":  # a per-token cross-entropy: its exponential is a perplexity
+            metrics["val/ppl"] = math.exp(min(loss, 50.0))
         if self.entropy_floor is not None:
             metrics["val/entropy_floor"] = self.entropy_floor
             metrics["val/excess_loss"] = loss - self.entropy_floor
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         if not self.trainer.sanity_checking:
             self.val_history.append((self.global_step, loss))
+            self.last_val = means
 
     # ---- state that must survive a resume -------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

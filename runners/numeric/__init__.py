@@ -1,6 +1,6 @@
 """The `numeric` runner: pure optimisation problems (no neural-network training), driven by Fabric.
 
-Roles it asks of the config: ``method`` is a `SolverMethod` (nag_mf, pd_sliding, defw, ...), and
+Slots: ``solver`` (required; `SolverMethod`: nag_mf, pd_sliding, defw, ...; ``method=nag_mf`` fills it), and
 ``problem`` (config group) is a `ProblemSpec` (matrix_factorization, linear_net, l1_least_squares,
 libsvm_logistic). The runner owns everything around the solve: processes (Lightning Fabric
 launches one per worker for ``runner.backend=distributed``, gloo, with a timeout on every
@@ -46,17 +46,9 @@ def _fabric(runner, processes: int):
     return Fabric(accelerator="cpu", devices=processes, strategy=strategy)
 
 
-def run(cfg, run_dir) -> dict:
-    from reprolab.checks import ConfigError
-    from reprolab.config import validate
-    from reprolab.roles import SolverMethod
-
-    objs = validate(cfg)
-    runner, method = objs["runner"], objs["method"]
-    if not isinstance(method, SolverMethod):
-        raise ConfigError(f"runner=numeric needs a solver method (nag_mf, pd_sliding, defw, cgs, dpg); "
-                          f"method={type(method).__name__} is not one.")
-    return solve(cfg, run_dir, runner, method, _problem_spec(objs))
+def run(cfg, run_dir, objs: dict) -> dict:
+    """``objs``: the validated config (`reprolab.config.validate`), the solver in ``objs["roles"]``."""
+    return solve(cfg, run_dir, objs["runner"], objs["roles"].solver, _problem_spec(objs))
 
 
 def solve(cfg, run_dir, runner, method, spec) -> dict:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import ClassVar, List, Optional
 
 from reprolab import checks
 from reprolab.registry import schema
+from reprolab.slots import Slot
 
 BACKENDS = ("simulated", "distributed")
 START_METHODS = ("fork", "spawn", "forkserver")
@@ -52,6 +53,7 @@ class NumericRunner:
       second; ``spawn`` re-imports torch in every process).
     """
 
+    slots: ClassVar[dict] = {"solver": Slot(required=True)}
     _target_: str = "runners.numeric.run"
     backend: str = "simulated"
     accelerator: str = "cpu"

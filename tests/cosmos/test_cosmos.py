@@ -192,7 +192,7 @@ def test_ns_space_auto_takes_the_complement_where_it_pays(monkeypatch):
 
 
 def test_ns_space_option_is_validated():
-    from methods.cosmos.config import Cosmos
+    from methods.cosmos.config import CosmosConfig
     from reprolab.checks import ConfigError
 
     w = torch.nn.Parameter(_g(8, 8))
@@ -201,10 +201,10 @@ def test_ns_space_option_is_validated():
     with pytest.raises(ValueError, match="ns_space='complement' takes the complement of U from the Householder QR"):
         COSMOS([w], rank=2, ns_space="complement", qr="cholesky_qr2")
     with pytest.raises(ConfigError, match="method.ns_space"):
-        Cosmos(ns_space="left")
+        CosmosConfig(ns_space="left")
     with pytest.raises(ConfigError, match="method.ns_space=complement .* set method.qr=householder"):
-        Cosmos(ns_space="complement", qr="cholesky_qr2")
-    assert Cosmos(ns_space="complement", rank=2).build_optimizer(torch.nn.Linear(8, 8)).defaults["ns_space"] == "complement"
+        CosmosConfig(ns_space="complement", qr="cholesky_qr2")
+    assert CosmosConfig(ns_space="complement", rank=2).build_optimizer(torch.nn.Linear(8, 8)).defaults["ns_space"] == "complement"
 
 
 # ---- 6. constant gradient: fixed point -------------------------------------------------------
@@ -275,13 +275,13 @@ def test_cholesky_qr2_steps_like_householder_and_falls_back_where_it_cannot_serv
 
 
 def test_qr_option_is_validated():
-    from methods.cosmos.config import Cosmos
+    from methods.cosmos.config import CosmosConfig
     from reprolab.checks import ConfigError
 
     with pytest.raises(ValueError, match=r"qr='lq' is not one of \('auto', 'householder', 'cholesky_qr2'\)"):
         COSMOS([torch.nn.Parameter(_g(8, 8))], rank=2, qr="lq")
     with pytest.raises(ConfigError, match="method.qr"):
-        Cosmos(qr="lq")
+        CosmosConfig(qr="lq")
 
 
 # ---- 8. gamma = 0 ----------------------------------------------------------------------------

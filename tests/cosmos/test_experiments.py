@@ -20,7 +20,7 @@ def test_paper_scale_experiments(compose, experiment):
     cfg, _ = compose([f"experiment={experiment}"])
     objs = validate(cfg)
     assert cfg.paper == "cosmos" and cfg.trainer.precision == "bf16-mixed"
-    assert objs["method"].weight_decay == 0.0  # §8.4
+    assert objs["roles"].optimizer.weight_decay == 0.0  # §8.4
     assert cfg.data.seq_len == 1024 and cfg.data.packing
     if experiment != "cosmos_memory":  # 1024 sequences of 1024 tokens per optimizer step (§8.4)
         assert cfg.data.batch_size * cfg.trainer.accumulate_grad_batches == 1024
@@ -32,7 +32,7 @@ def test_paper_scale_experiments(compose, experiment):
 def test_t1_sweep_points_validate(compose, method):
     """`-m experiment=cosmos_llama method=...`: every T1 method takes the experiment's settings."""
     cfg, _ = compose(["experiment=cosmos_llama", f"method={method}"])
-    assert validate(cfg)["method"].weight_decay == 0.0
+    assert validate(cfg)["roles"].optimizer.weight_decay == 0.0
 
 
 def test_main_experiment_is_cosmos_130m_c4(compose):
@@ -48,7 +48,7 @@ def test_main_experiment_is_cosmos_130m_c4(compose):
 def test_tiny_sweep_points_compose(compose, method, data, level):
     cfg, _ = compose([f"experiment=cosmos_tiny/{method}", f"data={data}", f"lr_level={level}"])
     objs = validate(cfg)
-    assert objs["method"].lr == cfg.lr_grid[level]
+    assert objs["roles"].optimizer.lr == cfg.lr_grid[level]
     assert cfg.name == f"cosmos_tiny_{method}" and cfg.data.seq_len == 64 and cfg.model.hidden_size == 64
     levels = [cfg.lr_grid[k] for k in ("lo2", "lo", "mid", "hi", "hi2")]
     assert all(b == pytest.approx(2 * a) for a, b in zip(levels, levels[1:]))

@@ -155,12 +155,12 @@ def test_cosmos_schema_names_the_key(compose, override, key):
 def test_cosmos_rank_too_large_for_the_model_names_the_key():
     """Only the model knows the largest rank: the run fails with method.rank and the smallest matrix's
     side (the smaller of two hidden matrices, not the first one met), not a traceback."""
-    from methods.cosmos.config import Cosmos
+    from methods.cosmos.config import CosmosConfig
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.Linear(8, 6), torch.nn.Linear(6, 16))  # sides 8, 6, 6
     with pytest.raises(ConfigError, match=r"method.rank=10 .* \(6\): set method.rank to at most 6"):
-        Cosmos(rank=10, routing="shape").build_optimizer(model)
-    assert Cosmos(rank=6, routing="shape").build_optimizer(model) is not None
+        CosmosConfig(rank=10, routing="shape").build_optimizer(model)
+    assert CosmosConfig(rank=6, routing="shape").build_optimizer(model) is not None
 
 
 @pytest.mark.parametrize("method, override", [("muon", "method.scale=huge"), ("soap", "method.shampoo_beta=1.0"),

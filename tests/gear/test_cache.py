@@ -8,23 +8,23 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from methods.fp16 import FP16
-from methods.gear import GEAR, GEARCache
+from methods.fp16 import FP16Config
+from methods.gear import GearConfig, GEARCache
 from methods.gear.compress import CodecSpec, QuantSpec
-from methods.group_quant import GroupQuant
-from methods.h2o import H2O
-from methods.kcvt import KCVT
-from methods.kivi import KIVI
-from methods.outlier_quant import OutlierQuant
-from methods.uniform_quant import UniformQuant
+from methods.group_quant import GroupQuantConfig
+from methods.h2o import H2OConfig
+from methods.kcvt import KCVTConfig
+from methods.kivi import KIVIConfig
+from methods.outlier_quant import OutlierQuantConfig
+from methods.uniform_quant import UniformQuantConfig
 from reprolab.checks import ConfigError
 from tests.gear.conftest import tiny_llama
 
-ALL = [FP16(), KIVI(buffer=16, group=16), KCVT(buffer=16), GEAR(buffer=16, group=16), GEAR(buffer=16, group=16, outlier_frac=0.0),
-       GroupQuant(group=32, buffer=16), GroupQuant(layout="dim", storage="simulated", buffer=16), UniformQuant(buffer=16),
-       OutlierQuant(buffer=16), H2O(heavy_ratio=0.2, recent_ratio=0.2),
-       GEAR(buffer=16, group=16, storage="simulated"), GEAR(buffer=16, group=16, stream_mode="official_recompress"),
-       GEAR(buffer=16, group=16, attention="fused")]
+ALL = [FP16Config(), KIVIConfig(buffer=16, group=16), KCVTConfig(buffer=16), GearConfig(buffer=16, group=16), GearConfig(buffer=16, group=16, outlier_frac=0.0),
+       GroupQuantConfig(group=32, buffer=16), GroupQuantConfig(layout="dim", storage="simulated", buffer=16), UniformQuantConfig(buffer=16),
+       OutlierQuantConfig(buffer=16), H2OConfig(heavy_ratio=0.2, recent_ratio=0.2),
+       GearConfig(buffer=16, group=16, storage="simulated"), GearConfig(buffer=16, group=16, stream_mode="official_recompress"),
+       GearConfig(buffer=16, group=16, attention="fused")]
 
 
 def feed(cache, steps, B=2, H=2, d=16, prompt=40, dtype=torch.float16, seed=0):
@@ -112,7 +112,7 @@ def test_h2o_with_room_for_everything_equals_dynamic_cache():
     ids = torch.randint(0, 64, (2, 30))
     kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False, output_scores=True, return_dict_in_generate=True)
     ref = model.generate(ids, cache=DynamicCache(config=model.config), **kw)
-    h2o = H2O(heavy_ratio=1.0, recent_ratio=1.0)  # budget 60 > 50 tokens: nothing is evicted
+    h2o = H2OConfig(heavy_ratio=1.0, recent_ratio=1.0)  # budget 60 > 50 tokens: nothing is evicted
     h2o.prepare_model(model)
     out = model.generate(ids, cache=h2o.make_cache(model.config), **kw)
     model.set_attn_implementation("sdpa")
@@ -122,7 +122,7 @@ def test_h2o_with_room_for_everything_equals_dynamic_cache():
 
 def test_h2o_keeps_budget_recent_window_and_heavy_hitters():
     model = tiny_llama()
-    h2o = H2O(heavy_ratio=0.2, recent_ratio=0.1)
+    h2o = H2OConfig(heavy_ratio=0.2, recent_ratio=0.1)
     h2o.prepare_model(model)
     cache = h2o.make_cache(model.config)
     ids = torch.randint(0, 64, (1, 50))
@@ -158,7 +158,7 @@ def test_fused_attention_matches_materialized(beams):
     mask[1, :6] = 0
     scores = {}
     for attention in ("materialize", "fused"):
-        m = GEAR(buffer=16, group=16, attention=attention)
+        m = GearConfig(buffer=16, group=16, attention=attention)
         m.prepare_model(model)
         out = model.generate(ids, attention_mask=mask, cache=m.make_cache(model.config), max_new_tokens=30, do_sample=False,
                              num_beams=beams, output_scores=True, return_dict_in_generate=True)
@@ -169,15 +169,15 @@ def test_fused_attention_matches_materialized(beams):
 
 def test_fused_cache_without_fused_attention_is_an_error():
     model = tiny_llama()
-    cache = GEAR(buffer=16, group=16, attention="fused").make_cache(model.config)  # prepare_model not called
+    cache = GearConfig(buffer=16, group=16, attention="fused").make_cache(model.config)  # prepare_model not called
     ids = torch.randint(0, 64, (1, 40))
     with pytest.raises(RuntimeError, match="prepare_model"):
         model.generate(ids, attention_mask=torch.ones_like(ids), cache=cache, max_new_tokens=5, do_sample=False)
 
 
 # ---- 9. memory formula -----------------------------------------------------------------------
-@pytest.mark.parametrize("method", [GEAR(buffer=16, group=16), KIVI(buffer=16, group=16), KCVT(buffer=16),
-                                    GEAR(buffer=16, group=16, outlier_frac=0.0), GroupQuant(group=32, buffer=16)],
+@pytest.mark.parametrize("method", [GearConfig(buffer=16, group=16), KIVIConfig(buffer=16, group=16), KCVTConfig(buffer=16),
+                                    GearConfig(buffer=16, group=16, outlier_frac=0.0), GroupQuantConfig(group=32, buffer=16)],
                          ids=lambda m: type(m).__name__ + str(getattr(m, "outlier_frac", "")))
 def test_measured_bytes_equal_the_formula(method):
     model = tiny_llama()
@@ -211,15 +211,15 @@ def test_kv_size_of_the_paper_setting():
 ])
 def test_bad_config_values(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        GEAR(**kwargs)
+        GearConfig(**kwargs)
 
 
 def test_bad_rank_and_group_for_the_model():
     model = tiny_llama()  # head_dim 16
     with pytest.raises(ValueError, match="rank_prefill=32 exceeds min"):
-        GEAR(buffer=32, group=32, rank_prefill=32).make_cache(model.config)
+        GearConfig(buffer=32, group=32, rank_prefill=32).make_cache(model.config)
     with pytest.raises(ValueError, match="group=48 does not divide"):
-        KIVI(buffer=48, group=48).make_cache(model.config)
+        KIVIConfig(buffer=48, group=48).make_cache(model.config)
     from methods.gear.compress import compress, power_iteration
 
     with pytest.raises(ValueError, match="rank=5 exceeds"):
@@ -232,11 +232,11 @@ def test_models_the_cache_cannot_serve():
     from transformers import LlamaConfig, T5Config
 
     with pytest.raises(ValueError, match="encoder-decoder"):
-        GEAR().make_cache(T5Config())
+        GearConfig().make_cache(T5Config())
     hybrid = LlamaConfig(num_hidden_layers=2)
     hybrid.layer_types = ["full_attention", "linear_attention"]
     with pytest.raises(ValueError, match="linear_attention"):
-        GEAR().make_cache(hybrid)
+        GearConfig().make_cache(hybrid)
 
 
 def test_sliding_window_model_is_served_exactly_through_the_mask():
@@ -263,11 +263,11 @@ def test_unsupported_transformers_version(monkeypatch):
     config = tiny_llama().config
     monkeypatch.setattr(cache_module, "transformers_version", lambda: "4.38.2")
     with pytest.raises(RuntimeError, match="transformers 4.38.2 is not supported.*transformers>=5.24,<6"):
-        GEAR(group=16).make_cache(config)
+        GearConfig(group=16).make_cache(config)
 
 
 # ---- batch reordering (beam search) and cropping ------------------------------------------------
-REORDERABLE = [m for m in ALL if not isinstance(m, H2O) and getattr(m, "attention", "") != "fused"]
+REORDERABLE = [m for m in ALL if not isinstance(m, H2OConfig) and getattr(m, "attention", "") != "fused"]
 
 
 @pytest.mark.parametrize("method", REORDERABLE, ids=lambda m: type(m).__name__)
@@ -298,14 +298,14 @@ def test_h2o_beam_search_with_room_for_everything_equals_dynamic_cache():
     ids = torch.randint(0, 64, (2, 20), generator=torch.Generator().manual_seed(0))
     kw = dict(attention_mask=torch.ones_like(ids), max_new_tokens=8, num_beams=3, do_sample=False)
     ref = model.generate(ids, cache=DynamicCache(config=model.config), **kw)
-    h2o = H2O(heavy_ratio=1.0, recent_ratio=1.0)
+    h2o = H2OConfig(heavy_ratio=1.0, recent_ratio=1.0)
     h2o.prepare_model(model)
     out = model.generate(ids, cache=h2o.make_cache(model.config), **kw)
     model.set_attn_implementation("sdpa")
     assert torch.equal(ref, out)
 
 
-@pytest.mark.parametrize("method", [GEAR(buffer=16, group=16), H2O()], ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize("method", [GearConfig(buffer=16, group=16), H2OConfig()], ids=lambda m: type(m).__name__)
 def test_caches_refuse_cropping_and_name_the_alternative(method):
     cache = method.make_cache(tiny_llama().config)
     with pytest.raises(ValueError, match="cannot be cropped.*use DynamicCache"):

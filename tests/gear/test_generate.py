@@ -128,7 +128,7 @@ def test_generate_from_an_lm_checkpoint(run_job, tmp_path):
 
 
 def test_generate_needs_a_cache_method(run_job):
-    with pytest.raises(ConfigError, match="needs a KV-cache method"):
+    with pytest.raises(ConfigError, match="method=adamw fills the optimizer slot, and runner=generate has no optimizer slot"):
         run_job(GEN + RECALL + ["method=adamw"])
 
 

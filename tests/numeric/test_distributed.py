@@ -74,5 +74,5 @@ def test_a_dead_or_hung_worker_stops_the_others_with_a_clear_error(tmp_path, mod
     run_dir.start(cfg, [], {}, "start")
     start = time.monotonic()
     with pytest.raises(WorkerFailed, match=f"worker \\d of 4 failed.*{cause}"):
-        solve(cfg, run_dir, objs["runner"], objs["method"], faulty)
+        solve(cfg, run_dir, objs["runner"], objs["roles"].solver, faulty)
     assert time.monotonic() - start < 60

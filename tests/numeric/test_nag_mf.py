@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.nag_mf import FactorizationSolver, LinearNet, MatrixFactorization, NagMF
+from methods.nag_mf import FactorizationSolver, LinearNet, MatrixFactorization, NagMFConfig
 from reprolab.checks import ConfigError
 from tests.numeric.helpers import context
 
@@ -15,7 +15,7 @@ from tests.numeric.helpers import context
 def solver(tmp_path, problem=None, **method):
     ctx = context(tmp_path)
     p = (problem or MatrixFactorization()).build(ctx)
-    return NagMF(**method).build_solver(p, ctx)
+    return NagMFConfig(**method).build_solver(p, ctx)
 
 
 def run_to_eps(s, cap=200_000):
@@ -246,10 +246,10 @@ def test_bad_linear_net_width_is_refused():
                                           ({"beta": 1.0}, "method.beta"), ({"eps": 2.0}, "method.eps")])
 def test_bad_method_is_refused(kwargs, match):
     with pytest.raises(ConfigError, match=match):
-        NagMF(**kwargs)
+        NagMFConfig(**kwargs)
 
 
 def test_nag_mf_refuses_other_problems(tmp_path):
     with pytest.raises(ConfigError, match="method=nag_mf solves"):
-        NagMF().build_solver(object(), context(tmp_path))
+        NagMFConfig().build_solver(object(), context(tmp_path))
     assert FactorizationSolver  # exported

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.pd_sliding import CGS, DPG, DeFW, L1Ball, L1LeastSquares, NuclearBall, PDSliding, cndg, make_graph
+from methods.pd_sliding import CGSConfig, DPGConfig, DeFWConfig, L1Ball, L1LeastSquares, NuclearBall, PDSlidingConfig, cndg, make_graph
 from methods.pd_sliding.config import ConstraintSpec, GraphSpec
 from methods.pd_sliding.network import SimulatedNetwork
 from reprolab.checks import ConfigError
@@ -172,7 +172,7 @@ def reference_pds(A, b, Lap, L, R, N):
 def test_unconstrained_exact_pds_equals_reference_and_reaches_the_centralised_optimum(tmp_path):
     spec = dict(workers=5, dim=6, samples_per_worker=8, sparsity=2, constraint=ConstraintSpec(kind="none"),
                 graph=GraphSpec(kind="ring"))
-    s = solver(tmp_path, PDSliding(inner="exact", R=0.5), **spec)
+    s = solver(tmp_path, PDSlidingConfig(inner="exact", R=0.5), **spec)
     s.advance(12)
     p = s.p
     ref_x, ref_z = reference_pds(p.A.numpy(), p.y.numpy(), p.graph.laplacian(), p.L, 0.5, 12)
@@ -198,7 +198,7 @@ def test_every_iterate_is_feasible_and_dual_sum_stays_zero(tmp_path, monkeypatch
         return out
 
     monkeypatch.setattr(pds, "cndg", checked)
-    s = solver(tmp_path, PDSliding())
+    s = solver(tmp_path, PDSlidingConfig())
     for _ in range(8):
         s.advance(1)
         assert float(s.z.sum(dim=0).abs().max()) < 1e-12  # sum_i z_i invariant (z_0 = 0)
@@ -210,7 +210,7 @@ def test_every_iterate_is_feasible_and_dual_sum_stays_zero(tmp_path, monkeypatch
 
 
 def test_nuclear_constrained_pds_stays_feasible(tmp_path):
-    s = solver(tmp_path, PDSliding(), workers=4, dim=30, constraint=ConstraintSpec(kind="nuclear", radius=1.0,
+    s = solver(tmp_path, PDSlidingConfig(), workers=4, dim=30, constraint=ConstraintSpec(kind="nuclear", radius=1.0,
                                                                                     shape=[5, 6]))
     gap0 = s.metrics()["gap"]
     s.advance(5)
@@ -220,7 +220,7 @@ def test_nuclear_constrained_pds_stays_feasible(tmp_path):
 
 def test_deterministic_toy_gap_decays_like_one_over_k_squared(tmp_path):
     """§6.6 at CI size: the spec's toy for k = 6..30 (the full k = 10..60 run is the experiment)."""
-    s = solver(tmp_path, PDSliding())
+    s = solver(tmp_path, PDSlidingConfig())
     ks, gaps = [], []
     for k in range(1, 31):
         s.advance(1)
@@ -234,7 +234,7 @@ def test_deterministic_toy_gap_decays_like_one_over_k_squared(tmp_path):
 
 # ---- §6.7 DeFW on a complete graph is centralised Frank–Wolfe ---------------------------------
 def test_defw_on_complete_graph_is_centralised_frank_wolfe(tmp_path):
-    s = solver(tmp_path, DeFW(), workers=5, graph=GraphSpec(kind="complete"))
+    s = solver(tmp_path, DeFWConfig(), workers=5, graph=GraphSpec(kind="complete"))
     p = s.p
     A, b = p.A.reshape(-1, p.dim), p.y.reshape(-1)
     x = torch.zeros(1, p.dim, dtype=torch.float64)
@@ -246,9 +246,9 @@ def test_defw_on_complete_graph_is_centralised_frank_wolfe(tmp_path):
 
 
 def test_defw_and_dpg_converge_on_the_toy(tmp_path):
-    defw = solver(tmp_path, DeFW())
+    defw = solver(tmp_path, DeFWConfig())
     defw.advance(200)
-    dpg = solver(tmp_path, DPG())
+    dpg = solver(tmp_path, DPGConfig())
     dpg.advance(200)
     assert defw.metrics()["gap"] < 1e-3 and defw.metrics()["comm_rounds"] == 400
     assert dpg.metrics()["infeasibility"] < 1e-12 and dpg.metrics()["gap"] < 0.05
@@ -256,7 +256,7 @@ def test_defw_and_dpg_converge_on_the_toy(tmp_path):
 
 def test_centralised_cgs_converges_like_one_over_k_squared(tmp_path):
     """Lan & Zhou 2016, Thm 2.2: F(y_k) - F* <= 15 L D^2 / (2 (k+1)(k+2)) with these parameters."""
-    s = solver(tmp_path, CGS())
+    s = solver(tmp_path, CGSConfig())
     bound = lambda k: 15 * s.p.L_total * s.p.X.diameter ** 2 / (2 * (k + 1) * (k + 2))  # noqa: E731
     s.advance(20)
     g20 = s.metrics()["gap"]
@@ -278,7 +278,7 @@ def test_minibatch_gradient_is_unbiased_and_exact_at_full_batch(tmp_path):
 
 
 def test_stochastic_pds_uses_growing_batches(tmp_path):
-    s = solver(tmp_path, PDSliding(batch0=1.0, batch_power=3.0), samples_per_worker=200)
+    s = solver(tmp_path, PDSlidingConfig(batch0=1.0, batch_power=3.0), samples_per_worker=200)
     s.advance(4)
     assert s.samples == 1 + 8 + 27 + 64 and s.metrics()["infeasibility"] == 0.0
 
@@ -308,11 +308,11 @@ def test_bad_nuclear_shape_is_refused():
 
 def test_projection_free_methods_refuse_unbounded_sets(tmp_path):
     with pytest.raises(ConfigError, match="no linear-optimisation oracle"):
-        solver(tmp_path, DeFW(), constraint=ConstraintSpec(kind="none"))
+        solver(tmp_path, DeFWConfig(), constraint=ConstraintSpec(kind="none"))
 
 
-@pytest.mark.parametrize("cls,kwargs,match", [(PDSliding, {"R": 0.0}, "method.R"), (PDSliding, {"inner": "x"}, "inner"),
-                                              (DeFW, {"batch0": -1.0}, "batch0"), (DPG, {"schedule": "x"}, "schedule")])
+@pytest.mark.parametrize("cls,kwargs,match", [(PDSlidingConfig, {"R": 0.0}, "method.R"), (PDSlidingConfig, {"inner": "x"}, "inner"),
+                                              (DeFWConfig, {"batch0": -1.0}, "batch0"), (DPGConfig, {"schedule": "x"}, "schedule")])
 def test_bad_method_values_are_refused(cls, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         cls(**kwargs)

@@ -74,7 +74,10 @@ def test_numeric_runner_needs_a_problem_and_a_solver(tmp_path):
     with pytest.raises(ConfigError, match=r"needs a problem: add \+problem="):
         main(cfg, job)
     cfg, job = compose_job(["~experiment", "runner=numeric", "method=adamw", "+problem=matrix_factorization"], tmp_path)
-    with pytest.raises(ConfigError, match="needs a solver method"):
+    with pytest.raises(ConfigError, match="method=adamw fills the optimizer slot, and runner=numeric has no optimizer slot"):
+        main(cfg, job)
+    cfg, job = compose_job(["~experiment", "runner=numeric", "+problem=matrix_factorization"], tmp_path)
+    with pytest.raises(ConfigError, match="runner=numeric needs a solver: pick one with solver=<name> .one of cgs, defw"):
         main(cfg, job)
 
 

@@ -213,15 +213,15 @@ def test_optimizer_on_a_wrapped_model_sees_only_the_trainable_tensors(adapter, o
 
 # ---- plugin-specific: AdaLoRA's rank allocation and schedule, LoRA's options -------------------------
 def test_adalora_masks_singular_values_down_to_the_target_budget():
-    from methods.lora import AdaLoRA
+    from methods.lora import AdaLoRAAdapterConfig
 
     n_matrices = 2 * 2  # q_proj and v_proj of two layers
-    masked = AdaLoRA(init_r=12, target_r=8)
+    masked = AdaLoRAAdapterConfig(init_r=12, target_r=8)
     model = train(masked, masked.wrap(tiny_llama()))
     nonzero = sum(int((p != 0).sum()) for n, p in model.named_parameters() if ".lora_E." in n)
     assert 0 < nonzero <= 8 * n_matrices
 
-    class NoAllocation(AdaLoRA):
+    class NoAllocation(AdaLoRAAdapterConfig):
         def on_train_step(self, model, step, max_steps):
             pass
 
@@ -231,31 +231,31 @@ def test_adalora_masks_singular_values_down_to_the_target_budget():
 
 
 def test_adalora_schedule_must_leave_allocation_steps():
-    from methods.lora import AdaLoRA
+    from methods.lora import AdaLoRAAdapterConfig
 
     with pytest.raises(ConfigError, match=r"adapter\.tinit=3 \+ adapter\.tfinal=2 .*adapter\.total_step=5"):
-        AdaLoRA(tinit=3, tfinal=2, total_step=5)
-    late = AdaLoRA(tinit=3, tfinal=2)
+        AdaLoRAAdapterConfig(tinit=3, tfinal=2, total_step=5)
+    late = AdaLoRAAdapterConfig(tinit=3, tfinal=2)
     model = late.wrap(tiny_llama())
     with pytest.raises(ConfigError, match=r"adapter\.tinit=3 \+ adapter\.tfinal=2 .*run's max steps=5"):
         late.on_train_step(model, 0, 5)
     with pytest.raises(ConfigError, match=r"adapter\.init_r=4 is below adapter\.target_r=8"):
-        AdaLoRA(init_r=4, target_r=8)
+        AdaLoRAAdapterConfig(init_r=4, target_r=8)
 
 
 @pytest.mark.parametrize("field, value", [("r", 0), ("init", "pissa")])
 def test_lora_bad_values_name_the_key(field, value):
-    from methods.lora import DoRA, LoRA
+    from methods.lora import DoRAAdapterConfig, LoRAAdapterConfig
 
-    for cls in (LoRA, DoRA):
+    for cls in (LoRAAdapterConfig, DoRAAdapterConfig):
         with pytest.raises(ConfigError, match=rf"adapter\.{field}="):
             cls(**{field: value})
 
 
 def test_dora_is_lora_with_a_magnitude_vector():
-    from methods.lora import DoRA, LoRA
+    from methods.lora import DoRAAdapterConfig, LoRAAdapterConfig
 
-    lora, dora = LoRA(), DoRA()
+    lora, dora = LoRAAdapterConfig(), DoRAAdapterConfig()
     lora_keys = set(lora.adapter_state_dict(lora.wrap(tiny_llama())))
     dora_keys = set(dora.adapter_state_dict(dora.wrap(tiny_llama())))
     assert lora_keys < dora_keys
@@ -265,12 +265,12 @@ def test_dora_is_lora_with_a_magnitude_vector():
 @pytest.mark.parametrize("bias", ["none", "lora_only", "all"])
 def test_trained_biases_are_part_of_the_adapter(bias):
     """GPT-2 (Conv1D layers with biases): peft's bias option decides which biases train and are saved."""
-    from methods.lora import LoRA
+    from methods.lora import LoRAAdapterConfig
 
     gpt2 = CausalLM(arch="gpt2", vocab_size=VOCAB, num_layers=1).build()
     with pytest.raises(ConfigError, match=r"match no module.*c_attn, c_fc, c_proj, lm_head"):
-        LoRA().wrap(copy.deepcopy(gpt2))
-    adapter = LoRA(target_modules=["c_attn"], bias=bias)
+        LoRAAdapterConfig().wrap(copy.deepcopy(gpt2))
+    adapter = LoRAAdapterConfig(target_modules=["c_attn"], bias=bias)
     model = adapter.wrap(gpt2)
     biases = {k for k in adapter.adapter_state_dict(model) if k.endswith(".bias")}
     expected = {"none": set(), "lora_only": {"transformer.h.0.attn.c_attn.base_layer.bias"},

@@ -1,0 +1,39 @@
+"""Shared pieces of the pairwise preference objectives (DPO family, reward models).
+
+A preference batch (`reprolab.data.preference`) holds ``chosen_*`` and ``rejected_*`` sequences
+with pre-shifted labels (-100 where a token is not scored, e.g. the prompt). One forward over
+both halves gives each sequence's log-likelihood; the objectives combine them into margins.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, labels: torch.Tensor,
+                   attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B,)``: the sum over each row's scored tokens (labels != -100) of log p(label | prefix)."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+    scored = labels != -100
+    logp = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)
+    return (logp * scored).sum(-1)
+
+
+def pair_logps(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(chosen), log p(rejected)), each ``(B,)``, from one forward over both halves."""
+    ids = torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]])
+    labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+    mask = None
+    if "chosen_attention_mask" in batch:
+        mask = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])
+    logps = sequence_logps(model, ids, labels, mask)
+    n = batch["chosen_input_ids"].shape[0]
+    return logps[:n], logps[n:]
+
+
+def policy_margins(model: torch.nn.Module, reference: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """``(B,)``: [log pi(w) - log pi_ref(w)] - [log pi(l) - log pi_ref(l)], the implicit reward margin
+    of a policy against its frozen reference (no gradient through the reference)."""
+    pw, pl = pair_logps(model, batch)
+    with torch.no_grad():
+        rw, rl = pair_logps(reference, batch)
+    return (pw - rw) - (pl - rl)

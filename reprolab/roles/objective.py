@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar, Optional
+
+from reprolab.roles.base import Method
+
+if TYPE_CHECKING:
+    import torch
+
+# What an objective consumes; each kind is a data config + collate (reprolab.data).
+DATA_KINDS = ("tokens", "preference")
+
+
+class ObjectiveMethod(Method, ABC):
+    """Role: the training loss of the `lm` runner (next-token CE, the DPO family, ...).
+
+    ``data_kind`` names the batches it consumes (`DATA_KINDS`): ``tokens`` (``input_ids``,
+    ``labels`` pre-shifted with -100 for ignored positions) or ``preference`` (``chosen_*`` and
+    ``rejected_*`` sequences, see `reprolab.data.preference`). ``needs_reference``: the runner
+    builds a frozen copy of the initial model (no grads, never checkpointed) and passes it.
+
+    ``loss(model, batch, reference)`` returns ``{"loss": scalar, ...}``: the scalar to
+    backpropagate and other scalars logged under ``train/``. ``evaluate(model, batch, reference)``
+    returns ``{name: (sum, count)}``: the runner sums both over the validation set and logs
+    ``val/<name> = sum / count`` (so a token-weighted mean stays token-weighted). ``val/loss``
+    must be among them: it is what the tables and the golden files read.
+    """
+
+    role: ClassVar[str] = "objective"
+    data_kind: ClassVar[str] = "tokens"
+    needs_reference: ClassVar[bool] = False
+
+    @abstractmethod
+    def loss(self, model: "torch.nn.Module", batch: dict,
+             reference: Optional["torch.nn.Module"] = None) -> dict[str, "torch.Tensor"]:
+        """``{"loss": scalar, ...}`` for one training batch."""
+
+    @abstractmethod
+    def evaluate(self, model: "torch.nn.Module", batch: dict,
+                 reference: Optional["torch.nn.Module"] = None) -> dict[str, tuple["torch.Tensor", "torch.Tensor"]]:
+        """``{name: (sum, count)}`` for one validation batch, ``loss`` included."""

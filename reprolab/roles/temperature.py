@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+from reprolab.roles.base import Method
+
+if TYPE_CHECKING:
+    import torch
+
+
+class TemperatureMethod(Method, ABC):
+    """Role: the temperature the logits are divided by, ``logits = W h / tau(h)`` (TempNet's
+    per-input head, a global learnable tau, a fixed tau).
+
+    ``module()`` returns the ``torch.nn.Module`` that maps the last hidden states ``h``
+    (``(..., d)``) to tau (``(..., 1)``, > 0). `reprolab.models.attach_temperature` wraps the model's
+    output head with it, so training, evaluation and every decoding path (greedy, sampling, any KV
+    cache) see the tempered logits, and its parameters are the model's (the optimizer sees them when
+    they train). A tau of one leaves the logits unchanged.
+    """
+
+    role: ClassVar[str] = "temperature"
+
+    @abstractmethod
+    def module(self, hidden_size: int) -> "torch.nn.Module":
+        """The tau network for a model whose hidden size is ``hidden_size``."""
