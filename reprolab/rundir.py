@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import socket
@@ -146,14 +147,14 @@ def _comparable(tree: dict) -> dict:
             continue
         if isinstance(value, str):
             for root, name in roots:
-                value = value.replace(root, "${%s}" % name)
+                value = value.replace(root, "${" + name + "}")
         out[key] = value
     return out
 
 
 def _same(a, b) -> bool:
     """Equal config leaves; a NaN (``.nan`` in YAML) equals a NaN."""
-    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
 def _process_start(pid: int) -> str | None:

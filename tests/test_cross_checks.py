@@ -8,8 +8,8 @@ from reprolab.config import validate
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.seq_len=5000", r"data.seq_len=5000 is longer than model.max_position_embeddings=1024.*"
-                          r"data.seq_len=1024 or less.*model.max_position_embeddings=5000"),
+    ("data.seq_len=5000", (r"data.seq_len=5000 is longer than model.max_position_embeddings=1024.*"
+                           r"data.seq_len=1024 or less.*model.max_position_embeddings=5000")),
     ("seed=abc", r"seed='abc' is not a whole number in \[0, 4294967295\]: e.g. seed=3"),
     ("seed=-1", r"seed=-1 is not a whole number"),
     ("seed=1.5", r"seed=1.5 is not a whole number"),
