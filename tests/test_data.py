@@ -165,3 +165,33 @@ def test_a_split_too_short_for_seq_len_names_the_file_and_the_fix(tmp_path, text
     (tmp_path / "short.txt").write_text(text)
     with pytest.raises(ValueError, match=message):
         TextData(data_dir=str(tmp_path), train_files=["short.txt"], **kw).build(seed=0).val_batches()
+
+
+@pytest.fixture
+def no_hang():
+    """Turns a hang (an empty stream looped over forever) into a failure."""
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("the source hung")
+
+    before = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, before)
+
+
+@pytest.mark.parametrize("train, message", [
+    (b"", r"the train data \(.*train.txt\) gives not even one full batch of data.batch_size=2"),
+    (b"fine line\nthen \x89\xff\x00 binary\n", r"the train data \(.*train.txt\) is not UTF-8 text.*iconv"),
+])
+def test_local_files_through_the_hf_text_builder_name_the_file(tmp_path, hub_offline, no_hang, train, message):
+    (tmp_path / "train.txt").write_bytes(train)
+    (tmp_path / "val.txt").write_text("some validation text\n" * 20)
+    src = HFData(hf_path="text", hf_name=None, data_dir=str(tmp_path), tokenizer="byte", packing=True,
+                 shuffle_buffer=0, seq_len=8, batch_size=2, val_sequences=4,
+                 data_files={"train": ["train.txt"], "validation": ["val.txt"]}).build(seed=0)
+    assert len(src.val_batches()) == 2
+    with pytest.raises(ValueError, match=message):
+        next(src.train_batches(0, 0, 1))
