@@ -139,7 +139,7 @@ def _rank_zero() -> bool:
 def main(cfg: DictConfig, job: JobInfo) -> dict:
     from reprolab import tracking
 
-    objs = validate(cfg)
+    objs = validate(cfg, job.overrides)
     check_launch(cfg, job)
     warn_unswept(job)
     run = RunDir(job.output_dir)

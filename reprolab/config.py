@@ -66,12 +66,13 @@ def cross_checks(cfg: DictConfig, objs: dict) -> list[str]:
     return errors
 
 
-def validate(cfg: DictConfig) -> dict:
+def validate(cfg: DictConfig, overrides=()) -> dict:
     """Convert every typed node once, so a bad value fails before a model or dataset is built.
 
     Returns ``{node: object}`` with ``"roles"``: the runner's slots filled (`reprolab.slots.fill`,
     which also writes a default it chose into ``cfg``); raises `ConfigError` naming every bad key
-    at once. `reprolab.app` calls it once and hands the result to the runner.
+    at once. ``overrides``: the command line's (a slot typed there replaces the experiment's preset).
+    `reprolab.app` calls it once and hands the result to the runner.
     """
     from reprolab.slots import check_data_kind, fill
 
@@ -90,6 +91,8 @@ def validate(cfg: DictConfig) -> dict:
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
     runner = objs["runner"]
-    objs["roles"] = fill(cfg, type(runner).slots, type(runner).registered_name)
+    objs["roles"] = fill(cfg, type(runner).slots, type(runner).registered_name, overrides)
+    if hasattr(runner, "check_roles"):  # what a runner asks of its filled slots beyond each one's own checks
+        runner.check_roles(objs["roles"])
     check_data_kind(objs["roles"], objs.get("data"), type(objs["data"]).registered_name if "data" in objs else "")
     return objs

@@ -51,12 +51,19 @@ def _choices(role: str) -> list[str]:
     return sorted(plugins(role)) or ["(none registered yet)"]
 
 
-def _where(cfg: DictConfig, role: str) -> Optional[str]:
+def _where(cfg: DictConfig, role: str, typed_now: set[str]) -> Optional[str]:
     """The config node that fills ``role``: the slot's own node, or ``method`` when the preset's
-    plugin has that role; a ConfigError when both do."""
+    plugin has that role. When both do, the one typed on the command line (``typed_now``) wins over
+    the one an experiment chose, and the other is dropped from ``cfg``; both typed (or both from
+    config files) is a ConfigError."""
     own = cfg.get(role)
     preset = cfg.get("method")
     preset_role = _node_role(preset) if preset is not None else None
+    if own is not None and preset_role == role and (role in typed_now) != ("method" in typed_now):
+        loser = "method" if role in typed_now else role
+        with open_dict(cfg):
+            del cfg[loser]
+        return role if loser == "method" else "method"
     if own is not None and preset_role == role:
         raise ConfigError(
             f"two choices fill the {role} slot: {role}={_node_name(own)} and method={_node_name(preset)} (a preset for "
@@ -75,10 +82,13 @@ def _node_role(node: DictConfig) -> Optional[str]:
     return getattr(OmegaConf.get_type(node), "role", None)
 
 
-def fill(cfg: DictConfig, slots: dict[str, Slot], runner: str) -> Roles:
+def fill(cfg: DictConfig, slots: dict[str, Slot], runner: str, overrides=()) -> Roles:
     """Check the slot assignment of ``cfg`` against a runner's ``slots``, write chosen defaults into
-    ``cfg`` and return the typed plugins (each validated by its ``__post_init__``)."""
+    ``cfg`` and return the typed plugins (each validated by its ``__post_init__``). ``overrides``:
+    the command line's, so that a slot typed there replaces a preset an experiment set (and back)."""
     from reprolab.config import typed
+
+    typed_now = {o.lstrip("+~").split("=", 1)[0] for o in overrides}
 
     preset = cfg.get("method")
     if preset is not None and _node_role(preset) not in slots:
@@ -88,7 +98,7 @@ def fill(cfg: DictConfig, slots: dict[str, Slot], runner: str) -> Roles:
             f"{', '.join(slots)}). Pick a runner that takes one, or a method of one of those roles.")
     roles, errors = Roles(), []
     for role in ROLES:
-        where = _where(cfg, role)
+        where = _where(cfg, role, typed_now)
         if role not in slots:
             if where is not None:
                 errors.append(f"{role}={_node_name(cfg[where])}: runner={runner} has no {role} slot (it takes: "

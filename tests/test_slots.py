@@ -30,9 +30,19 @@ def test_an_empty_slot_takes_the_runner_default_and_the_config_shows_it(compose)
 
 
 def test_two_choices_for_one_slot_fail_naming_both(compose):
-    cfg, _ = compose(["~experiment", "method=cosmos", "optimizer=adamw"])
+    overrides = ["~experiment", "method=cosmos", "optimizer=adamw"]
+    cfg, _ = compose(overrides)
     with pytest.raises(ConfigError, match="two choices fill the optimizer slot: optimizer=adamw and method=cosmos"):
-        validate(cfg)
+        validate(cfg, overrides)
+
+
+@pytest.mark.parametrize("typed, wins", [("optimizer=soap", "soap"), ("method=soap", "soap")])
+def test_the_command_line_replaces_the_experiments_choice(compose, typed, wins):
+    """quickstart sets method=cosmos; `optimizer=soap` (or method=soap) typed on top replaces it."""
+    cfg, _ = compose([typed])
+    roles = validate(cfg, [typed])["roles"]
+    assert roles.names()["optimizer"] == wins
+    assert (cfg.get("method") is None) == typed.startswith("optimizer")  # the replaced preset is not left in the config
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -53,32 +53,49 @@ def run(cfg, run_dir, objs: dict) -> dict:
                          "evaluate the recall task with the sizes the model was trained on.")
     if runner.rescale.alpha != 1.0:
         rescale_channels(model, runner.rescale.alpha, runner.rescale.pairs, runner.rescale.seed)
-    method.prepare_model(model)
-    examples = task.examples(tokenizer)
-    pad = 0 if tokenizer is None or getattr(tokenizer, "pad_id", None) is None else tokenizer.pad_id
     wandb_run = init_wandb(cfg, run_dir)
 
     acc = Accumulator()
     if run_dir.resuming:  # a long evaluation killed midway continues after its last finished batch
         acc = torch.load(run_dir.last_ckpt, weights_only=False)["accumulator"]
         log.info(f"resuming after {len(acc.rows)} finished batches")
-    bs = task.batch_size or runner.batch_size
-    for start in range(len(acc.rows) * bs, len(examples), bs):
-        row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, runner.reference, acc,
-                             runner.sampling, start)
-        row["batch"] = start // bs
-        acc.rows.append(row)
+
+    def after_batch(acc, row):
         _save(run_dir, acc)
-        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
         if wandb_run is not None:
             wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
+
+    acc, out = evaluate(model, method, task, tokenizer, device=device, batch_size=runner.batch_size,
+                        reference=runner.reference, sampling=runner.sampling, acc=acc, after_batch=after_batch)
     _write_csv(run_dir.path / "metrics.csv", acc.rows)
+    return out
+
+
+def evaluate(model, method, task, tokenizer, *, device, batch_size: int = 1, reference: bool = True, sampling=None,
+             acc: "Accumulator | None" = None, after_batch=None) -> tuple["Accumulator", dict]:
+    """Score ``task`` with a model decoding through the KV cache plugin ``method``: batch by batch
+    (continuing after the batches ``acc`` already holds), ``after_batch(acc, row)`` after each.
+    Returns the accumulator and the summary (``table/*``). Any runner that decodes calls it: the
+    `generate` runner, and the `lm` runner after training (``runner.eval``)."""
+    method.prepare_model(model)
+    examples = task.examples(tokenizer)
+    pad = 0 if tokenizer is None or getattr(tokenizer, "pad_id", None) is None else tokenizer.pad_id
+    acc = acc if acc is not None else Accumulator()
+    bs = task.batch_size or batch_size
+    for start in range(len(acc.rows) * bs, len(examples), bs):
+        row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, reference, acc,
+                             sampling, start)
+        row["batch"] = start // bs
+        acc.rows.append(row)
+        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if after_batch is not None:
+            after_batch(acc, row)
     out = _summary(acc, task.mode)
     if acc.correct:
         out["table/accuracy"] = task.accuracy(examples, acc.correct)
     if acc.correct_ref:
         out["table/accuracy_fp16"] = task.accuracy(examples, acc.correct_ref)
-    return out
+    return acc, out
 
 
 @dataclass

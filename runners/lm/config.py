@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from reprolab import checks
 from reprolab.registry import schema
@@ -20,9 +20,12 @@ class LMRunner:
       ``min_lr_ratio`` at ``trainer.max_steps`` (the GaLore/COSMOS protocol: cosine, 10% warmup,
       min_lr_ratio 0.1). warmup_steps: linear warmup from 0.
     checkpoint_every: steps between writes of ``checkpoints/last.ckpt`` (0: only at the end).
+    eval: a task of the generate runner scored after training in the same run, decoding through
+      the ``kv_cache`` slot (e.g. train with ``optimizer=cosmos``, score recall with ``kv_cache=gear``):
+      compose one with ``+runner/task@runner.eval=recall``; its ``table/*`` numbers are ``eval/*``.
+      eval_batch_size: prompts decoded together.
     Slots: an optimizer (AdamW when empty) over the trainable parameters, an objective (next-token
-    cross-entropy when empty), and optionally an adapter, a temperature and, for evaluation after
-    training, a KV cache and a steering.
+    cross-entropy when empty), and optionally an adapter, a temperature and, for ``eval``, a KV cache.
     """
 
     slots: ClassVar[dict] = {
@@ -31,19 +34,31 @@ class LMRunner:
         "adapter": Slot(),
         "temperature": Slot(),
         "kv_cache": Slot(),
-        "steering": Slot(),
     }
     _target_: str = "runners.lm.run"
     schedule: str = "cosine"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.1
     checkpoint_every: int = 100
+    eval: Any = None
+    eval_batch_size: int = 8
 
     def __post_init__(self):
         checks.one_of("runner.schedule", self.schedule, SCHEDULES)
         checks.non_negative("runner.warmup_steps", self.warmup_steps)
         checks.in_range("runner.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         checks.non_negative("runner.checkpoint_every", self.checkpoint_every)
+        checks.positive("runner.eval_batch_size", self.eval_batch_size)
+
+    def check_roles(self, roles) -> None:
+        """A KV cache serves the evaluation after training: one without the other is a mistake."""
+        if self.eval is not None and roles.kv_cache is None:
+            raise checks.ConfigError("runner.eval decodes through a KV cache and the kv_cache slot is empty: add "
+                                     "kv_cache=fp16 (the uncompressed baseline) or a compressed one (kv_cache=gear, ...).")
+        if self.eval is None and roles.kv_cache is not None:
+            raise checks.ConfigError(f"kv_cache={roles.kv_cache.registered_name} is used only by the evaluation after "
+                                     "training, and runner.eval is unset: add +runner/task@runner.eval=recall (or "
+                                     "another task), or drop the kv_cache.")
 
     def lr_factor(self, step: int, max_steps: int) -> float:
         """Multiplier of every group's initial lr at optimizer step ``step`` (0-based)."""
