@@ -72,10 +72,10 @@ def _fill(table: Table, runs: list[Run], label: str | None = None) -> Cells:
         for row, match in table.rows.items():
             found = [r for r in col_runs if r.matches(match) and col.metric in r.results]
             by_setting: dict[str, list[float]] = {}
-            seen = set()  # one value per configuration and seed (`python run.py` and `-m method=x` are one run)
+            seen = set()  # one value per experiment, configuration and seed (`python run.py` = `-m method=cosmos`)
             for r in found:
                 v = r.results[col.metric]
-                config = (r.setting_beyond(beyond), str(r.seed) if r.seed is not None else r.path)
+                config = (r.setting_beyond(beyond), r.name, str(r.seed) if r.seed is not None else r.path)
                 if isinstance(v, (int, float)) and math.isfinite(v) and (table.best_of or config not in seen):
                     seen.add(config)
                     by_setting.setdefault(r.setting if table.best_of else config[0], []).append(float(v))
