@@ -67,8 +67,9 @@ def _fill(table: Table, runs: list[Run], label: str | None = None) -> Cells:
         col_runs = [r for r in runs if r.matches(col.match)]
         if col_runs and not any(col.metric in r.results for r in col_runs):
             have = sorted({k for r in col_runs for k in r.results})
+            near = [k for k in have if k.split("@")[0] == col.metric.split("@")[0]] or have  # gap@100: the gap@k
             cells.notes.append(f"column {col.label!r}: no run recorded {col.metric} (not run at that size or step; "
-                               f"the runs have {', '.join(have[:12])}{' ...' if len(have) > 12 else ''}).")
+                               f"the runs have {', '.join(near[:12])}{' ...' if len(near) > 12 else ''}).")
         for row, match in table.rows.items():
             found = [r for r in col_runs if r.matches(match) and col.metric in r.results]
             by_setting: dict[str, list[float]] = {}

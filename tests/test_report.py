@@ -96,7 +96,8 @@ def test_pd_sliding_toy_right_after_the_readme_command(tmp_path):
     cells = rep.build(toy, load_runs(root))
     assert cells["PDS + CndG, R=1", "k=10"].mean == pytest.approx(0.01)
     assert cells["PDS + CndG, R=1", "k=100"].n == 0 and cells["DeFW", "k=10"].n == 0
-    assert any("table/gap@100" in n for n in cells.notes)
+    assert any("table/gap@100" in n and n.endswith("the runs have table/gap@10, table/gap@20, table/gap@30, "
+                                                    "table/gap@40, table/gap@50, table/gap@60).") for n in cells.notes)
     md = rep.markdown(toy, cells, "hdr")
     assert "| PDS + CndG, R=1 | **0.01 (n=1)** |" in md and "Note: column 'k=100'" in md
 
