@@ -27,11 +27,12 @@ def check_slots(argv: list[str]) -> None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
     from reprolab.app import JobInfo
     from reprolab.app import main as run_job
+    from reprolab.sweep import objective
 
-    run_job(cfg, JobInfo.from_hydra())
+    return objective(cfg, run_job(cfg, JobInfo.from_hydra()))  # what hydra/sweeper=optuna optimizes (optimize=...)
 
 
 if __name__ == "__main__":
