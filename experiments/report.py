@@ -328,6 +328,11 @@ class ReportCallback:
         self.failed: list[str] = []  # the overrides of the sweep's jobs that failed (in this process)
 
     def _build(self, papers: set, config) -> None:
+        import os
+
+        # Lightning's ddp launcher re-runs run.py once per extra rank (LOCAL_RANK / NODE_RANK set): one report.
+        if any(os.environ.get(v, "0") != "0" for v in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")):
+            return
         for paper in sorted(p for p in papers if p):
             try:
                 for f in report(paper, Path(config.paths.log_dir), use_wandb=config.logger.wandb.enabled):

@@ -4,7 +4,9 @@
 """
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +15,7 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from reprolab.checks import ConfigError
+from reprolab.checks import ConfigError, UserError
 from reprolab.config import validate
 from reprolab.rundir import RunDir
 
@@ -153,19 +155,45 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
         run.start(cfg, job.overrides, job.choices, action, key=job.key)
         if action == "resume":
             log.info(f"resuming {run.path} from {run.last_ckpt}")
+    tracking.quiet_lightning()  # before any runner imports Lightning's extra console handler
     try:
         with cpu_threads(cfg.get("cpu_threads")):
             results = get_method(cfg.runner._target_)(cfg, run, objs)
     except BaseException as e:
         if _rank_zero():
-            run.fail(e)
+            _record_failure(run, e)
         tracking.finish(failed=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(e, UserError):
+            raise DiskFullError(disk_full_message(run, e)) from None
         raise
     if _rank_zero():
         run.finish(results)
         print_results(results, run.path)
     tracking.finish(results)
     return results
+
+
+class DiskFullError(UserError, OSError):
+    """The run folder's disk filled up; the message names the folder, the free space and the fix."""
+
+
+def disk_full_message(run: RunDir, error: OSError) -> str:
+    from reprolab.checkpoint import size
+
+    free = shutil.disk_usage(run.path if run.path.exists() else run.path.parent).free
+    where = f" ({error.filename})" if error.filename else ""
+    return (f"no space left on device while writing the run folder {run.path}{where}: {size(free)} available. "
+            f"Free space there (or set paths.log_dir=<a bigger disk>) and rerun the same command: it resumes from "
+            f"{run.last_ckpt.name} if one was written.")
+
+
+def _record_failure(run: RunDir, error: BaseException) -> None:
+    """run.json says failed; if even that cannot be written (a full disk), say so without hiding the cause."""
+    try:
+        run.fail(error)
+    except OSError as e:
+        log.error(f"could not record the failure in {run.path / 'run.json'} ({e}); it still says "
+                  f"{run.meta.get('status', 'running')!r}, and the next start treats the run as unfinished")
 
 
 def print_results(results: dict, path: Path) -> None:

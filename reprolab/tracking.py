@@ -50,8 +50,9 @@ def quiet_lightning() -> None:
     """One copy of each Lightning message, in the job's log format, and none of its advertising.
 
     `import lightning` gives the ``lightning`` logger a console handler of its own, so under Hydra
-    (whose handlers sit on the root logger) every message was printed twice; Lightning's "try
-    litlogger" tip and a torch-pytree deprecation warning inside Lightning are dropped."""
+    (whose handlers sit on the root logger) every message was printed twice; `reprolab.app` calls
+    this before any runner. Lightning's "try litlogger" tip and a torch-pytree deprecation warning
+    inside Lightning are dropped."""
     import warnings
 
     import lightning  # noqa: F401  (adds the handler we remove)
@@ -65,17 +66,46 @@ def quiet_lightning() -> None:
     if not any(isinstance(f, _DropLitLoggerTip) for f in tips.filters):
         tips.addFilter(_DropLitLoggerTip())
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
-    # The run folder is never empty (config, run.json); Lightning's CSV writer appends to an
-    # existing metrics.csv on resume, despite what this warning says.
-    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    # Validation sums are reduced over ranks by torchmetrics (runners/lm/module.py) before they are logged.
+    warnings.filterwarnings("ignore", message=r"It is recommended to use `self.log\('val/")
 
 
-def lightning_loggers(cfg: DictConfig, run) -> list:
-    """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled."""
-    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+JOB_LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job_logging format
+
+
+def worker_logging(log_file) -> None:
+    """Logging in a process that Hydra did not set up (the workers of ``strategy=ddp_spawn``): the
+    job's format to the console and to ``log_file`` (run.log, appended), and Lightning quieted as in
+    the job's own process. Does nothing to a process whose root logger already has handlers."""
+    import sys
+
+    root = logging.getLogger()
+    if not root.handlers:
+        formatter = logging.Formatter(JOB_LOG_FORMAT)
+        for handler in (logging.StreamHandler(sys.stdout), logging.FileHandler(log_file)):
+            handler.setFormatter(formatter)
+            root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    quiet_lightning()
+
+
+def lightning_loggers(cfg: DictConfig, run, resume_step: int | None = None) -> list:
+    """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled.
+
+    ``resume_step``: the global step of the checkpoint the run resumes from; the rows the interrupted
+    attempt logged at or after it are dropped (the resumed run logs them again), every earlier row
+    is kept."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from reprolab.csvlog import ResumableCSVLogger, trim_metrics
 
     quiet_lightning()
-    loggers = [CSVLogger(save_dir=str(run.path), name="", version="")]
+    if resume_step is not None:
+        dropped = trim_metrics(run.path / "metrics.csv", resume_step)
+        if dropped:
+            logging.getLogger(__name__).info(f"metrics.csv: {dropped} rows logged at steps >= {resume_step}, after the "
+                                             "checkpoint this run resumes from, are dropped (they are logged again)")
+    loggers = [ResumableCSVLogger(save_dir=str(run.path), name="", version="", flush_logs_every_n_steps=1)]
     if cfg.logger.wandb.enabled and wandb_mode(cfg) != "disabled":
         _prepare_env(cfg, run)
         kw = wandb_kwargs(cfg, run)

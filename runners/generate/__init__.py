@@ -57,7 +57,9 @@ def run(cfg, run_dir, objs: dict) -> dict:
 
     acc = Accumulator()
     if run_dir.resuming:  # a long evaluation killed midway continues after its last finished batch
-        acc = torch.load(run_dir.last_ckpt, weights_only=False)["accumulator"]
+        from reprolab.checkpoint import load as load_checkpoint  # names a corrupt file and the fix
+
+        acc = load_checkpoint(run_dir.last_ckpt, weights_only=False)["accumulator"]
         log.info(f"resuming after {len(acc.rows)} finished batches")
 
     def after_batch(acc, row):
@@ -168,14 +170,9 @@ def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference
 
 def _save(run_dir, acc: "Accumulator") -> None:
     """checkpoints/last.ckpt: everything measured so far (written atomically after every batch)."""
-    import os
+    from reprolab.checkpoint import save_atomic
 
-    import torch
-
-    run_dir.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir.last_ckpt.with_suffix(".tmp")
-    torch.save({"accumulator": acc}, tmp)
-    os.replace(tmp, run_dir.last_ckpt)
+    save_atomic({"accumulator": acc}, run_dir.last_ckpt)
 
 
 def _write_csv(path, rows):

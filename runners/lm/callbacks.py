@@ -53,3 +53,71 @@ class Throughput(L.Callback):
     def ms_per_step(self, accumulate: int = 1) -> float:
         """Milliseconds per optimizer step (``accumulate`` micro-batches each)."""
         return 1000 * self.seconds * accumulate / self.steps if self.steps else float("nan")
+
+
+class WorkerLogging(L.Callback):
+    """The job's logging in the processes ``strategy=ddp_spawn`` starts (see `reprolab.tracking.worker_logging`)."""
+
+    def __init__(self, log_file):
+        self.log_file = str(log_file)
+
+    def setup(self, trainer, pl_module, stage):
+        from reprolab.tracking import worker_logging
+
+        worker_logging(self.log_file)
+
+
+class Finalize(L.Callback):
+    """End a fit inside the fit, so that it also happens in the workers of ``strategy=ddp_spawn``
+    (whose module and callbacks never come back to the launching process): validate at the last
+    step, compute the results (`summarize`) and write the final ``last.ckpt`` with them in it.
+    The launching process reads them back from that file."""
+
+    def __init__(self, last_ckpt):
+        self.last_ckpt = str(last_ckpt)
+        self.results: dict | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True  # Lightning validates once more when a fit is asked to stop
+
+    def on_train_end(self, trainer, pl_module):
+        self.results = summarize(trainer, pl_module)
+        trainer.save_checkpoint(self.last_ckpt, weights_only=False)  # full state: resumable
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        from runners.lm.checkpointing import RESULTS_KEY
+
+        if self.results is not None:
+            checkpoint[RESULTS_KEY] = self.results
+
+
+def summarize(trainer, module) -> dict:
+    """The run's final numbers (``table/*`` feed the paper tables), from the last validation."""
+    import math
+
+    from reprolab.params import optimizer_state_bytes
+
+    throughput = next(c for c in trainer.callbacks if isinstance(c, Throughput))
+    final = module.val_history[-1][1]
+    params = sum(p.numel() for p in module.model.parameters())
+    results = {
+        "table/val_loss": final,
+        "table/best_val_loss": min(v for _, v in module.val_history),
+        "table/tokens_per_s": throughput.tokens_per_s,
+        "table/ms_per_step": throughput.ms_per_step(trainer.accumulate_grad_batches),
+        "table/opt_state_bytes": optimizer_state_bytes(trainer.optimizers[0]),
+        "table/params": params,
+        "table/trainable_params": sum(p.numel() for p in module.model.parameters() if p.requires_grad),
+        "train/steps": trainer.global_step,
+        "train/loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+    }
+    if module.objective.data_kind == "tokens":  # a per-token cross-entropy: its exponential is a perplexity
+        results["table/val_ppl"] = math.exp(min(final, 50.0))
+    results.update({f"table/val_{k}": v for k, v in module.last_val.items() if k != "loss"})
+    if module.entropy_floor is not None:
+        results["table/entropy_floor"] = module.entropy_floor
+        results["table/excess_loss"] = final - module.entropy_floor
+    if torch.cuda.is_available() and next(module.model.parameters()).is_cuda:
+        results["table/peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    return results

@@ -7,10 +7,11 @@ therefore resume under the simulated one and vice versa.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
+
+from reprolab import checkpoint
 
 
 def gather_state(state: dict, fabric) -> dict:
@@ -37,13 +38,11 @@ def slice_state(full: dict, rows: slice) -> dict:
 
 
 def save(path: Path, payload: dict) -> None:
-    """Atomic write: a crash never leaves a truncated last.ckpt."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Atomic write (`reprolab.checkpoint.save_atomic`): a crash or a full disk never leaves a truncated
+    last.ckpt, and the previous one is kept as last.prev.ckpt."""
+    checkpoint.save_atomic(payload, path)
 
 
 def load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """The checkpoint, or a `CorruptCheckpointError` naming the file and the fix."""
+    return checkpoint.load(path, map_location="cpu", weights_only=False)

@@ -1,0 +1,49 @@
+"""How the `lm` runner writes and reads checkpoints (through `reprolab.checkpoint`).
+
+`AtomicCheckpointIO` is the Trainer's CheckpointIO plugin: every checkpoint Lightning writes goes
+to a temp file renamed into place when complete (``last.ckpt`` keeps its predecessor as
+``last.prev.ckpt``), a full disk is one clear error, and an unreadable checkpoint names itself and
+the fix. `StepCheckpoint` writes ``last.ckpt`` every ``runner.checkpoint_every`` steps, except at
+the last step: `runners.lm.callbacks.Finalize` writes that one after the final validation, with the
+run's results in it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from reprolab import checkpoint
+
+RESULTS_KEY = "reprolab_results"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint_dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__}.save_checkpoint takes no storage_options, got {storage_options!r}")
+        checkpoint.save_atomic(checkpoint_dict, path, keep_previous=Path(path).name == "last.ckpt")
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
+        return checkpoint.load(path, map_location=map_location, weights_only=weights_only)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that leaves the checkpoint at ``trainer.max_steps`` to `Finalize`."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def resume_step(path: Path) -> int:
+    """The global step of the checkpoint a run resumes from; a clear error if it cannot be read."""
+    ckpt = checkpoint.load(path, weights_only=False, mmap=True)
+    return int(ckpt["global_step"])
+
+
+def saved_results(path: Path) -> dict | None:
+    """The results `Finalize` stored in the final checkpoint (None if it holds none)."""
+    return checkpoint.load(path, weights_only=False, mmap=True).get(RESULTS_KEY)
