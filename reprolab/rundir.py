@@ -157,14 +157,19 @@ def _same(a, b) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); None without /proc or the process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _process_start(pid: int) -> str | None:
     """When process ``pid`` started (field 22 of /proc/<pid>/stat, clock ticks since boot), to tell it from
     a later process given the same pid; None where /proc is absent or the process is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = _proc_stat(pid)
+    return fields[19] if fields else None
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -176,7 +181,10 @@ def _alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:  # exists, owned by another user
         pass
-    now = _process_start(pid)
+    fields = _proc_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # killed, not yet reaped by its parent: its run is over
+        return False
+    now = fields[19] if fields else None
     return started is None or now is None or now == started
 
 
@@ -223,15 +231,21 @@ class RunDir:
     def results(self) -> dict:
         return json.loads(self.results_file.read_text())
 
+    def _recorded_process(self) -> str | None:
+        """For a run recorded as "running" on this host: "alive" or "gone", by its recorded pid and start
+        time; None when it is not "running", has no pid (older run.json) or ran on another host."""
+        m = self.meta
+        if m.get("status") != "running" or "pid" not in m or m.get("host") != socket.gethostname():
+            return None
+        return "alive" if _alive(m["pid"], m.get("pid_start")) else "gone"
+
     def interruption(self) -> str | None:
         """Why a run recorded as "running" is not: its process on this host is gone (killed from outside:
         SIGKILL, the out-of-memory killer, a power cut). None when the run is not "running", ran on another
         host (its process cannot be checked from here) or its process is alive."""
+        if self._recorded_process() != "gone":
+            return None
         m = self.meta
-        if m.get("status") != "running" or "pid" not in m or m.get("host") != socket.gethostname():
-            return None
-        if _alive(m["pid"], m.get("pid_start")):
-            return None
         return (f"its process {m['pid']} on {m['host']} is gone without recording an end (killed from outside: "
                 "SIGKILL, out of memory, a power cut)")
 
@@ -304,6 +318,13 @@ class RunDir:
         """Record the config and provenance; on resume keep the W&B id and append to history."""
         self.path.mkdir(parents=True, exist_ok=True)
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        m = self.meta
+        if self._recorded_process() == "alive":  # the same command run twice at once: one writer per folder
+            raise RunExistsError(
+                f"{self.path} is being run now by process {m['pid']} on this machine; nothing was changed. Wait for it "
+                f"to end, or stop it (kill {m['pid']}) and run the same command again to resume it; or start a separate "
+                "run (name=<new name> or paths.log_dir=<dir>)."
+            )
         gone = self.interruption()
         if gone:  # killed from outside: nothing recorded its end, so record it before starting again
             self.meta["status"] = "interrupted"

@@ -194,9 +194,24 @@ def _run_in_child(path):
     return child
 
 
+def test_a_run_still_running_elsewhere_is_not_started_again(tmp_path):
+    """The same command in a second terminal: two processes must not write one run folder."""
+    path = tmp_path / "r"
+    child = _run_in_child(path)
+    try:
+        before = (path / "run.json").read_text()
+        with pytest.raises(RunExistsError, match=rf"is being run now by process {child.pid} .*kill {child.pid}"):
+            RunDir(path).start(OmegaConf.create({"seed": 1}), [], {}, "resume")
+        assert (path / "run.json").read_text() == before
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_run_killed_from_outside_is_recorded_as_interrupted_before_it_resumes(tmp_path):
     import os
     import signal
+    import time
 
     path = tmp_path / "r"
     child = _run_in_child(path)
@@ -207,7 +222,9 @@ def test_a_run_killed_from_outside_is_recorded_as_interrupted_before_it_resumes(
         (path / "checkpoints" / "last.ckpt").write_bytes(b"ckpt")
     finally:
         os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+    time.sleep(0.2)
+    assert RunDir(path).interruption() is not None  # killed, not yet reaped by its parent (a zombie)
+    child.wait()
     run = RunDir(path)
     assert run.meta["status"] == "running"  # nothing could record a SIGKILL
     with pytest.raises(RunExistsError, match=rf"status: interrupted: its process {child.pid} .* is gone"):
