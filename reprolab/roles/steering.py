@@ -22,6 +22,7 @@ class SteeringMethod(Method, ABC):
     """
 
     role: ClassVar[str] = "steering"
+    identity: ClassVar[dict] = {}  # field values at which this steering changes nothing (the role tests use them)
 
     @abstractmethod
     def score_bias(self, layer: int, num_heads: int, key_len: int,

@@ -21,6 +21,7 @@ class TemperatureMethod(Method, ABC):
     """
 
     role: ClassVar[str] = "temperature"
+    identity: ClassVar[dict] = {}  # field values at which tau = 1 (the role tests use them)
 
     @abstractmethod
     def module(self, hidden_size: int) -> "torch.nn.Module":

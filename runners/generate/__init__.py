@@ -79,7 +79,8 @@ def evaluate(model, method, task, tokenizer, *, device, batch_size: int = 1, ref
     (continuing after the batches ``acc`` already holds), ``after_batch(acc, row)`` after each.
     Returns the accumulator and the summary (``table/*``). Any runner that decodes calls it: the
     `generate` runner, and the `lm` runner after training (``runner.eval``)."""
-    method.prepare_model(model)
+    from reprolab.models.attention import install
+    install(model, method)  # the model's one attention hook (`reprolab.models.attention`)
     examples = task.examples(tokenizer)
     pad = 0 if tokenizer is None or getattr(tokenizer, "pad_id", None) is None else tokenizer.pad_id
     acc = acc if acc is not None else Accumulator()

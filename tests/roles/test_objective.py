@@ -1,0 +1,43 @@
+"""Every objective plugin on a batch of the data kind it consumes: a finite scalar loss, finite
+gradients that reach the model, and validation sums with a positive count for ``loss``."""
+from __future__ import annotations
+
+import torch
+
+from reprolab.models.assemble import frozen_copy
+from reprolab.registry import plugins
+from tests.roles.conftest import every, tiny_lm
+
+
+def source_of(kind: str):
+    """A registered data plugin of ``kind`` that builds offline with its defaults."""
+    for name, cls in sorted(plugins("data").items()):
+        if getattr(cls, "kind", None) != kind:
+            continue
+        try:
+            return cls().build(0)
+        except Exception:  # needs a file or the hub
+            continue
+    raise AssertionError(f"no registered data plugin of kind {kind!r} builds offline")
+
+
+@every("objective")
+def test_objective_gives_a_finite_loss_and_gradients(plugin):
+    source = source_of(plugin.data_kind)
+    batch = next(source.train_batches(0, 0, 1))
+    model = tiny_lm(vocab=source.vocab_size)
+    reference = frozen_copy(model) if plugin.needs_reference else None
+    with torch.no_grad():  # the policy moves away from its reference, as after a few steps
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    out = plugin.loss(model, batch, reference)
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    if reference is not None:
+        assert all(p.grad is None for p in reference.parameters())
+    with torch.no_grad():
+        sums = plugin.evaluate(model, batch, reference)
+    total, count = sums["loss"]
+    assert count > 0 and torch.isfinite(total / count)
