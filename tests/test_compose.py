@@ -68,3 +68,20 @@ def test_lora_adapter_trained_by_cosmos(run_job):
     assert adapter["adapter"] == "lora" and set(adapter["state_dict"]) == {k for k in trained if "lora_" in k}
     merged = load(job.output_dir / "checkpoints" / "merged.ckpt")["state_dict"]
     assert set(merged) == {f"model.{k}" for k in initial}
+
+
+def test_dpo_from_an_sft_checkpoint_and_a_reference_of_another_vocabulary(run_job, tmp_path):
+    """runner.init_from starts the policy (and its reference) from a trained model; a reference whose
+    vocabulary differs from the policy's is refused, naming the key."""
+    import pytest
+
+    from reprolab.checks import ConfigError
+
+    _, sft = run_job([*TINY, *SMALL, "~experiment", "data=markov_v32"], log_dir=tmp_path / "sft")
+    results, job = run_job([*TINY, *SMALL, "~experiment", "objective=dpo", "data=preference_markov",
+                            f"runner.init_from='{sft.output_dir}'"], log_dir=tmp_path / "dpo")
+    assert math.isfinite(results["table/val_loss"])
+    _, other = run_job([*TINY, *SMALL, "~experiment", "data=markov"], log_dir=tmp_path / "v256")  # 256 tokens
+    with pytest.raises(ConfigError, match="runner.reference_from=.* has a vocabulary of 256 tokens and this run's model 32"):
+        run_job([*TINY, *SMALL, "~experiment", "objective=dpo", "data=preference_markov",
+                 f"runner.reference_from='{other.output_dir}'"], log_dir=tmp_path / "bad")

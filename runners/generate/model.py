@@ -12,14 +12,15 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def checkpoint_file(path: str) -> Path:
-    """A ``.ckpt`` file, or a run folder of the `lm` runner (its ``checkpoints/last.ckpt``)."""
+def checkpoint_file(path: str, key: str = "runner.checkpoint") -> Path:
+    """A ``.ckpt`` file, or a run folder of the `lm` runner (its ``checkpoints/last.ckpt``); ``key``:
+    the config key that named it (for the error)."""
     p = Path(path)
     if p.is_dir() or (not p.exists() and p.suffix != ".ckpt"):  # a run folder, or one not written yet
         p = p / "checkpoints" / "last.ckpt"
     if not p.is_file():
         raise DataFileNotFoundError(
-            f"runner.checkpoint={path!r}: no checkpoint at {p}. Give a run folder written by the lm runner "
+            f"{key}={path!r}: no checkpoint at {p}. Give a run folder written by the lm runner "
             "(it holds checkpoints/last.ckpt) or the path of a .ckpt file." + _training_hint(p)
         )
     return p
@@ -40,9 +41,9 @@ def _training_hint(ckpt: Path) -> str:
             f"the same paths.log_dir (it writes {ckpt}).")
 
 
-def load_state(path: str) -> dict:
+def load_state(path: str, key: str = "runner.checkpoint") -> dict:
     """The model's state dict from an `lm` runner checkpoint (Lightning's ``model.`` prefix removed)."""
-    ckpt = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
+    ckpt = torch.load(checkpoint_file(path, key), map_location="cpu", weights_only=False)
     state = ckpt.get("state_dict", ckpt)
     return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")} or state
 
@@ -71,6 +72,21 @@ def build_model(model_cfg, checkpoint, vocab_size, dtype: str, device: str):
     else:
         model = model_cfg.build(vocab_size)
     return model.to(device=device, dtype=DTYPES[dtype]).eval()
+
+
+def load_weights(model, path: str, key: str) -> None:
+    """Load the weights of an `lm` runner checkpoint (a run folder or a .ckpt) into ``model``, which
+    must have the same architecture and vocabulary; ``key`` names the config key in errors."""
+    state = load_state(path, key)
+    vocab, ours = _vocab_of(state), model.config.vocab_size
+    if vocab != ours:
+        raise ConfigError(f"{key}={path!r} has a vocabulary of {vocab} tokens and this run's model {ours}: both must "
+                          "score the same token ids. Use a checkpoint trained with this run's data and tokenizer.")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{key}={path!r} does not fit this run's model: missing {missing[:4]}, unexpected "
+                          f"{unexpected[:4]}. Use the model config the checkpoint was trained with.")
+    log.info(f"{key}: loaded {checkpoint_file(path, key)}")
 
 
 def build_tokenizer(name: str):

@@ -23,6 +23,7 @@ def run(cfg, run_dir, objs: dict) -> dict:
     from runners.lm.checkpointing import AtomicCheckpointIO, StepCheckpoint, resume_step, saved_results
     from runners.lm.data import LMDataModule
     from reprolab.models.assemble import assemble, frozen_copy
+    from runners.generate.model import load_weights
     from runners.lm.module import LMModule
 
     # Read the checkpoint's step first: an unreadable last.ckpt stops here, naming itself and the fix.
@@ -31,7 +32,12 @@ def run(cfg, run_dir, objs: dict) -> dict:
     roles = objs["roles"]
     source = objs["data"].build(cfg.seed)
     model = objs["model"].build(source.vocab_size)
+    runner = objs["runner"]
+    if runner.init_from:
+        load_weights(model, runner.init_from, "runner.init_from")
     reference = frozen_copy(model) if roles.objective.needs_reference else None  # the initial policy
+    if reference is not None and runner.reference_from:
+        load_weights(reference, runner.reference_from, "runner.reference_from")
     model = assemble(model, roles)
     module = LMModule(model, roles, objs["runner"], entropy_floor=source.entropy_floor, reference=reference)
     datamodule = LMDataModule(source)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 from reprolab import checks
 from reprolab.registry import schema
@@ -24,6 +24,9 @@ class LMRunner:
       the ``kv_cache`` slot (e.g. train with ``optimizer=cosmos``, score recall with ``kv_cache=gear``):
       compose one with ``+runner/task@runner.eval=recall``; its ``table/*`` numbers are ``eval/*``.
       eval_batch_size: prompts decoded together.
+    init_from: an lm run folder or .ckpt whose weights start the model (e.g. the SFT model DPO starts
+      from); null: the model group's own init. reference_from: the frozen reference of objectives that
+      need one; null: a copy of the initial model (the usual DPO reference).
     Slots: an optimizer (AdamW when empty) over the trainable parameters, an objective (next-token
     cross-entropy when empty), and optionally an adapter, a temperature and, for ``eval``, a KV cache.
     """
@@ -42,6 +45,8 @@ class LMRunner:
     checkpoint_every: int = 100
     eval: Any = None
     eval_batch_size: int = 8
+    init_from: Optional[str] = None
+    reference_from: Optional[str] = None
 
     def __post_init__(self):
         checks.one_of("runner.schedule", self.schedule, SCHEDULES)
@@ -51,7 +56,11 @@ class LMRunner:
         checks.positive("runner.eval_batch_size", self.eval_batch_size)
 
     def check_roles(self, roles) -> None:
-        """A KV cache serves the evaluation after training: one without the other is a mistake."""
+        """A KV cache serves the evaluation after training: one without the other is a mistake; a
+        reference checkpoint serves an objective that needs a reference."""
+        if self.reference_from and not roles.objective.needs_reference:
+            raise checks.ConfigError(f"runner.reference_from is set, and objective={roles.objective.registered_name} uses "
+                                     "no reference model: drop it, or pick an objective with one (objective=dpo).")
         if self.eval is not None and roles.kv_cache is None:
             raise checks.ConfigError("runner.eval decodes through a KV cache and the kv_cache slot is empty: add "
                                      "kv_cache=fp16 (the uncompressed baseline) or a compressed one (kv_cache=gear, ...).")
