@@ -121,7 +121,17 @@ class Run:
         return OmegaConf.select(self.config, key, default=None)
 
     def matches(self, match: dict) -> bool:
-        return all(_same(self.get(k), v) for k, v in match.items())
+        return all(_same(self._preset_or_slot(k, v), v) for k, v in match.items())
+
+    def _preset_or_slot(self, key: str, wanted):
+        """``method: cosmos`` in a table also matches a run that chose ``optimizer=cosmos`` (the preset's
+        slot); any other key is `get`."""
+        if key == "method" and self.choices.get("method") is None and isinstance(wanted, str):
+            from reprolab.registry import role_of
+
+            role = role_of(wanted)
+            return self.choices.get(role) if role else None
+        return self.get(key)
 
     @property
     def seed(self):

@@ -223,3 +223,14 @@ def test_a_real_sweep_with_a_failed_job_writes_the_tables_of_the_others(tmp_path
     main, other = table.split("### ")
     assert "| COSMOS | not run |" in main  # 2 steps never fill the table titled 300 steps
     assert "runs with trainer.max_steps=2, data.seq_len=32" in other and "| COSMOS | **" in other
+
+
+def test_a_method_row_matches_a_run_that_chose_the_slot_itself(tmp_path):
+    """`method: soap` in a table matches `optimizer=soap` runs (the preset's slot), not `kv_cache=` ones."""
+    root = tmp_path / "logs"
+    fake_run(root, "exp_a", "optimizer=soap", {"optimizer": "soap", "model": "s"}, {"table/val_loss": 2.5, "table/acc": 0.3})
+    fake_run(root, "exp_a", "kv_cache=kivi", {"kv_cache": "kivi", "model": "s"}, {"table/val_loss": 9.0, "table/acc": 0.0})
+    runs = load_runs(root)
+    soap = [r for r in runs if r.matches({"method": "soap"})]
+    assert [r.key for r in soap] == ["optimizer=soap"]
+    assert not [r for r in runs if r.matches({"method": "adamw"})]
