@@ -153,6 +153,8 @@ def main(cfg: DictConfig, job: JobInfo) -> dict:
         return results
     if _rank_zero():
         run.start(cfg, job.overrides, job.choices, action, key=job.key)
+        run.meta["roles"] = objs["roles"].names()  # every filled slot, runner defaults included
+        run.save_meta()
         if action == "resume":
             log.info(f"resuming {run.path} from {run.last_ckpt}")
     tracking.quiet_lightning()  # before any runner imports Lightning's extra console handler

@@ -33,7 +33,8 @@ def wandb_kwargs(cfg: DictConfig, run) -> dict:
         entity=cfg.logger.wandb.entity,
         group=cfg.group,
         name=f"{cfg.name}/{run.path.name}",
-        tags=[f"{g}:{choices[g]}" for g in TAG_GROUPS if choices.get(g)],
+        tags=[f"{g}:{choices[g]}" for g in TAG_GROUPS if choices.get(g)]
+        + [f"{role}:{name}" for role, name in run.meta.get("roles", {}).items() if choices.get(role) != name],
         id=run.wandb_id,
         resume="allow",
         dir=str(run.path),

@@ -65,3 +65,13 @@ def test_a_plugin_in_another_roles_slot_is_named_before_composing():
     assert out.returncode == 1
     assert "Write kv_cache=gear (or method=gear)." in out.stderr
     assert "optimizer=gear: gear fills the kv_cache slot, not the optimizer one (the optimizer plugins: adam_mini, adamw" in out.stderr
+
+
+def test_run_json_records_every_filled_slot(run_job):
+    import json
+
+    from tests.conftest import TINY
+
+    _, job = run_job(["~experiment", *TINY, "logger=csv", "callbacks=none", "data=markov_v32", "model.hidden_size=32"])
+    meta = json.loads((job.output_dir / "run.json").read_text())
+    assert meta["roles"] == {"optimizer": "adamw", "objective": "next_token"}  # the runner's defaults, named
