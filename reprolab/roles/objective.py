@@ -25,6 +25,10 @@ class ObjectiveMethod(Method, ABC):
     returns ``{name: (sum, count)}``: the runner sums both over the validation set and logs
     ``val/<name> = sum / count`` (so a token-weighted mean stays token-weighted). ``val/loss``
     must be among them: it is what the tables and the golden files read.
+
+    An objective with state across steps (R3M's per-pair outliers, DFT's per-prompt estimates)
+    returns it from ``state_dict`` (tensors and numbers); the runner saves it in every checkpoint
+    and hands it back to ``load_state_dict`` on resume.
     """
 
     role: ClassVar[str] = "objective"
@@ -35,6 +39,16 @@ class ObjectiveMethod(Method, ABC):
     def loss(self, model: "torch.nn.Module", batch: dict,
              reference: Optional["torch.nn.Module"] = None) -> dict[str, "torch.Tensor"]:
         """``{"loss": scalar, ...}`` for one training batch."""
+
+    def state_dict(self) -> dict:
+        """What must survive a resume (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore `state_dict` output; a stateless objective refuses state it cannot hold."""
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state, and the checkpoint holds {sorted(state)}: "
+                             "was it written by a run with another objective?")
 
     @abstractmethod
     def evaluate(self, model: "torch.nn.Module", batch: dict,

@@ -10,6 +10,11 @@ import torch
 from reprolab.checks import UserError
 
 
+def _zero_sums() -> list:
+    """A validation (sum, count) pair before any batch."""
+    return [0.0, 0.0]
+
+
 class NonFiniteLossError(UserError, FloatingPointError):
     """Training produced a NaN/inf loss; the message names the step and the checkpoint kept."""
 
@@ -35,7 +40,7 @@ class LMModule(L.LightningModule):
         self.runner_cfg = runner_cfg
         self.entropy_floor = entropy_floor
         self.__dict__["reference"] = reference  # kept out of the module tree (see the class docstring)
-        self._val_sums: dict[str, list] = defaultdict(lambda: [0.0, 0.0])
+        self._val_sums: dict[str, list] = defaultdict(_zero_sums)  # no lambda: ddp_spawn pickles the module
         self.val_history: list[tuple[int, float]] = []  # (step, val/loss), kept in checkpoints
         self.last_val: dict[str, float] = {}  # the objective's validation means at the last validation
 
@@ -102,6 +107,8 @@ class LMModule(L.LightningModule):
     # ---- state that must survive a resume -------------------------------------------------
     def on_save_checkpoint(self, checkpoint):
         checkpoint["val_history"] = self.val_history
+        checkpoint["objective"] = self.objective.state_dict()
 
     def on_load_checkpoint(self, checkpoint):
         self.val_history = list(checkpoint.get("val_history", []))
+        self.objective.load_state_dict(checkpoint.get("objective", {}))

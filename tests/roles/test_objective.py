@@ -41,3 +41,32 @@ def test_objective_gives_a_finite_loss_and_gradients(plugin):
         sums = plugin.evaluate(model, batch, reference)
     total, count = sums["loss"]
     assert count > 0 and torch.isfinite(total / count)
+
+
+def test_objective_state_travels_in_the_checkpoint():
+    """The runner saves an objective's state with every checkpoint and restores it on resume."""
+    from dataclasses import dataclass
+
+    import pytest
+
+    from methods.next_token import NextTokenConfig
+    from reprolab.slots import Roles
+    from runners.lm.module import LMModule
+
+    @dataclass
+    class Counting(NextTokenConfig):
+        seen: int = 0
+
+        def state_dict(self):
+            return {"seen": self.seen}
+
+        def load_state_dict(self, state):
+            self.seen = state["seen"]
+
+    saved = {}
+    LMModule(tiny_lm(), Roles(objective=Counting(seen=7)), None).on_save_checkpoint(saved)
+    fresh = Counting()
+    LMModule(tiny_lm(), Roles(objective=fresh), None).on_load_checkpoint(saved)
+    assert fresh.seen == 7
+    with pytest.raises(ValueError, match="keeps no state"):
+        NextTokenConfig().load_state_dict({"seen": 7})
