@@ -217,6 +217,23 @@ def test_a_corrupt_checkpoint_without_a_previous_one_offers_a_fresh_start(tmp_pa
     assert "prev" not in str(e.value) and path.exists()
 
 
+def test_the_lm_module_and_callbacks_pickle_for_ddp_spawn(compose, tmp_path):
+    """ddp_spawn pickles the module and the callbacks into its workers (a lambda in them breaks it)."""
+    import pickle
+
+    from reprolab.config import validate
+    from runners.lm.callbacks import Finalize, Throughput, WorkerLogging
+    from runners.lm.module import LMModule
+
+    cfg, job = compose(LM)
+    objs = validate(cfg, job.overrides)
+    model = objs["model"].build(32)
+    module = LMModule(model, objs["roles"], objs["runner"], entropy_floor=1.0)
+    module._val_sums["loss"]  # the defaultdict's factory is pickled too
+    callbacks = [WorkerLogging(tmp_path / "run.log"), Throughput(), Finalize(tmp_path / "last.ckpt")]
+    assert len(pickle.loads(pickle.dumps((module, callbacks)))[1]) == 3
+
+
 # ---- kill -9, spawned workers, log lines (subprocesses: slow) --------------------------------
 def _run_py(args, log_dir, **kw):
     # A child must not attach to this process's W&B service (see tests/test_runs.py::_run_py).
