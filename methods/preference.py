@@ -37,3 +37,21 @@ def policy_margins(model: torch.nn.Module, reference: torch.nn.Module, batch: di
     with torch.no_grad():
         rw, rl = pair_logps(reference, batch)
     return (pw - rw) - (pl - rl)
+
+
+def reward_margins(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """``(B,)``: d = r(w) - r(l) of a reward model (item features -> one scalar per item), both halves
+    of the batch in one forward."""
+    chosen, rejected = batch["chosen_features"], batch["rejected_features"]
+    rewards = model(torch.cat([chosen, rejected]))
+    n = chosen.shape[0]
+    return rewards[:n] - rewards[n:]
+
+
+def pair_ids(batch: dict, name: str) -> torch.Tensor:
+    """The batch's ``pair_id`` (the stable index of each training pair); an objective with per-pair
+    state (``name``) cannot run on data without it."""
+    if "pair_id" not in batch:
+        raise KeyError(f"objective={name} keeps one value per training pair and this batch has no 'pair_id': use a "
+                       "preference data source that numbers its pairs (data=preference_markov, data=preference_features).")
+    return batch["pair_id"]

@@ -195,3 +195,60 @@ class PreferenceMarkovData:
         from reprolab.data.preference import PreferenceMarkovSource
 
         return PreferenceMarkovSource(self, seed)
+
+
+CORRUPTIONS = ("none", "stochastic", "myopic", "irrational", "random", "adversarial")
+
+
+@schema("data", "preference_features")
+@dataclass
+class PreferenceFeaturesData:
+    """Synthetic preference pairs over item features with a known reward, for reward models
+    (`reprolab.data.preference_features`; spec ../shared/papers/r3m.md §5.1, defaults from there).
+
+    dim / hidden / truth: items x ~ N(0, I_dim); r*(x) = w2^T tanh(W1^T x) with ``hidden`` units
+      (``truth: mlp``) or a unit-norm linear w^T x (``linear``).
+    segment_len: steps per item (a segment's reward sums its steps; myopic labels need > 1, the spec's 10).
+    n_train / test_pairs / test_items: 2000 training pairs, 4000 fresh clean test pairs and items.
+    corruption (training labels only): ``none``, ``stochastic`` (``temperature`` T, spec grid
+      {0.15, 0.3, 0.6}), ``myopic`` (``gamma``, {0.3, 0.5, 0.7}), ``irrational`` (``p``, {1/3, 1/2, 2/3},
+      blocks of ``block`` = 64 pairs), ``random`` (``flip_rate``, {0.1, 0.2}), ``adversarial``
+      (the top ``flip_rate`` share of pairs by |Delta|).
+    env_seed: draws the reward, the items and the labels; null: the run's seed.
+    batch_size: pairs per step per device (the spec's 64).
+    """
+
+    kind: ClassVar[str] = "preference_features"
+    dim: int = 10
+    hidden: int = 32
+    truth: str = "mlp"
+    segment_len: int = 1
+    n_train: int = 2000
+    test_pairs: int = 4000
+    test_items: int = 4000
+    corruption: str = "none"
+    temperature: float = 0.3
+    gamma: float = 0.7
+    p: float = 0.5
+    block: int = 64
+    flip_rate: float = 0.1
+    env_seed: Optional[int] = None
+    batch_size: int = 64
+
+    def __post_init__(self):
+        for key in ("dim", "hidden", "segment_len", "n_train", "test_pairs", "test_items", "block", "batch_size"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        checks.one_of("data.truth", self.truth, ("mlp", "linear"))
+        checks.one_of("data.corruption", self.corruption, CORRUPTIONS)
+        checks.positive("data.temperature", self.temperature)
+        checks.in_range("data.gamma", self.gamma, 0.0, 1.0, lo_open=True)
+        checks.in_range("data.p", self.p, 0.0, 1.0)
+        checks.in_range("data.flip_rate", self.flip_rate, 0.0, 1.0)
+        if self.corruption == "myopic" and self.segment_len < 2:
+            raise checks.ConfigError("data.corruption=myopic compares discounted sums over a segment, and "
+                                     f"data.segment_len={self.segment_len}: set data.segment_len >= 2 (the spec uses 10).")
+
+    def build(self, seed: int):
+        from reprolab.data.preference_features import PreferenceFeaturesSource
+
+        return PreferenceFeaturesSource(self, seed)

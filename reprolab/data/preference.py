@@ -9,7 +9,8 @@ their labels swapped (label noise, recorded per pair in ``flipped``).
 
 Batches (`preference_batch`): ``chosen_input_ids``/``chosen_labels`` and the ``rejected_`` twins,
 labels pre-shifted and -100 on the prompt, so a sequence's log-likelihood under a model is the sum
-over its response tokens.
+over its response tokens. Training batches carry ``pair_id``: every pair of the (endless) stream has
+its own number, the same in a resumed run, for objectives with per-pair state (R3M's delta).
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ from reprolab.data.markov import MarkovChain
 from reprolab.data.source import Batch, Source, batch_generator
 
 
-def preference_batch(prompt_len: int, chosen: torch.Tensor, rejected: torch.Tensor, flipped: torch.Tensor) -> Batch:
+def preference_batch(prompt_len: int, chosen: torch.Tensor, rejected: torch.Tensor, flipped: torch.Tensor,
+                     pair_id: torch.Tensor | None = None) -> Batch:
     """Rows of prompt + response tokens -> the pairwise batch (labels -100 on the prompt)."""
     if flipped.any():
         chosen, rejected = torch.where(flipped[:, None], rejected, chosen), torch.where(flipped[:, None], chosen, rejected)
     out = {"flipped": flipped}
+    if pair_id is not None:
+        out["pair_id"] = pair_id
     for name, seq in (("chosen", chosen), ("rejected", rejected)):
         labels = seq[:, 1:].clone()
         labels[:, : prompt_len - 1] = -100
@@ -41,7 +45,7 @@ class PreferenceMarkovSource(Source):
         self.chain = MarkovChain(cfg.vocab_size, cfg.order, cfg.support, cfg.concentration, cfg.chain_seed)
         self.vocab_size = cfg.vocab_size
 
-    def pairs(self, n: int, gen: torch.Generator, flip: float | None = None) -> Batch:
+    def pairs(self, n: int, gen: torch.Generator, flip: float | None = None, first_id: int | None = None) -> Batch:
         cfg = self.cfg
         flip = cfg.flip if flip is None else flip
         chosen = self.chain.sample(n, cfg.prompt_len + cfg.response_len, gen)
@@ -50,12 +54,14 @@ class PreferenceMarkovSource(Source):
         rejected = chosen.clone()
         rejected[:, cfg.prompt_len:] = torch.where(replace, random, chosen[:, cfg.prompt_len:])
         flipped = torch.rand(n, generator=gen) < flip
-        return preference_batch(cfg.prompt_len, chosen, rejected, flipped)
+        ids = None if first_id is None else torch.arange(first_id, first_id + n)
+        return preference_batch(cfg.prompt_len, chosen, rejected, flipped, ids)
 
     def train_batches(self, start: int, rank: int, world_size: int) -> Iterator[Batch]:
         i = start
-        while True:
-            yield self.pairs(self.cfg.batch_size, batch_generator(self.seed, i, rank))
+        bs = self.cfg.batch_size
+        while True:  # pair_id: the pair's place in the stream of all ranks, stable across resumes
+            yield self.pairs(bs, batch_generator(self.seed, i, rank), first_id=(i * world_size + rank) * bs)
             i += 1
 
     def val_batches(self) -> list[Batch]:

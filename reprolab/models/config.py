@@ -1,7 +1,7 @@
 """Typed schema of the `model` group: an HF causal LM built from config, or loaded by id."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from reprolab import checks
@@ -53,3 +53,30 @@ class CausalLM:
         from reprolab.models.build import build_causal_lm
 
         return build_causal_lm(self, vocab_size)
+
+
+@schema("model", "mlp_reward")
+@dataclass
+class MLPReward:
+    """A reward model: an MLP over item features (`reprolab.models.reward`), a segment's reward the
+    sum over its steps. Defaults: the R3M CPU analog's dim -> 64 -> 64 -> 1, ReLU
+    (../shared/papers/r3m.md §5.1; the papers' robotics reward model is 2 x 64 ReLU too).
+
+    input_dim: features per step (must equal the data's ``data.dim``).
+    """
+
+    input_dim: int = 10
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "relu"
+
+    def __post_init__(self):
+        checks.positive("model.input_dim", self.input_dim)
+        for h in self.hidden_sizes:
+            checks.positive("model.hidden_sizes", h)
+        checks.one_of("model.activation", self.activation, ("relu", "tanh"))
+
+    def build(self, vocab_size: Optional[int] = None):
+        """The vocabulary (the lm runner passes the data's) plays no part in a reward model over features."""
+        from reprolab.models.reward import MLPRewardModel
+
+        return MLPRewardModel(self.input_dim, list(self.hidden_sizes), self.activation)

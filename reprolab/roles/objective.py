@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import torch
 
 # What an objective consumes; each kind is a data config + collate (reprolab.data).
-DATA_KINDS = ("tokens", "preference")
+DATA_KINDS = ("tokens", "preference", "preference_features")
 
 
 class ObjectiveMethod(Method, ABC):
@@ -17,7 +17,8 @@ class ObjectiveMethod(Method, ABC):
 
     ``data_kind`` names the batches it consumes (`DATA_KINDS`): ``tokens`` (``input_ids``,
     ``labels`` pre-shifted with -100 for ignored positions) or ``preference`` (``chosen_*`` and
-    ``rejected_*`` sequences, see `reprolab.data.preference`). ``needs_reference``: the runner
+    ``rejected_*`` sequences, see `reprolab.data.preference`) or ``preference_features`` (pairs of item
+    features for a reward model, see `reprolab.data.preference_features`). ``needs_reference``: the runner
     builds a frozen copy of the initial model (no grads, never checkpointed) and passes it.
 
     ``loss(model, batch, reference)`` returns ``{"loss": scalar, ...}``: the scalar to

@@ -21,11 +21,23 @@ def source_of(kind: str):
     raise AssertionError(f"no registered data plugin of kind {kind!r} builds offline")
 
 
+def model_for(source):
+    """A tiny causal LM for token data; the default MLP reward model for item-feature pairs."""
+    if source.kind == "preference_features":
+        import torch
+
+        from reprolab.models.config import MLPReward
+
+        torch.manual_seed(0)
+        return MLPReward(input_dim=source.cfg.dim).build()
+    return tiny_lm(vocab=source.vocab_size)
+
+
 @every("objective")
 def test_objective_gives_a_finite_loss_and_gradients(plugin):
     source = source_of(plugin.data_kind)
     batch = next(source.train_batches(0, 0, 1))
-    model = tiny_lm(vocab=source.vocab_size)
+    model = model_for(source)
     reference = frozen_copy(model) if plugin.needs_reference else None
     with torch.no_grad():  # the policy moves away from its reference, as after a few steps
         for p in model.parameters():

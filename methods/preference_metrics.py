@@ -1,0 +1,73 @@
+"""Evaluation of a reward model against a known reward (spec ../shared/papers/r3m.md §5.1 metrics).
+
+1. clean test pairwise accuracy (the objective's ``reward_acc`` on the clean test pairs);
+2. reward recovery: Pearson and Spearman correlation of r_hat with r* on fresh items;
+3. outlier identification on the training pairs (as labelled) with the current model: a pair is
+   flagged when d_i < c (R3M's delta_i = max(c - d_i, 0) > 0); precision, recall and F1 of the
+   flags against the recorded ``flipped``, the flagged share, and the threshold-free AUROC of -d.
+
+All are returned as the lm runner's ``(sum, count)`` pairs. The source serves its validation set as
+one batch, so the whole-set statistics (correlations, AUROC) come as ``(value, 1)``; precision,
+recall, F1 and the flagged share are exact ratios of counts.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def ranks(x: torch.Tensor) -> torch.Tensor:
+    """Ranks 1..n of ``x`` (ties get their average rank)."""
+    x = x.double().flatten()
+    order = torch.argsort(x)
+    sorted_x = x[order]
+    r = torch.empty_like(x)
+    r[order] = torch.arange(1, x.numel() + 1, dtype=torch.float64)
+    _, inverse, counts = torch.unique_consecutive(sorted_x, return_inverse=True, return_counts=True)
+    if (counts > 1).any():  # average the ranks within each run of equal values
+        sums = torch.zeros(counts.numel(), dtype=torch.float64).index_add_(0, inverse, r[order])
+        r[order] = (sums / counts)[inverse]
+    return r
+
+
+def pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    x, y = x.double().flatten(), y.double().flatten()
+    x, y = x - x.mean(), y - y.mean()
+    return (x * y).sum() / (x.norm() * y.norm()).clamp(min=1e-300)
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return pearson(ranks(x), ranks(y))
+
+
+def auroc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """P(score of a random positive > score of a random negative), ties counted 1/2 (Mann-Whitney U)."""
+    positive = positive.bool().flatten()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return torch.tensor(float("nan"), dtype=torch.float64)
+    r = ranks(scores)
+    return (r[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def outlier_counts(d: torch.Tensor, flipped: torch.Tensor, threshold: float) -> dict:
+    """Flags d < threshold against the truly flipped pairs: ``(sum, count)`` pairs of precision,
+    recall, F1 (= 2 TP / (|flagged| + |flipped|)), the flagged share and the true flip share."""
+    flagged, flipped = d < threshold, flipped.bool()
+    tp = (flagged & flipped).sum().double()
+    n_flag, n_flip = flagged.sum().double(), flipped.sum().double()
+    n = torch.tensor(float(d.numel()), dtype=torch.float64)
+    return {"outlier_precision": (tp, n_flag), "outlier_recall": (tp, n_flip), "outlier_f1": (2 * tp, n_flag + n_flip),
+            "flagged_share": (n_flag, n), "flipped_share": (n_flip, n)}
+
+
+def reward_model_metrics(model: torch.nn.Module, batch: dict, threshold: float, beta: float = 1.0) -> dict:
+    """The metrics above for a validation batch of `reprolab.data.preference_features` (one batch);
+    the flags compare the scaled margin beta * d with ``threshold``."""
+    one = torch.tensor(1.0, dtype=torch.float64)
+    r_hat = model(batch["item_features"]).detach()
+    out = {"pearson": (pearson(r_hat, batch["item_reward"]), one), "spearman": (spearman(r_hat, batch["item_reward"]), one)}
+    d = beta * (model(batch["train_chosen_features"]) - model(batch["train_rejected_features"])).detach()
+    flipped = batch["train_flipped"]
+    out.update(outlier_counts(d, flipped, threshold))
+    out["outlier_auroc"] = (auroc(-d, flipped), one)
+    return out
