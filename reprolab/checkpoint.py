@@ -118,7 +118,7 @@ def load(path, map_location="cpu", weights_only: bool = False, mmap: bool = Fals
         return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=mmap)
     except FileNotFoundError:
         raise
-    except Exception as e:  # truncated zip, bad pickle, wrong magic: torch raises many types
+    except Exception as e:  # noqa: BLE001 - a truncated zip, a bad pickle, a wrong magic: torch raises many types
         raise CorruptCheckpointError(corrupt_message(path, e)) from None
 
 
@@ -128,7 +128,7 @@ def readable_step(path: Path) -> int | None:
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure means "not readable" here
         return None
     if not isinstance(ckpt, dict):
         return None

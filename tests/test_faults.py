@@ -305,7 +305,7 @@ def test_ddp_spawn_finishes_with_the_results_of_ddp(tmp_path):
         assert len(log_file) == len(set(log_file)) and sum("`Trainer.fit` stopped" in x for x in log_file) == 1, name
     for out in (spawn_out, ddp_out):  # every log line printed once, the final report too
         assert len(_log_lines(out)) == len(set(_log_lines(out))) and out.count("results (") == 1, out
-        assert len(re.findall(r"^## Quickstart", out, re.M)) == 1, out  # one report, not one per rank
+        assert len(re.findall(r"^## Quickstart", out, re.MULTILINE)) == 1, out  # one report, not one per rank
     a, b = runs["spawn"].results(), runs["ddp"].results()
     for key in ("table/val_loss", "table/best_val_loss", "train/loss", "train/steps", "table/opt_state_bytes"):
         assert a[key] == b[key], key

@@ -18,12 +18,17 @@ def run(cfg, run_dir, objs: dict) -> dict:
     from hydra.utils import instantiate
 
     from reprolab.checks import UserError
-    from reprolab.tracking import lightning_loggers
-    from runners.lm.callbacks import Finalize, Throughput, WorkerLogging
-    from runners.lm.checkpointing import AtomicCheckpointIO, StepCheckpoint, resume_step, saved_results
-    from runners.lm.data import LMDataModule
     from reprolab.models.assemble import assemble, frozen_copy
+    from reprolab.tracking import lightning_loggers
     from runners.generate.model import load_weights
+    from runners.lm.callbacks import Finalize, Throughput, WorkerLogging
+    from runners.lm.checkpointing import (
+        AtomicCheckpointIO,
+        StepCheckpoint,
+        resume_step,
+        saved_results,
+    )
+    from runners.lm.data import LMDataModule
     from runners.lm.module import LMModule
 
     # Read the checkpoint's step first: an unreadable last.ckpt stops here, naming itself and the fix.
