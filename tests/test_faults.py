@@ -341,3 +341,18 @@ def test_a_run_killed_after_its_final_checkpoint_reports_the_saved_results(run_j
     run.save_meta()
     again, _ = run_job(SIX)
     assert again == first and json.loads(run.results_file.read_text())["train/steps"] == 6
+
+
+def test_a_resumed_run_keeps_every_validation_in_its_history(run_job, tmp_path, monkeypatch):
+    """The validation that ran right after the checkpoint was written (same step) is not lost on resume:
+    the final checkpoint's val_history (hence best_val_loss) equals an uninterrupted run's."""
+    straight, job = run_job(SIX, log_dir=tmp_path / "straight")
+    reference = checkpoint.load(job.output_dir / "checkpoints/last.ckpt")["val_history"]
+    _crash_at(monkeypatch, 5)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        run_job(SIX)
+    resumed, job = run_job(SIX)
+    history = checkpoint.load(job.output_dir / "checkpoints/last.ckpt")["val_history"]
+    assert [s for s, _ in history] == [s for s, _ in reference]
+    assert [v for _, v in history] == pytest.approx([v for _, v in reference], rel=1e-6)
+    assert resumed["table/best_val_loss"] == pytest.approx(straight["table/best_val_loss"], rel=1e-6)

@@ -30,12 +30,34 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that leaves the checkpoint at ``trainer.max_steps`` to `Finalize`."""
+    """ModelCheckpoint that leaves the checkpoint at ``trainer.max_steps`` to `Finalize`, and that
+    writes a checkpoint due at a step with a validation after that validation, so the checkpoint
+    holds its result (a resume would not run it again, and ``best_val_loss`` would miss it)."""
+
+    _deferred: tuple | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
             return
+        if _validates_after(trainer):
+            self._deferred = (outputs, batch, batch_idx)
+            return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None and not trainer.sanity_checking:
+            super().on_train_batch_end(trainer, pl_module, *deferred)
+        super().on_validation_end(trainer, pl_module)
+
+
+def _validates_after(trainer) -> bool:
+    """Whether the fit loop runs a validation right after the current training batch (Lightning's own
+    rule for an integer ``val_check_interval``)."""
+    every = trainer.val_check_batch
+    if not trainer.enable_validation or not isinstance(every, int) or every < 1:
+        return False
+    return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % every == 0
 
 
 def resume_step(path: Path) -> int:
