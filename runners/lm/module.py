@@ -102,7 +102,22 @@ class LMModule(L.LightningModule):
         self.log_dict(metrics, prog_bar=False, sync_dist=False)
         if not self.trainer.sanity_checking:
             self.val_history.append((self.global_step, loss))
+            self._log_pair_histograms()
             self.last_val = means
+
+    def _log_pair_histograms(self):
+        """Per-pair state of the objective (R3M's delta, APS's tau): one W&B histogram per tensor."""
+        hists = pair_histograms(self.objective.state_dict())
+        if not hists or not self.trainer.is_global_zero:
+            return
+        from lightning.pytorch.loggers import WandbLogger
+
+        for logger in self.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                logger.experiment.log({**{f"pairs/{k}": wandb.Histogram(v.numpy()) for k, v in hists.items()},
+                                       "trainer/global_step": self.global_step})
 
     # ---- state that must survive a resume -------------------------------------------------
     def on_save_checkpoint(self, checkpoint):
@@ -112,3 +127,15 @@ class LMModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint):
         self.val_history = list(checkpoint.get("val_history", []))
         self.objective.load_state_dict(checkpoint.get("objective", {}))
+
+
+def pair_histograms(state: dict) -> dict:
+    """The 1-D tensors of an objective's state (one value per training pair), without the pairs
+    never visited (NaN): what the W&B histograms show."""
+    out = {}
+    for name, v in state.items():
+        if isinstance(v, torch.Tensor) and v.ndim == 1 and v.is_floating_point():
+            v = v[torch.isfinite(v)].detach().float().cpu()
+            if v.numel():
+                out[name] = v
+    return out
