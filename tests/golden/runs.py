@@ -33,6 +33,7 @@ REGENERATE = "python -m tests.golden"
 LM_LOG = ("trainer.log_every_n_steps=1", "logger=csv", "trainer.enable_progress_bar=false", "cpu_threads=1")
 LM_COLUMNS = ("train/loss", "val/loss")
 
+
 @dataclass(frozen=True)
 class Golden:
     name: str  # the file is tests/golden/<name>.csv
@@ -157,9 +158,10 @@ def commit() -> str:
 
 
 def machine() -> str:
-    """What decides the kernels a CPU run uses: torch's build and the CPU model. Runs made here are
-    compared with the golden file bit for bit where its `machine` line is this."""
-    return f"torch {torch.__version__}, {cpu()}"
+    """What decides the kernels a CPU run uses: torch's build, the vector unit torch dispatches to and
+    the CPU model. Runs made here are compared with a golden file bit for bit where its `machine` line
+    is this."""
+    return f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {cpu()}"
 
 
 def cpu() -> str:
