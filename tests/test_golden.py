@@ -1,6 +1,7 @@
 """Golden per-step numbers: every run of tests/golden/runs.py, rerun on CPU, matches its file in
-tests/golden/ within the tolerance the file states. A failure names the file, the column, the step,
-the golden and the new value, and the command that regenerates the file (`python -m tests.golden`).
+tests/golden/: bit for bit where the file's `machine` line is this machine's, within the tolerance the
+file states elsewhere. A failure names the file, the column, the step, the golden and the new value, and
+the command that regenerates the file (`python -m tests.golden`).
 """
 from __future__ import annotations
 
