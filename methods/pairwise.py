@@ -91,6 +91,11 @@ class PairwiseObjective(ObjectiveMethod):
             from methods.preference_metrics import reward_model_metrics
 
             out.update(reward_model_metrics(model, batch, self.outlier_threshold(), self.beta))
+        if "true_margin" in batch:  # per quintile of the true preference strength
+            from methods.preference_metrics import quintile_means
+
+            per_pair = {"abs_margin": x.detach().abs(), **{k: v.detach() for k, v in stats.items()}}
+            out.update(quintile_means(per_pair, batch["true_margin"]))
         return out
 
     def outlier_threshold(self) -> float:

@@ -6,6 +6,9 @@
    flagged when d_i < c (R3M's delta_i = max(c - d_i, 0) > 0); precision, recall and F1 of the
    flags against the recorded ``flipped``, the flagged share, and the threshold-free AUROC of -d.
 
+4. (adaptive_pref §5.1 B) the mean |x| and each per-pair statistic (APS's tau) per quintile of the true
+   preference strength |Delta r*| of the clean test pairs, and the KL-regularised bandit proxy.
+
 All are returned as the lm runner's ``(sum, count)`` pairs. The source serves its validation set as
 one batch, so the whole-set statistics (correlations, AUROC) come as ``(value, 1)``; precision,
 recall, F1 and the flagged share are exact ratios of counts.
@@ -66,8 +69,44 @@ def reward_model_metrics(model: torch.nn.Module, batch: dict, threshold: float, 
     one = torch.tensor(1.0, dtype=torch.float64)
     r_hat = model(batch["item_features"]).detach()
     out = {"pearson": (pearson(r_hat, batch["item_reward"]), one), "spearman": (spearman(r_hat, batch["item_reward"]), one)}
-    d = beta * (model(batch["train_chosen_features"]) - model(batch["train_rejected_features"])).detach()
-    flipped = batch["train_flipped"]
-    out.update(outlier_counts(d, flipped, threshold))
-    out["outlier_auroc"] = (auroc(-d, flipped), one)
+    if "train_flipped" in batch:
+        d = beta * (model(batch["train_chosen_features"]) - model(batch["train_rejected_features"])).detach()
+        flipped = batch["train_flipped"]
+        out.update(outlier_counts(d, flipped, threshold))
+        out["outlier_auroc"] = (auroc(-d, flipped), one)
+    if "bandit_features" in batch:
+        contexts, candidates = batch["bandit_reward"].shape
+        r_hat = model(batch["bandit_features"].flatten(0, 1)).detach().view(contexts, candidates)
+        out.update({k: (v * contexts, torch.tensor(float(contexts), dtype=torch.float64))
+                    for k, v in bandit_proxy(r_hat, batch["bandit_reward"]).items()})
+    return out
+
+
+BANDIT_BETAS = (0.1, 0.3, 1.0)
+
+
+def bandit_proxy(r_hat: torch.Tensor, r_true: torch.Tensor) -> dict:
+    """The KL-regularised bandit proxy of ../shared/papers/adaptive_pref.md §5.1 B, averaged over contexts
+    (rows): E_pi[r*] of pi = softmax(r_hat / beta_pol) for each beta_pol, the same for the oracle
+    pi* = softmax(r* / beta_pol), the true reward of the best-of-N candidate under r_hat and the oracle's."""
+    r_hat, r_true = r_hat.double(), r_true.double()
+    out = {}
+    for b in BANDIT_BETAS:
+        out[f"policy_value_b{b:g}"] = (torch.softmax(r_hat / b, -1) * r_true).sum(-1).mean()
+        out[f"oracle_policy_value_b{b:g}"] = (torch.softmax(r_true / b, -1) * r_true).sum(-1).mean()
+    out["best_of_n"] = r_true.gather(-1, r_hat.argmax(-1, keepdim=True)).mean()
+    out["oracle_best_of_n"] = r_true.max(-1).values.mean()
+    return out
+
+
+def quintile_means(values: dict, strength: torch.Tensor, bins: int = 5) -> dict:
+    """``(sum, count)`` of each per-pair value within each quintile of the true preference strength
+    (``strength`` = |Delta r*|; q1 the weakest): ``{name}_q1`` ... ``{name}_q5``."""
+    edges = torch.quantile(strength.double(), torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1])
+    which = torch.bucketize(strength.double(), edges)
+    out = {}
+    for name, v in values.items():
+        for q in range(bins):
+            m = which == q
+            out[f"{name}_q{q + 1}"] = (v[m].double().sum(), m.sum().double())
     return out

@@ -198,6 +198,7 @@ class PreferenceMarkovData:
 
 
 CORRUPTIONS = ("none", "stochastic", "myopic", "irrational", "random", "adversarial")
+PAIRINGS = ("fixed", "all_in_batch")
 
 
 @schema("data", "preference_features")
@@ -215,7 +216,12 @@ class PreferenceFeaturesData:
       blocks of ``block`` = 64 pairs), ``random`` (``flip_rate``, {0.1, 0.2}), ``adversarial``
       (the top ``flip_rate`` share of pairs by |Delta|).
     env_seed: draws the reward, the items and the labels; null: the run's seed.
-    batch_size: pairs per step per device (the spec's 64).
+    batch_size: pairs per step per device (the spec's 64); with ``pairing: all_in_batch``, items per step.
+    pairing: ``fixed`` (the n_train pairs above, epochs over them) or ``all_in_batch`` (the APS robotics
+      protocol, ../shared/papers/adaptive_pref.md §2.7 and §5.1 B: each step takes batch_size items of a
+      pool of ``pool_items`` and trains on all B(B-1)/2 pairs, the winner the larger true reward).
+    bandit_contexts / bandit_candidates: the KL-regularised bandit proxy of adaptive_pref §5.1 B (256
+      contexts of 16 fresh candidate items) scored at validation.
     """
 
     kind: ClassVar[str] = "preference_features"
@@ -234,9 +240,14 @@ class PreferenceFeaturesData:
     flip_rate: float = 0.1
     env_seed: Optional[int] = None
     batch_size: int = 64
+    pairing: str = "fixed"
+    pool_items: int = 8192
+    bandit_contexts: int = 256
+    bandit_candidates: int = 16
 
     def __post_init__(self):
-        for key in ("dim", "hidden", "segment_len", "n_train", "test_pairs", "test_items", "block", "batch_size"):
+        for key in ("dim", "hidden", "segment_len", "n_train", "test_pairs", "test_items", "block", "batch_size",
+                    "pool_items", "bandit_contexts", "bandit_candidates"):
             checks.positive(f"data.{key}", getattr(self, key))
         checks.one_of("data.truth", self.truth, ("mlp", "linear"))
         checks.one_of("data.corruption", self.corruption, CORRUPTIONS)
@@ -244,6 +255,11 @@ class PreferenceFeaturesData:
         checks.in_range("data.gamma", self.gamma, 0.0, 1.0, lo_open=True)
         checks.in_range("data.p", self.p, 0.0, 1.0)
         checks.in_range("data.flip_rate", self.flip_rate, 0.0, 1.0)
+        checks.one_of("data.pairing", self.pairing, PAIRINGS)
+        if self.pairing == "all_in_batch" and self.corruption != "none":
+            raise checks.ConfigError(f"data.pairing=all_in_batch labels every pair by the true reward, and "
+                                     f"data.corruption={self.corruption}: set data.corruption=none (the corruption "
+                                     "models act on the fixed training pairs of data.pairing=fixed).")
         if self.corruption == "myopic" and self.segment_len < 2:
             raise checks.ConfigError("data.corruption=myopic compares discounted sums over a segment, and "
                                      f"data.segment_len={self.segment_len}: set data.segment_len >= 2 (the spec uses 10).")

@@ -22,9 +22,12 @@ batches: ``chosen_features``/``rejected_features`` ``(B, segment_len, dim)``, ``
 (the pair's index in the training set), epochs over a fresh permutation each, a pure function of
 the batch index (resumes see the same batches). The validation set is ONE batch (its whole-set
 metrics, Pearson or AUROC, are computed in one piece): ``test_pairs`` fresh pairs with clean labels
-(``chosen_features``, ...), ``test_items`` fresh items with their true reward (``item_features``,
-``item_reward``) and the training pairs as labelled (``train_chosen_features``,
-``train_rejected_features``, ``train_flipped``) for outlier identification.
+(``chosen_features``, ..., ``true_margin`` = |Delta r*|), ``test_items`` fresh items with their true
+reward (``item_features``, ``item_reward``), the bandit proxy's contexts (``bandit_features``,
+``bandit_reward``: contexts x candidates) and, with ``pairing: fixed``, the training pairs as labelled
+(``train_chosen_features``, ``train_rejected_features``, ``train_flipped``) for outlier identification.
+With ``pairing: all_in_batch`` (adaptive_pref §5.1 B) each step trains on all pairs of batch_size
+items from a pool of ``pool_items``, labelled by the true reward.
 """
 from __future__ import annotations
 
@@ -100,12 +103,19 @@ class PreferenceFeaturesSource(Source):
             "chosen_features": torch.where(a_wins, ta, tb).float(),
             "rejected_features": torch.where(a_wins, tb, ta).float(),
             "flipped": torch.zeros(cfg.test_pairs, dtype=torch.bool),
+            "true_margin": (self.reward(ta) - self.reward(tb)).abs().float(),
             "item_features": items.float(),
             "item_reward": self.reward(items).float(),
-            "train_chosen_features": self.chosen,
-            "train_rejected_features": self.rejected,
-            "train_flipped": self.flipped,
         }
+        # Drawn after everything above, so adding them changed none of it.
+        bandit = torch.randn(cfg.bandit_contexts, cfg.bandit_candidates, m, d, generator=gen, dtype=torch.float64)
+        self._val.update(bandit_features=bandit.float(), bandit_reward=self.reward(bandit).float())
+        if cfg.pairing == "fixed":
+            self._val.update(train_chosen_features=self.chosen, train_rejected_features=self.rejected,
+                             train_flipped=self.flipped)
+        else:
+            pool = torch.randn(cfg.pool_items, m, d, generator=gen, dtype=torch.float64)
+            self.pool, self.pool_reward = pool.float(), self.reward(pool)
 
     def corrupt(self, a, b, delta, gen) -> torch.Tensor:
         """Training labels (True: a preferred) under the configured corruption."""
@@ -131,6 +141,9 @@ class PreferenceFeaturesSource(Source):
         raise ValueError(f"data.corruption={kind!r} is not one of the corruption models")
 
     def train_batches(self, start: int, rank: int, world_size: int) -> Iterator[Batch]:
+        if self.cfg.pairing == "all_in_batch":
+            yield from self._all_in_batch(start, rank, world_size)
+            return
         n, bs = self.cfg.n_train, self.cfg.batch_size
         per_rank = list(range(rank, n, world_size))
         per_epoch = math.ceil(len(per_rank) / bs)
@@ -141,6 +154,27 @@ class PreferenceFeaturesSource(Source):
             ids = order[j * bs : (j + 1) * bs]
             yield {"chosen_features": self.chosen[ids], "rejected_features": self.rejected[ids],
                    "flipped": self.flipped[ids], "pair_id": ids}
+            i += 1
+
+    def _all_in_batch(self, start: int, rank: int, world_size: int) -> Iterator[Batch]:
+        """batch_size items of the pool per step and all their pairs, the winner the larger true reward
+        (the APS robotics protocol). pair_id numbers the pairs of one epoch: batch j of an epoch holds
+        j * B(B-1)/2 ... (j + 1) * B(B-1)/2 - 1 (other epochs pair other items under the same ids)."""
+        n, bs = self.cfg.pool_items, self.cfg.batch_size
+        per_epoch = math.ceil(len(range(rank, n, world_size)) / bs)
+        i = start
+        while True:
+            epoch, j = divmod(i, per_epoch)
+            order = torch.randperm(n, generator=batch_generator(self.seed, epoch, 0))[rank::world_size]
+            idx = order[j * bs : (j + 1) * bs]
+            first, second = torch.triu_indices(idx.numel(), idx.numel(), 1)
+            a, b = idx[first], idx[second]
+            a_wins = (self.pool_reward[a] > self.pool_reward[b])[:, None, None]
+            pairs = bs * (bs - 1) // 2
+            yield {"chosen_features": torch.where(a_wins, self.pool[a], self.pool[b]),
+                   "rejected_features": torch.where(a_wins, self.pool[b], self.pool[a]),
+                   "flipped": torch.zeros(a.numel(), dtype=torch.bool),
+                   "pair_id": j * pairs + torch.arange(a.numel())}
             i += 1
 
     def val_batches(self) -> list[Batch]:

@@ -166,3 +166,51 @@ def test_reward_objectives_report_the_environment_metrics():
     assert abs((out["flipped_share"][0] / out["flipped_share"][1]).item() - 0.128) < 1e-9
     r_hat = model(val["item_features"]).detach()
     assert abs(out["pearson"][0].item() - scipy.stats.pearsonr(r_hat.double().numpy(), val["item_reward"].double().numpy())[0]) < 1e-6
+
+
+def test_all_in_batch_pairing_trains_on_every_pair_of_the_batch_items():
+    """adaptive_pref §6.10: B items give exactly B(B-1)/2 pairs, the winner the larger true reward; the
+    pool is covered once per epoch; pair_id numbers the pairs of one epoch."""
+    source = PreferenceFeaturesData(**SMALL, pairing="all_in_batch", pool_items=40, batch_size=8).build(0)
+    stream = source.train_batches(0, 0, 1)
+    batches = [next(stream) for _ in range(5)]
+    for j, b in enumerate(batches):
+        assert b["chosen_features"].shape[0] == 28 and not b["flipped"].any()
+        assert (source.reward(b["chosen_features"].double()) > source.reward(b["rejected_features"].double())).all()
+        assert torch.equal(b["pair_id"], torch.arange(28 * j, 28 * (j + 1)))
+    items = torch.cat([torch.cat([b["chosen_features"], b["rejected_features"]]) for b in batches])
+    assert torch.unique(items.flatten(1), dim=0).shape[0] == 40  # every pool item once per epoch
+    assert "train_flipped" not in source.val_batches()[0]
+    with pytest.raises(ConfigError, match="data.corruption"):
+        PreferenceFeaturesData(pairing="all_in_batch", corruption="random")
+
+
+def test_bandit_proxy_and_quintiles_match_a_loop():
+    from methods.preference_metrics import bandit_proxy, quintile_means
+
+    gen = torch.Generator().manual_seed(0)
+    r_true = torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    r_hat = r_true + torch.randn(6, 5, generator=gen, dtype=torch.float64)
+    out = bandit_proxy(r_hat, r_true)
+    for b in (0.1, 0.3, 1.0):
+        value = sum(sum(math.exp(r_hat[c, i] / b) * r_true[c, i] for i in range(5)) / sum(math.exp(r_hat[c, i] / b) for i in range(5))
+                    for c in range(6)) / 6
+        assert abs(out[f"policy_value_b{b:g}"].item() - value) < 1e-12
+    assert abs(out["best_of_n"].item() - sum(r_true[c, int(r_hat[c].argmax())].item() for c in range(6)) / 6) < 1e-12
+    assert abs(out["oracle_best_of_n"].item() - r_true.max(1).values.mean().item()) < 1e-12
+    strength = torch.arange(1, 11, dtype=torch.float64)  # quintiles {1,2}, {3,4}, ...
+    q = quintile_means({"v": strength * 10}, strength)
+    assert [(q[f"v_q{k}"][0] / q[f"v_q{k}"][1]).item() for k in range(1, 6)] == [15.0, 35.0, 55.0, 75.0, 95.0]
+
+
+def test_validation_reports_tau_and_gaps_per_strength_quintile():
+    from methods.adaptive_pref import AdaptivePrefConfig
+
+    source = build()
+    torch.manual_seed(0)
+    model = MLPReward().build()
+    with torch.no_grad():
+        out = AdaptivePrefConfig(tau_max=3.0).evaluate(model, source.val_batches()[0])
+    for k in range(1, 6):
+        assert out[f"tau_q{k}"][1] == 40 and f"abs_margin_q{k}" in out
+    assert "policy_value_b1" in out and "best_of_n" in out
