@@ -217,6 +217,8 @@ class PreferenceFeaturesData:
       (the top ``flip_rate`` share of pairs by |Delta|).
     env_seed: draws the reward, the items and the labels; null: the run's seed.
     batch_size: pairs per step per device (the spec's 64); with ``pairing: all_in_batch``, items per step.
+    standardize: rescale r* so that the training margins have unit std (r3m §5.1); false: the raw r*
+      (adaptive_pref §5.1 B states no rescaling).
     pairing: ``fixed`` (the n_train pairs above, epochs over them) or ``all_in_batch`` (the APS robotics
       protocol, ../shared/papers/adaptive_pref.md §2.7 and §5.1 B: each step takes batch_size items of a
       pool of ``pool_items`` and trains on all B(B-1)/2 pairs, the winner the larger true reward).
@@ -241,6 +243,7 @@ class PreferenceFeaturesData:
     env_seed: Optional[int] = None
     batch_size: int = 64
     pairing: str = "fixed"
+    standardize: bool = True
     pool_items: int = 8192
     bandit_contexts: int = 256
     bandit_candidates: int = 16

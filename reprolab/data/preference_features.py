@@ -5,7 +5,7 @@ of ``segment_len`` steps, each step a feature vector x_t ~ N(0, I_dim); the grou
 step is ``r*(x) = w2^T tanh(W1^T x)`` (W1 ~ N(0, 1/dim) of shape dim x hidden, w2 ~ N(0, 1/hidden))
 or, with ``truth=linear``, ``r*(x) = w^T x`` (||w|| = 1); a segment's reward is the sum over its steps.
 The reward is rescaled so that the training margins Delta_i = r*(a_i) - r*(b_i) have unit standard
-deviation. Clean label: a_i preferred iff Delta_i > 0.
+deviation (``standardize``; off: the raw r*, as in adaptive_pref §5.1 B). Clean label: a_i preferred iff Delta_i > 0.
 
 Corruption of the *training* labels only (``corruption``; the flipped pairs are recorded):
 - ``stochastic``: a_i preferred with probability sigmoid(Delta_i / temperature);
@@ -86,7 +86,8 @@ class PreferenceFeaturesSource(Source):
         a = torch.randn(cfg.n_train, m, d, generator=gen, dtype=torch.float64)
         b = torch.randn(cfg.n_train, m, d, generator=gen, dtype=torch.float64)
         delta = self.reward(a) - self.reward(b)
-        self.reward.scale = 1.0 / float(delta.std())  # training margins of unit std (spec §5.1)
+        if cfg.standardize:  # training margins of unit std (r3m spec §5.1)
+            self.reward.scale = 1.0 / float(delta.std())
         delta = delta * self.reward.scale
         clean = delta > 0
         label = self.corrupt(a, b, delta, gen)

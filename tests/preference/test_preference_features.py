@@ -214,3 +214,9 @@ def test_validation_reports_tau_and_gaps_per_strength_quintile():
     for k in range(1, 6):
         assert out[f"tau_q{k}"][1] == 40 and f"abs_margin_q{k}" in out
     assert "policy_value_b1" in out and "best_of_n" in out
+
+
+def test_raw_reward_when_not_standardized():
+    raw = build(standardize=False)
+    assert raw.reward.scale == 1.0 and abs(float(raw.delta.std()) - 1.0) > 1e-3
+    assert torch.equal(raw.chosen, build().chosen)  # the same environment, only the reward's units differ
