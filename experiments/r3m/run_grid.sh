@@ -22,3 +22,4 @@ COMMON=(seed=0,1,2 launcher=joblib logger=csv trainer.enable_progress_bar=false 
 "$PY" -m experiments.report r3m --runs "$LOGS" --out "$LOGS/reports/r3m" --no-wandb > /dev/null
 mkdir -p experiments/r3m/results
 cp "$LOGS"/reports/r3m/grid_* experiments/r3m/results/
+"$PY" -m experiments.r3m.compare_prototype > /dev/null
