@@ -43,10 +43,10 @@ def tokens_per_step(cfg) -> int:
 
 
 def bare(cfg, steps: int) -> float:
-    from reprolab.config import validate
     from methods.next_token import next_token_loss as lm_loss
+    from reprolab.config import validate
 
-    objs = validate(cfg)
+    objs = validate(cfg, OVERRIDES)  # the overrides are the command line's: optimizer=adamw replaces the preset
     torch.manual_seed(cfg.seed)
     source = objs["data"].build(cfg.seed)
     model = objs["model"].build(source.vocab_size)
@@ -66,7 +66,7 @@ def bare(cfg, steps: int) -> float:
 def runner(cfg, steps: int, log_dir: Path) -> float:
     from reprolab.app import JobInfo, main
 
-    main(cfg, JobInfo(output_dir=log_dir))
+    main(cfg, JobInfo(output_dir=log_dir, overrides=list(OVERRIDES)))
     s = WallClock.latest.starts
     return tokens_per_step(cfg) * (len(s) - 1 - WARMUP) / (s[-1] - s[WARMUP])
 
