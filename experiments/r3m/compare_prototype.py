@@ -1,4 +1,4 @@
-"""Ours (the grid tables' CSVs) beside the spec's prototype numbers (experiments/r3m/prototype.yaml).
+"""Ours (the grid tables' CSVs) beside the spec's prototype numbers (experiments/r3m/reference/prototype.yaml).
 
     python -m experiments.r3m.compare_prototype [--results experiments/r3m/results]
 
@@ -38,7 +38,7 @@ def main(argv=None) -> None:
     ap.add_argument("--results", default=str(HERE / "results"))
     args = ap.parse_args(argv)
     results = Path(args.results)
-    proto = yaml.safe_load((HERE / "prototype.yaml").read_text())
+    proto = yaml.safe_load((HERE / "reference" / "prototype.yaml").read_text())
     have = ours(results)
     lines = provenance("R3M CPU grid: ours beside the spec's prototype",
                        "python -m experiments.r3m.compare_prototype " + " ".join(sys.argv[1:] if argv is None else argv))
