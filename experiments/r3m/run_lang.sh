@@ -22,3 +22,4 @@ COMMON=(experiment=r3m_lang "runner.init_from='$SFT'" data.flip=0.0,0.1,0.2 seed
 "$PY" -m experiments.report r3m --runs "$LOGS" --out "$LOGS/reports/r3m" --no-wandb > /dev/null
 mkdir -p experiments/r3m/results
 cp "$LOGS"/reports/r3m/lang.* experiments/r3m/results/
+"$PY" -m experiments.r3m.lang_outliers --runs "$LOGS" > /dev/null
