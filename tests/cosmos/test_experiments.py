@@ -58,7 +58,7 @@ def test_tables_load():
     from experiments.tables import paper_tables
 
     tables = {t.name: t for t in paper_tables("cosmos")}
-    assert set(tables) == {"T1", "T2", "T3", "tiny_loss", "tiny_cost"}
+    assert set(tables) == {"T1", "T2", "T3", "tiny_loss", "tiny_cost", "tiny_optuna"}
     assert tables["tiny_loss"].best_of and not tables["T1"].best_of
 
 

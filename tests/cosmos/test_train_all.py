@@ -2,14 +2,14 @@
 
 Teacher-student regression through a two-layer tanh network, inputs with covariance eigenvalues
 from 1e-2 to 1e2 (the spec's §5.1 probe, smaller). Each method is built from its own
-conf/method/<name>.yaml (plus the overrides below) through its plugin's ``build_optimizer``.
+conf/optimizer/<name>.yaml, chosen with its ``method=<name>`` preset (plus the overrides below), through its
+plugin's ``build_optimizer``.
 """
 import pytest
 import torch
 
 from reprolab.config import typed
-from reprolab.registry import methods, options
-from reprolab.roles import OptimizerMethod
+from reprolab.registry import plugins
 
 # What a 16 x 32 problem needs on top of each method's paper-scale defaults.
 OVERRIDES = {
@@ -21,7 +21,7 @@ OVERRIDES = {
     "muon": ["method.lr=0.02", "method.adam_lr=1e-2"],
     "soap": ["method.lr=1e-2"],
 }
-OPTIMIZERS = sorted(n for n, cls in methods().items() if issubclass(cls, OptimizerMethod) and n in options("method"))
+OPTIMIZERS = sorted(plugins("optimizer"))
 
 
 def test_every_optimizer_is_listed():
