@@ -2,7 +2,8 @@
 # The R3M CPU grid (../shared/papers/r3m.md §5.1) as Hydra multiruns: 6 corruption settings
 # (clean; irrational p = 1/3, 1/2, 2/3; random 20 %; stochastic T = 0.3) x 6 methods (BT; R3M
 # lambda = 0.3, 0.5, 0.7; BT with label smoothing 0.1; rDPO-style eps = 0.1 on the reward margin) x 3
-# seeds = 108 runs of an MLP reward model (1280 steps each); then the tables
+# seeds = 108 runs of an MLP reward model (1280 steps each), plus APS on the same corruptions (18 runs,
+# adaptive_pref spec §5.1 D); then the tables
 # (experiments/r3m/grid_*.yaml) into experiments/r3m/results/.
 #   experiments/r3m/run_grid.sh [extra Hydra overrides]
 # One torch thread per run, REPROLAB_JOBS (default 2) runs at a time.
@@ -18,6 +19,8 @@ COMMON=(seed=0,1,2 launcher=joblib logger=csv trainer.enable_progress_bar=false 
 "$PY" run.py -m "$GRID" objective=bt objective.label_smoothing=0.0,0.1 "${COMMON[@]}" "$@"
 "$PY" run.py -m "$GRID" objective=r3m objective.lam=0.3,0.5,0.7 "${COMMON[@]}" "$@"
 "$PY" run.py -m "$GRID" objective=rdpo objective.margin=reward objective.beta=1.0 objective.flip_rate=0.1 "${COMMON[@]}" "$@"
+# adaptive_pref spec §5.1 D: APS (its defaults: rho0 0.1, tau_max 1, K 3) on the same corruptions
+"$PY" run.py -m "$GRID" objective=adaptive_pref "${COMMON[@]}" "$@"
 
 "$PY" -m experiments.report r3m --runs "$LOGS" --out "$LOGS/reports/r3m" --no-wandb > /dev/null
 mkdir -p experiments/r3m/results
