@@ -94,7 +94,8 @@ class PairwiseObjective(ObjectiveMethod):
         if "true_margin" in batch:  # per quintile of the true preference strength
             from methods.preference_metrics import quintile_means
 
-            per_pair = {"abs_margin": x.detach().abs(), **{k: v.detach() for k, v in stats.items()}}
+            per_pair = {"true_gap": batch["true_margin"], "abs_margin": x.detach().abs(),
+                        **{k: v.detach() for k, v in stats.items()}}
             out.update(quintile_means(per_pair, batch["true_margin"]))
         return out
 

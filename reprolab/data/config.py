@@ -208,7 +208,8 @@ class PreferenceFeaturesData:
     (`reprolab.data.preference_features`; spec ../shared/papers/r3m.md §5.1, defaults from there).
 
     dim / hidden / truth: items x ~ N(0, I_dim); r*(x) = w2^T tanh(W1^T x) with ``hidden`` units
-      (``truth: mlp``) or a unit-norm linear w^T x (``linear``).
+      (``truth: mlp``), a unit-norm linear w^T x (``linear``) or ``tabular``: ``dim`` items (one-hot) with
+      rewards evenly spaced in [-3, 3] (adaptive_pref §5.1 C; a reward model with no hidden layer is a table).
     segment_len: steps per item (a segment's reward sums its steps; myopic labels need > 1, the spec's 10).
     n_train / test_pairs / test_items: 2000 training pairs, 4000 fresh clean test pairs and items.
     corruption (training labels only): ``none``, ``stochastic`` (``temperature`` T, spec grid
@@ -252,7 +253,7 @@ class PreferenceFeaturesData:
         for key in ("dim", "hidden", "segment_len", "n_train", "test_pairs", "test_items", "block", "batch_size",
                     "pool_items", "bandit_contexts", "bandit_candidates"):
             checks.positive(f"data.{key}", getattr(self, key))
-        checks.one_of("data.truth", self.truth, ("mlp", "linear"))
+        checks.one_of("data.truth", self.truth, ("mlp", "linear", "tabular"))
         checks.one_of("data.corruption", self.corruption, CORRUPTIONS)
         checks.positive("data.temperature", self.temperature)
         checks.in_range("data.gamma", self.gamma, 0.0, 1.0, lo_open=True)

@@ -3,7 +3,9 @@
 Spec: ../shared/papers/r3m.md §5.1 (the CPU analog of the R3M robotics study). Items are segments
 of ``segment_len`` steps, each step a feature vector x_t ~ N(0, I_dim); the ground-truth reward of a
 step is ``r*(x) = w2^T tanh(W1^T x)`` (W1 ~ N(0, 1/dim) of shape dim x hidden, w2 ~ N(0, 1/hidden))
-or, with ``truth=linear``, ``r*(x) = w^T x`` (||w|| = 1); a segment's reward is the sum over its steps.
+or, with ``truth=linear``, ``r*(x) = w^T x`` (||w|| = 1); with ``truth=tabular`` an item is one of ``dim``
+items (a one-hot vector) with rewards evenly spaced in [-3, 3] (adaptive_pref §5.1 C); a segment's
+reward is the sum over its steps.
 The reward is rescaled so that the training margins Delta_i = r*(a_i) - r*(b_i) have unit standard
 deviation (``standardize``; off: the raw r*, as in adaptive_pref §5.1 B). Clean label: a_i preferred iff Delta_i > 0.
 
@@ -44,7 +46,9 @@ class TrueReward:
 
     def __init__(self, dim: int, hidden: int, truth: str, gen: torch.Generator):
         self.truth = truth
-        if truth == "mlp":
+        if truth == "tabular":  # item k of dim has reward -3 + 6 k / (dim - 1), evenly spaced in [-3, 3]
+            self.w = torch.linspace(-3, 3, dim, dtype=torch.float64)
+        elif truth == "mlp":
             self.W1 = torch.randn(dim, hidden, generator=gen, dtype=torch.float64) / math.sqrt(dim)
             self.w2 = torch.randn(hidden, generator=gen, dtype=torch.float64) / math.sqrt(hidden)
         else:
@@ -83,8 +87,7 @@ class PreferenceFeaturesSource(Source):
         gen = torch.Generator().manual_seed(int(env_seed))
         self.reward = TrueReward(cfg.dim, cfg.hidden, cfg.truth, gen)
         m, d = cfg.segment_len, cfg.dim
-        a = torch.randn(cfg.n_train, m, d, generator=gen, dtype=torch.float64)
-        b = torch.randn(cfg.n_train, m, d, generator=gen, dtype=torch.float64)
+        a, b = self.items(cfg.n_train, gen), self.items(cfg.n_train, gen)
         delta = self.reward(a) - self.reward(b)
         if cfg.standardize:  # training margins of unit std (r3m spec §5.1)
             self.reward.scale = 1.0 / float(delta.std())
@@ -96,10 +99,9 @@ class PreferenceFeaturesSource(Source):
         self.chosen = torch.where(label[:, None, None], a, b).float()
         self.rejected = torch.where(label[:, None, None], b, a).float()
         # Fresh clean test pairs and items, from the same environment.
-        ta = torch.randn(cfg.test_pairs, m, d, generator=gen, dtype=torch.float64)
-        tb = torch.randn(cfg.test_pairs, m, d, generator=gen, dtype=torch.float64)
+        ta, tb = self.items(cfg.test_pairs, gen), self.items(cfg.test_pairs, gen)
         a_wins = (self.reward(ta) > self.reward(tb))[:, None, None]
-        items = torch.randn(cfg.test_items, m, d, generator=gen, dtype=torch.float64)
+        items = self.items(cfg.test_items, gen)
         self._val = {
             "chosen_features": torch.where(a_wins, ta, tb).float(),
             "rejected_features": torch.where(a_wins, tb, ta).float(),
@@ -109,14 +111,22 @@ class PreferenceFeaturesSource(Source):
             "item_reward": self.reward(items).float(),
         }
         # Drawn after everything above, so adding them changed none of it.
-        bandit = torch.randn(cfg.bandit_contexts, cfg.bandit_candidates, m, d, generator=gen, dtype=torch.float64)
+        bandit = self.items(cfg.bandit_contexts * cfg.bandit_candidates, gen).view(cfg.bandit_contexts, cfg.bandit_candidates, m, d)
         self._val.update(bandit_features=bandit.float(), bandit_reward=self.reward(bandit).float())
         if cfg.pairing == "fixed":
             self._val.update(train_chosen_features=self.chosen, train_rejected_features=self.rejected,
                              train_flipped=self.flipped)
         else:
-            pool = torch.randn(cfg.pool_items, m, d, generator=gen, dtype=torch.float64)
+            pool = self.items(cfg.pool_items, gen)
             self.pool, self.pool_reward = pool.float(), self.reward(pool)
+
+    def items(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        """``(n, segment_len, dim)`` item features: N(0, I) steps, or one-hot item indices (``truth: tabular``)."""
+        m, d = self.cfg.segment_len, self.cfg.dim
+        if self.cfg.truth == "tabular":
+            which = torch.randint(0, d, (n, m), generator=gen)
+            return torch.nn.functional.one_hot(which, d).double()
+        return torch.randn(n, m, d, generator=gen, dtype=torch.float64)
 
     def corrupt(self, a, b, delta, gen) -> torch.Tensor:
         """Training labels (True: a preferred) under the configured corruption."""

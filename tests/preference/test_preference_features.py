@@ -220,3 +220,18 @@ def test_raw_reward_when_not_standardized():
     raw = build(standardize=False)
     assert raw.reward.scale == 1.0 and abs(float(raw.delta.std()) - 1.0) > 1e-3
     assert torch.equal(raw.chosen, build().chosen)  # the same environment, only the reward's units differ
+
+
+def test_tabular_items_are_one_hot_with_evenly_spaced_rewards():
+    """adaptive_pref §5.1 C: 40 items, rewards -3 ... 3; a reward model without hidden layers is a table."""
+    source = PreferenceFeaturesData(**SMALL, truth="tabular", dim=40, standardize=False, n_train=500,
+                                    corruption="stochastic", temperature=1.0).build(0)
+    assert torch.equal(source.chosen.sum(-1), torch.ones(500, 1))
+    assert torch.allclose(source.reward(torch.eye(40, dtype=torch.float64)[:, None]), torch.linspace(-3, 3, 40, dtype=torch.float64))
+    distinct = source.delta != 0  # a pair of one item twice has no true preference
+    assert torch.equal(source.flipped[distinct], true_flips(source)[distinct]) and source.flipped.any()
+    table = MLPReward(input_dim=40, hidden_sizes=[]).build()
+    assert sum(p.numel() for p in table.parameters()) == 41
+    val = source.val_batches()[0]
+    assert torch.allclose(val["true_margin"].double(), (source.reward(val["chosen_features"].double())
+                                                        - source.reward(val["rejected_features"].double())).abs(), atol=1e-6)
