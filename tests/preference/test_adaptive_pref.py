@@ -202,3 +202,14 @@ def test_bad_values_are_config_errors_naming_the_key(kwargs, key):
     for cls in (AdaptivePrefConfig, AdaDPOConfig):
         with pytest.raises(ConfigError, match=key):
             cls(**kwargs)
+
+
+def test_three_newton_steps_trap_some_margins_at_tau0():
+    """The cause of the gap collapse in experiments/adaptive_pref/results (analog C): at rho0 = 0.3, tau_max = 3,
+    K = 3 official Newton steps from tau = 1 end on tau0 for d = 0.7 and 1.0, where the exact tau is 0.37 and 0.53;
+    outside that window they agree with the closed form."""
+    d = torch.tensor([0.7, 1.0], dtype=torch.float64)
+    assert torch.equal(newton_tau(d, 0.1, 3.0, 0.3, 3, 1e-8), torch.full_like(d, 0.1))
+    assert torch.allclose(closed_form_tau(d, 0.1, 3.0, 0.3), d / u_of_rho(0.3))
+    ok = torch.tensor([0.3, 1.5, 3.0, 5.0], dtype=torch.float64)
+    assert torch.allclose(newton_tau(ok, 0.1, 3.0, 0.3, 3, 1e-8), closed_form_tau(ok, 0.1, 3.0, 0.3), atol=1e-2)
