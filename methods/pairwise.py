@@ -17,6 +17,7 @@ the batches' stable ``pair_id``, saved with the run through ``state_dict``.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,9 +56,9 @@ class PairwiseObjective(ObjectiveMethod):
         return self.margin == "policy"
 
     # ---- what a subclass writes ---------------------------------------------------------------
+    @abstractmethod
     def pair_losses(self, x: "torch.Tensor", batch: dict) -> tuple["torch.Tensor", dict]:
         """Per-pair losses ``(B,)`` and per-pair statistics ``{name: (B,)}`` from scaled margins x."""
-        raise NotImplementedError
 
     def observe(self, x: "torch.Tensor", stats: dict, batch: dict) -> None:
         """Training steps only: keep per-pair state (nothing by default)."""
