@@ -1,8 +1,8 @@
 """The `lm` runner: train and evaluate a causal LM with Lightning.
 
 Slots (`runners.lm.config.LMRunner.slots`): ``optimizer`` (AdamW when empty), ``objective``
-(next-token CE when empty), optional ``adapter`` and ``temperature``; ``kv_cache`` and ``steering``
-serve the evaluation after training. Everything else (model, data, hardware, loggers) comes from
+(next-token CE when empty), optional ``adapter`` and ``temperature``; ``kv_cache`` serves the
+evaluation after training (``runner.eval``). Everything else (model, data, hardware, loggers) comes from
 its own config groups.
 """
 from __future__ import annotations
@@ -34,22 +34,21 @@ def run(cfg, run_dir, objs: dict) -> dict:
     # Read the checkpoint's step first: an unreadable last.ckpt stops here, naming itself and the fix.
     start_step = resume_step(run_dir.last_ckpt) if run_dir.resuming else None
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    roles = objs["roles"]
+    roles, runner = objs["roles"], objs["runner"]
     source = objs["data"].build(cfg.seed)
     model = objs["model"].build(source.vocab_size)
-    runner = objs["runner"]
     if runner.init_from:
         load_weights(model, runner.init_from, "runner.init_from")
     reference = frozen_copy(model) if roles.objective.needs_reference else None  # the initial policy
     if reference is not None and runner.reference_from:
         load_weights(reference, runner.reference_from, "runner.reference_from")
     model = assemble(model, roles)
-    module = LMModule(model, roles, objs["runner"], entropy_floor=source.entropy_floor, reference=reference)
+    module = LMModule(model, roles, runner, entropy_floor=source.entropy_floor, reference=reference)
     datamodule = LMDataModule(source)
 
     checkpoint = StepCheckpoint(
         dirpath=str(run_dir.checkpoint_dir), filename="step{step}", save_last=True, save_top_k=0,
-        every_n_train_steps=objs["runner"].checkpoint_every or None, save_on_train_epoch_end=False,
+        every_n_train_steps=runner.checkpoint_every or None, save_on_train_epoch_end=False,
     )
     finalize = Finalize(run_dir.last_ckpt)
     callbacks = [WorkerLogging(run_dir.path / "run.log"), Throughput(), checkpoint, finalize,
@@ -82,8 +81,8 @@ def run(cfg, run_dir, objs: dict) -> dict:
             "results (it was written by an older reprolab). Rerun with a larger trainer.max_steps, or move the run "
             "folder away to train again."
         )
-    if objs["runner"].eval is not None and trainer.is_global_zero:
-        results.update(evaluate_after_training(module.model, roles.kv_cache, objs["runner"], source))
+    if runner.eval is not None and trainer.is_global_zero:
+        results.update(evaluate_after_training(module.model, roles.kv_cache, runner, source))
     return results
 
 

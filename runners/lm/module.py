@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-
 from collections import defaultdict
 
 import lightning as L
@@ -27,8 +26,8 @@ class LMModule(L.LightningModule):
     not a submodule, so it is neither trained, nor wrapped by DDP, nor saved in checkpoints; it
     follows the policy's device. Validation reports ``val/<name> = sum / count`` over the whole
     validation set for every pair the objective's ``evaluate`` returns (``val/loss`` is the
-    token-weighted mean for next-token CE), ``val/ppl`` = exp(val/loss) and, when the data has a
-    known entropy floor, ``val/excess_loss``.
+    token-weighted mean for next-token CE), ``val/ppl`` = exp(val/loss) for per-token objectives and,
+    when the data has a known entropy floor, ``val/excess_loss``.
     """
 
     def __init__(self, model, roles, runner_cfg, entropy_floor=None, reference=None):

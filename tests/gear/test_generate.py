@@ -133,8 +133,6 @@ def test_generate_needs_a_cache_method(run_job):
 
 
 def test_a_killed_evaluation_resumes_after_its_last_batch(run_job, tmp_path):
-    import json
-
     from reprolab.rundir import RunDir
 
     over = GEN + RECALL + ["method=kivi", "method.buffer=8", "method.group=8"]
