@@ -76,7 +76,7 @@ def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-GENERATED = ("benchmarks/results", "experiments/*/results")
+GENERATED = ("benchmarks/results", "experiments/*/results")  # folders of result files this repo writes
 
 
 def git_state() -> dict:
@@ -94,7 +94,9 @@ def git_state() -> dict:
     if not commit:
         return {"commit": None, "dirty": None}
     # Uncommitted code changes; result files this repo writes (benchmark and paper tables) do not count.
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{p}" for p in GENERATED))
+    # A wildcard pathspec matches whole paths only, so each folder is excluded with its files (``p/*``).
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  *(f":!{p}{tail}" for p in GENERATED for tail in ("", "/*")))
     return {"commit": commit, "dirty": bool(changed)}
 
 

@@ -261,3 +261,28 @@ def test_a_finished_run_is_not_reported_for_other_hardware(run_job, tmp_path):
         run_job([*args, "hardware=ddp_spawn"])  # the same folder: hardware is not in its name
     again, job_again = run_job([*args, f"paths.data_dir={tmp_path / 'moved'}"])
     assert again == first and job_again.output_dir == job.output_dir
+
+
+def test_regenerated_result_files_do_not_mark_the_tree_dirty(tmp_path, monkeypatch):
+    """A results table rewritten in the tree (experiments/<paper>/results/..., benchmarks/results/...) is not a
+    code change; an edited source file is."""
+    import subprocess
+
+    from reprolab import rundir
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for rel in ("experiments/paper/results/t.md", "benchmarks/results/b.md", "code.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(rundir, "ROOT", tmp_path)
+    monkeypatch.delenv("REPROLAB_COMMIT", raising=False)
+    for rel in ("experiments/paper/results/t.md", "benchmarks/results/b.md"):
+        (tmp_path / rel).write_text("new\n")
+    assert rundir.git_state()["dirty"] is False
+    (tmp_path / "code.py").write_text("new\n")
+    assert rundir.git_state()["dirty"] is True
