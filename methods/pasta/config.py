@@ -8,6 +8,8 @@ from reprolab import checks
 from reprolab.registry import schema
 from reprolab.roles import SteeringMethod
 
+SECTIONS = ("official", "union")
+
 
 @schema("steering", "pasta")
 @dataclass
@@ -18,29 +20,32 @@ class PASTAConfig(SteeringMethod):
     For each steered head, every query row's attention to the prompt keys outside the highlight G is
     scaled by alpha and the row renormalised: T(A)_ij = s_j A_ij / sum_j' s_j' A_ij', s = 1 on G and
     on generated tokens, alpha on the rest of the prompt. Implemented, as the official code, by adding
-    log(alpha) to those pre-softmax scores, at prefill and at every decoding step.
+    log(alpha) to those pre-softmax scores, at prefill and at every decoding step: a masked add on the
+    scores of the selected heads inside the one attention pass (`reprolab.models.attention`).
 
-    heads: ``{layer: [query head ids]}`` (the official head-config format; keys are layer indices).
-      Empty: no head is steered (the identity). alpha: the scale (0.01 in PASTA, ``scale_position=exclude``).
+    heads: ``{layer: [query head ids]}`` (the official head-config format; keys are layer indices;
+      with GQA the ids index query heads). Empty: no head is steered (the identity).
+    alpha: the scale (0.01 in PASTA, ``scale_position=exclude``; AutoPASTA's delta = log 100).
+    sections: several highlighted sections (a ``(batch, K, prompt)`` highlight) are combined as
+      ``official`` (`edit_multisection_attention`: the exclude rule once per section, so a prompt token
+      outside all K sections gets alpha^K, one inside exactly one alpha^(K-1), generated tokens 1) or
+      ``union`` (alpha once on the complement of the union). Identical for one section.
+    A highlight row with no token marked is left unsteered (an example whose key sentence could not
+    be found decodes as direct prompting).
     """
 
     identity: ClassVar[dict] = {"alpha": 1.0, "heads": {"0": [0, 1], "1": [3]}}
     alpha: float = 0.01
     heads: dict[str, list[int]] = field(default_factory=dict)
+    sections: str = "official"
 
     def __post_init__(self):
         checks.in_range("method.alpha", self.alpha, 0.0, 1.0, lo_open=True)
-        for layer, ids in self.heads.items():
-            if not str(layer).isdigit() or any(not isinstance(h, int) or h < 0 for h in ids):
-                raise checks.ConfigError(f"method.heads={dict(self.heads)!r}: keys are layer indices and values lists of "
-                                         "query head ids >= 0, e.g. {'0': [1, 3], '5': [0]}.")
+        checks.one_of("method.sections", self.sections, SECTIONS)
+        self.heads = check_heads(self.heads)
 
     def check_model(self, model_config) -> None:
-        layers, n_heads = model_config.num_hidden_layers, model_config.num_attention_heads
-        for layer, ids in self.heads.items():
-            if int(layer) >= layers or any(h >= n_heads for h in ids):
-                raise checks.ConfigError(f"method.heads names layer {layer} heads {list(ids)}; the model has {layers} layers of "
-                                         f"{n_heads} query heads: pick heads within them.")
+        check_heads_fit(self.heads, model_config)
 
     def score_bias(self, layer, num_heads, key_len, highlight):
         import torch
@@ -48,10 +53,39 @@ class PASTAConfig(SteeringMethod):
         ids = self.heads.get(str(layer))
         if not ids or self.alpha == 1.0:
             return None
-        B, prompt = highlight.shape
-        outside = ~highlight[:, :key_len]
-        bias = torch.zeros(B, num_heads, 1, key_len, device=highlight.device)
-        row = torch.zeros(B, key_len, device=highlight.device)
-        row[:, : outside.shape[1]] = outside.float() * math.log(self.alpha)
-        bias[:, list(ids), 0, :] = row[:, None, :]
+        row = prompt_bias(highlight, math.log(self.alpha), self.sections)[:, :key_len]  # (B, prompt)
+        bias = torch.zeros(row.shape[0], num_heads, 1, key_len, device=row.device)
+        bias[:, list(ids), 0, : row.shape[1]] = row[:, None, :]  # keys past the prompt (generated) keep 0
         return bias
+
+
+def prompt_bias(highlight, log_alpha: float, sections: str = "official"):
+    """The additive bias of every prompt key, ``(batch, prompt_len)``: ``log_alpha`` times the number of
+    sections a key lies outside of (``official``) or once outside their union (``union``); rows (or
+    sections) with no highlighted token contribute nothing."""
+    g = highlight if highlight.dim() == 3 else highlight[:, None]  # (B, K, P)
+    active = g.any(-1, keepdim=True)
+    if sections == "union":
+        outside = ~g.any(1) & active.any(1)
+    else:
+        outside = (~g & active).sum(1)
+    return outside.float() * log_alpha
+
+
+def check_heads(heads) -> dict[str, list[int]]:
+    """``{layer: [head ids]}`` with string layer keys (a JSON head config or a YAML dict)."""
+    out = {}
+    for layer, ids in dict(heads).items():
+        if not str(layer).isdigit() or any(not isinstance(h, int) or h < 0 for h in ids):
+            raise checks.ConfigError(f"method.heads={dict(heads)!r}: keys are layer indices and values lists of "
+                                     "query head ids >= 0, e.g. {'0': [1, 3], '5': [0]}.")
+        out[str(layer)] = sorted(set(int(h) for h in ids))
+    return out
+
+
+def check_heads_fit(heads: dict, model_config) -> None:
+    layers, n_heads = model_config.num_hidden_layers, model_config.num_attention_heads
+    for layer, ids in heads.items():
+        if int(layer) >= layers or any(h >= n_heads for h in ids):
+            raise checks.ConfigError(f"method.heads names layer {layer} heads {list(ids)}; the model has {layers} layers of "
+                                     f"{n_heads} query heads: pick heads within them.")

@@ -151,6 +151,41 @@ class RecallData(LMData):
         return RecallSource(self, seed)
 
 
+@schema("data", "recall_distractors")
+@dataclass
+class RecallDistractorsData(LMData):
+    """Associative recall with distractors (`reprolab.data.qa_recall`, AutoPASTA's CPU analog): N
+    sentences ``k v .`` or ``NOT k* v' .``, then ``Q k* EQ`` -> v*. Train on short contexts
+    (``min_sentences``..``max_sentences``); the generate runner's ``recall_qa`` task tests longer ones.
+    """
+
+    num_keys: int = 64
+    num_values: int = 64
+    min_sentences: int = 2
+    max_sentences: int = 6
+    distractor_p: float = 0.3
+    seq_len: int = 32
+    val_seed: int = 1234
+
+    def __post_init__(self):
+        super().__post_init__()
+        from reprolab.data.qa_recall import RecallQATask
+
+        try:
+            need = RecallQATask(self.num_keys, self.num_values, self.min_sentences, self.max_sentences,
+                                self.distractor_p).max_len - 1
+        except ValueError as e:
+            raise checks.ConfigError(f"data.{e}") from None
+        if self.seq_len < need:
+            raise checks.ConfigError(f"data.seq_len={self.seq_len} is too short: {self.max_sentences} sentences need "
+                                     f"data.seq_len >= {need}.")
+
+    def build(self, seed: int):
+        from reprolab.data.qa_recall import RecallQASource
+
+        return RecallQASource(self, seed)
+
+
 @schema("data", "preference_markov")
 @dataclass
 class PreferenceMarkovData:

@@ -38,10 +38,10 @@ def install(model: torch.nn.Module, kv_cache=None, steering=None) -> None:
     from transformers.models.llama.modeling_llama import eager_attention_forward
 
     base = {"sdpa": sdpa_attention_forward, "eager": eager_attention_forward}.get(base_name)
-    if base is None:
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-        base = ALL_ATTENTION_FUNCTIONS[base_name]
+    if base is None:  # flash attention takes no 4D mask (a bias would be ignored silently), flex a block mask
+        raise ConfigError(f"steering={steering.registered_name} adds a score bias through the attention mask, and the "
+                          f"model's {base_name!r} attention takes no additive float mask: load the model with "
+                          "attn_implementation='sdpa' or 'eager' (model.set_attn_implementation('sdpa')).")
 
     def steered(module, query, key, value, attention_mask, **kwargs):
         highlight = model.__dict__.get("_highlight")
