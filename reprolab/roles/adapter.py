@@ -21,6 +21,8 @@ class AdapterMethod(Method, ABC):
       model, still a plain `transformers` model (same class, same ``forward`` / ``generate``).
       Only the adapter's parameters train unless ``train_base`` is true.
     - ``regularizer(model)``: a loss term the training loop adds to the objective, or None.
+    - ``on_before_train_step(model)``: once per optimizer step, after the backward pass (gradients
+      accumulated) and before ``optimizer.step()``: the gradients and the pre-step weights are there.
     - ``on_train_step(model, step, max_steps)``: once per optimizer step, after
       ``optimizer.step()`` and before ``zero_grad()`` (the gradients are still there); ``step``
       counts the optimizer steps already completed before this one (0 at the first), ``max_steps``
@@ -28,6 +30,9 @@ class AdapterMethod(Method, ABC):
     - ``adapter_state_dict(model)`` / ``load_adapter_state_dict(model, state)``: the adapter's
       tensors alone (what a checkpoint of the adapter holds), and putting them back into a model
       wrapped the same way.
+    - ``train_state_dict(model)`` / ``load_train_state_dict(model, state)``: what the adapter's training
+      keeps besides its tensors (RoseLoRA's importance EMAs); saved in the run's checkpoints so a resume
+      continues it.
     - ``merge(model)``: a plain model with the adapter folded into the base weights (in place).
 
     Fields every adapter has:
@@ -107,6 +112,16 @@ class AdapterMethod(Method, ABC):
 
     def on_train_step(self, model: "torch.nn.Module", step: int, max_steps: int) -> None:
         """Per optimizer step, gradients still in place (e.g. AdaLoRA's rank allocation). Default: nothing."""
+
+    def on_before_train_step(self, model: "torch.nn.Module") -> None:
+        """Per optimizer step, before ``optimizer.step()`` (e.g. RoseLoRA's importance). Default: nothing."""
+
+    def train_state_dict(self, model: "torch.nn.Module") -> dict:
+        """Training state kept outside the model's tensors, for checkpoints. Default: none."""
+        return {}
+
+    def load_train_state_dict(self, model: "torch.nn.Module", state: dict) -> None:
+        """Put back what `train_state_dict` gave. Default: nothing to restore."""
 
     # ---- helpers -----------------------------------------------------------------------------
     def check_targets(self, model: "torch.nn.Module") -> list[str]:

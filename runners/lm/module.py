@@ -67,6 +67,10 @@ class LMModule(L.LightningModule):
             self.log(f"train/{k}", v, prog_bar=(k == "loss"))
         return loss
 
+    def on_before_optimizer_step(self, optimizer):
+        if self.adapter is not None:  # gradients accumulated, weights not yet stepped (RoseLoRA's importance)
+            self.adapter.on_before_train_step(self.model)
+
     def optimizer_step(self, *args, **kwargs):
         super().optimizer_step(*args, **kwargs)
         if self.adapter is not None:  # after the step, before zero_grad (AdaLoRA's rank allocation reads the grads)
@@ -122,10 +126,14 @@ class LMModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         checkpoint["val_history"] = self.val_history
         checkpoint["objective"] = self.objective.state_dict()
+        if self.adapter is not None:
+            checkpoint["adapter"] = self.adapter.train_state_dict(self.model)
 
     def on_load_checkpoint(self, checkpoint):
         self.val_history = list(checkpoint.get("val_history", []))
         self.objective.load_state_dict(checkpoint.get("objective", {}))
+        if self.adapter is not None:
+            self.adapter.load_train_state_dict(self.model, checkpoint.get("adapter", {}))
 
 
 def pair_histograms(state: dict) -> dict:

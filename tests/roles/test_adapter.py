@@ -43,6 +43,7 @@ def train(adapter: AdapterMethod, model, steps=STEPS, lr=1e-2):
         loss = model(x, labels=x).loss
         extra = adapter.regularizer(model)
         (loss if extra is None else loss + extra).backward()
+        adapter.on_before_train_step(model)
         opt.step()
         adapter.on_train_step(model, step, steps)
         opt.zero_grad()
@@ -50,8 +51,13 @@ def train(adapter: AdapterMethod, model, steps=STEPS, lr=1e-2):
 
 
 def logits(model, x=None):
+    """In eval mode: an adapter's dropout (RoseLoRA's 0.1) would make the logits random."""
+    was_training = model.training
+    model.eval()
     with torch.no_grad():
-        return model(tokens() if x is None else x).logits
+        out = model(tokens() if x is None else x).logits
+    model.train(was_training)
+    return out
 
 
 def base_name(key: str) -> str:
