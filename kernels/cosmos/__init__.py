@@ -26,8 +26,8 @@ BACKENDS = (None, "torch", "triton")
 
 NS_DTYPES = {"auto": None, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
-__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "TRITON_BY_DEFAULT", "backend_for", "gemm_epilogue", "newton_schulz5",
-           "ns_dtype_for", "project_moments"]
+__all__ = ["BACKENDS", "NS5_COEFFS", "NS_DTYPES", "TRITON_BY_DEFAULT", "backend_for", "cpu_flags", "gemm_epilogue",
+           "native_bf16", "newton_schulz5", "ns_dtype_for", "project_moments"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -54,16 +54,45 @@ def backend_for(t: torch.Tensor, backend: str | None = None, kernel: str = "newt
     return "torch"
 
 
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # x86 bf16 dot-product instructions (oneDNN's bf16 GEMMs)
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags, read once: `torch.cpu.get_capabilities` where torch has it (2.13 does),
+    else the ``flags`` line of /proc/cpuinfo (Linux); empty where neither says."""
+    get = getattr(torch.cpu, "get_capabilities", None)
+    if get is not None:
+        return frozenset(name for name, on in get().items() if on is True)
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 GEMMs in hardware: CUDA GPUs from Ampere (sm_80) on, and CPUs with
+    AVX512-BF16 or AMX-BF16 (`cpu_flags`), where oneDNN's bf16 GEMMs take fp32 accumulation at 2-4x
+    the fp32 speed (square 256-2048, one thread, AMD EPYC with AVX512-BF16: benchmarks/cosmos_step.md).
+    Elsewhere (other CPUs, including ARM, not measured here) bf16 GEMMs convert to fp32 and are slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    return device.type == "cpu" and not BF16_CPU_FLAGS.isdisjoint(cpu_flags())
+
+
 def ns_dtype_for(t: torch.Tensor, dtype: torch.dtype | str | None = None) -> torch.dtype:
-    """The Newton-Schulz dtype: ``dtype`` if given (a torch dtype or a `NS_DTYPES` name), else
-    bf16 on CUDA (the official choice) and fp32 on CPU, where bf16 GEMMs without hardware support
-    are emulated (60x slower than fp32 on the 2-core AMD EPYC this was written on)."""
+    """The Newton-Schulz dtype: ``dtype`` if given (a torch dtype or a `NS_DTYPES` name), else auto:
+    bf16 where the device runs bf16 GEMMs natively (`native_bf16`; the official codes' precision),
+    fp32 elsewhere."""
     if isinstance(dtype, str):
         if dtype not in NS_DTYPES:
             raise ValueError(f"ns_dtype={dtype!r} is not one of {list(NS_DTYPES)}")
         dtype = NS_DTYPES[dtype]
     if dtype is None:
-        return torch.bfloat16 if t.is_cuda else torch.float32
+        return torch.bfloat16 if native_bf16(t.device) else torch.float32
     return dtype
 
 

@@ -9,7 +9,7 @@ from reprolab import checks
 from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
-NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 on CUDA, fp32 on CPU
+NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 where GEMMs run it natively (kernels.cosmos.native_bf16)
 
 ROUTINGS = ("name", "shape")
 BACKENDS = (None, "torch", "triton")

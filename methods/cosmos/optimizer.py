@@ -33,8 +33,10 @@ Deviations from the official code (``parity=True`` restores the ones that change
   embeddings and head about 2x the lr once the bias correction wears off (parity).
 - When the residual vanishes (||R|| <= 1e-6 ||Ghat||, e.g. rank = min(m, n)) the Muon part is
   dropped: NS5 would otherwise blow rounding noise up to norm gamma sqrt(mn) (parity: kept).
-- ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16). NS5 runs in bf16 on
-  CUDA as in the official code, in fp32 on CPU (``ns_dtype``; bf16 GEMMs are emulated on CPUs).
+- ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16). NS5 runs in bf16 as in
+  the official code where the device has bf16 GEMMs in hardware (CUDA from Ampere on; CPUs with
+  AVX512-BF16 or AMX), in fp32 elsewhere, where bf16 GEMMs are converted and slow (``ns_dtype``
+  auto, `kernels.cosmos.native_bf16`).
 - NS5 evaluates each step as Muon does, X <- a X + (b A + c A^2) X with A = X X^T, which for a
   k x n input (k <= n) costs k^3 + 2 k^2 n multiply-adds instead of the official 3 k^2 n of
   B = A X; X <- a X + b B + (c A) B. Equal in exact arithmetic, not bitwise (parity: official).
@@ -144,8 +146,9 @@ class COSMOS(HybridOptimizer):
         gamma: weight of the Muon part B (the official code hard-coded 0.2 before 2026).
         rank: r, the dimension of the adaptive subspace.
         nesterov: Nesterov mix of G and M (default on; see the module docstring for off).
-        ns_steps, ns_dtype: Newton-Schulz steps (5) and dtype: None = bf16 on CUDA as in the official
-            code, fp32 on CPU (`kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
+        ns_steps, ns_dtype: Newton-Schulz steps (5) and dtype: None or "auto" = bf16 as in the official
+            code where the device runs bf16 GEMMs natively, else fp32 (`kernels.cosmos.ns_dtype_for`);
+            or a dtype / "bfloat16" / "float32".
         parity: reproduce the official code's quirks (module docstring).
         backend: kernels for the hot GEMMs: None (auto, see `kernels.cosmos`), "torch", "triton".
         qr: the power iteration's orthonormalisation (`methods.linalg.orthonormal_basis`): "auto"

@@ -5,7 +5,7 @@ kellerjordan.github.io/posts/muon); reference code KellerJordan/Muon `SingleDevi
 (cosmos.md §3.3). For a hidden matrix W (m x n) with gradient G:
 
   B <- beta B + (1 - beta) G;   U = G + beta (B - G) (nesterov) or B
-  O = NS5(U)  (5 quintic Newton-Schulz steps, bf16 on GPU, Muon's association: cosmos.md §2.6)
+  O = NS5(U)  (5 quintic Newton-Schulz steps, bf16 where GEMMs run it natively, Muon's association: cosmos.md §2.6)
   W <- W (1 - lr wd) - lr s O,   s = max(1, m/n)^0.5 ("keller") or 0.2 sqrt(max(m, n)) ("moonlight",
   Liu et al., arXiv:2502.16982, which matches AdamW's update RMS).
 
@@ -41,7 +41,8 @@ class Muon(HybridOptimizer):
         lr, momentum, nesterov, ns_steps, weight_decay: the Muon branch (0.02, 0.95, True, 5, 0).
         scale: "keller" or "moonlight" (module docstring).
         adam_lr, adam_betas, adam_eps, adam_weight_decay: defaults of ``use_muon=False`` groups.
-        ns_dtype: None = bf16 on CUDA (official), fp32 on CPU (`kernels.cosmos.ns_dtype_for`).
+        ns_dtype: None or "auto" = bf16 (official) where the device runs bf16 GEMMs natively, else fp32
+            (`kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
         backend: Newton-Schulz kernels: None (Triton on CUDA), "torch", "triton". Same-shape
             matrices share one batched Newton-Schulz call.
     """

@@ -67,19 +67,24 @@ SHORT = ("trainer.max_steps=8", "trainer.val_check_interval=4", "runner.warmup_s
 STILL = "2 threads moved nothing; another CPU's GEMM kernels may round differently: 1e-5, fp32's scale"
 
 
+# Newton-Schulz (COSMOS, Muon) runs in bf16 where the CPU has bf16 GEMMs and in fp32 elsewhere (``ns_dtype``
+# auto, kernels.cosmos.native_bf16): their golden runs pin bf16, what auto takes on the machine that made the
+# files, so that every machine runs the same precision and the tolerances below compare like with like.
+BF16_NS = "method.ns_dtype=bfloat16"
+
 GOLDEN = [
     # the quickstart (`make run` = run.py -m method=adamw,cosmos), shortened: 30 steps is its warmup
     lm("quickstart_adamw", ("method=adamw", "trainer.max_steps=30", "trainer.val_check_interval=15"), 1e-5, STILL),
-    lm("quickstart_cosmos", ("method=cosmos", "trainer.max_steps=30", "trainer.val_check_interval=15"), 5e-4,
+    lm("quickstart_cosmos", ("method=cosmos", BF16_NS, "trainer.max_steps=30", "trainer.val_check_interval=15"), 5e-4,
        "2 threads moved the loss by up to 5.4e-5 relative (from the first step: COSMOS's QR and Newton-Schulz)"),
     # and whole (300 steps; its val losses are the README's table)
     lm("quickstart_full_adamw", ("method=adamw",), 1e-4, "2 threads moved nothing; another CPU's GEMM kernels may "
        "round differently and 300 steps grow it: 1e-4", slow=True),
-    lm("quickstart_full_cosmos", ("method=cosmos",), 5e-2, "2 threads moved the train loss by up to 2.4e-2 and the "
+    lm("quickstart_full_cosmos", ("method=cosmos", BF16_NS), 5e-2, "2 threads moved the train loss by up to 2.4e-2 and the "
        "val loss by 7e-3 relative: COSMOS's 300 steps amplify a rounding change at step 1 to the size of a change of "
        "seed, so across machines this is a loose check (quickstart_cosmos is the tight one)", slow=True),
     # every other optimizer family on the quickstart's model and data, 8 steps past a 2-step warmup
-    lm("lm_muon", ("method=muon", *SHORT), 1e-5, STILL),
+    lm("lm_muon", ("method=muon", BF16_NS, *SHORT), 1e-5, STILL),
     lm("lm_adam_mini", ("method=adam_mini", *SHORT), 1e-5, STILL),
     lm("lm_sgd", ("method=sgd", *SHORT), 1e-5, STILL),
     lm("lm_soap", ("method=soap", *SHORT), 2e-2, "2 threads moved the loss by up to 1.6e-3 relative (from the "
