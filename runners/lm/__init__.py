@@ -39,6 +39,8 @@ def run(cfg, run_dir, objs: dict) -> dict:
     model = objs["model"].build(source.vocab_size)
     if runner.init_from:
         load_weights(model, runner.init_from, "runner.init_from")
+    if hasattr(source, "prepare"):  # data made with the initial model (DFT's negatives), before any adapter
+        source.prepare(model)
     reference = frozen_copy(model) if roles.objective.needs_reference else None  # the initial policy
     if reference is not None and runner.reference_from:
         load_weights(reference, runner.reference_from, "runner.reference_from")
