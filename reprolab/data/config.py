@@ -307,3 +307,52 @@ class PreferenceFeaturesData:
         from reprolab.data.preference_features import PreferenceFeaturesSource
 
         return PreferenceFeaturesSource(self, seed)
+
+
+@schema("data", "gmm_pairs")
+@dataclass
+class GMMPairsData:
+    """Synthetic paired "image"/"text" vectors from a Gaussian mixture with per-cluster spreads, for
+    contrastive dual encoders (`reprolab.data.contrastive`; TempNet's CPU analog,
+    ../shared/papers/tempnet.md §5, sizes ours).
+
+    clusters / latent_dim / centre_scale: the mixture in latent space; spread_min / spread_max: each
+      cluster's spread, log-uniform (tight clusters hold near-duplicate pairs).
+    image_dim / text_dim / noise: the two views, tanh of random linear maps of the latent, plus noise.
+    n_train / val_pairs: training pairs (per-sample state is sized by it) and held-out pairs retrieved
+      among themselves at validation; batch_size: pairs per step (epochs drop the last partial batch).
+    data_seed: draws the task and the pairs; the run's seed orders the epochs.
+    """
+
+    kind: ClassVar[str] = "contrastive"
+    clusters: int = 32
+    latent_dim: int = 16
+    centre_scale: float = 1.0
+    spread_min: float = 0.05
+    spread_max: float = 1.0
+    image_dim: int = 32
+    text_dim: int = 32
+    noise: float = 0.1
+    n_train: int = 4096
+    val_pairs: int = 1000
+    batch_size: int = 128
+    data_seed: int = 0
+
+    def __post_init__(self):
+        for key in ("clusters", "latent_dim", "image_dim", "text_dim", "n_train", "val_pairs", "batch_size"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        for key in ("centre_scale", "spread_min", "spread_max"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        checks.non_negative("data.noise", self.noise)
+        if self.spread_min > self.spread_max:
+            raise checks.ConfigError(f"data.spread_min={self.spread_min} > data.spread_max={self.spread_max}: swap them.")
+        if self.batch_size < 2 or self.val_pairs < 2:
+            raise checks.ConfigError(f"data.batch_size={self.batch_size}, data.val_pairs={self.val_pairs}: a contrastive "
+                                     "batch needs at least 2 pairs (each pair's negatives are the other pairs).")
+        if self.batch_size > self.n_train:
+            raise checks.ConfigError(f"data.batch_size={self.batch_size} exceeds data.n_train={self.n_train}.")
+
+    def build(self, seed: int):
+        from reprolab.data.contrastive import GMMPairsSource
+
+        return GMMPairsSource(self, seed)

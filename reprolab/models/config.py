@@ -20,6 +20,9 @@ class CausalLM:
     hf_id: the real checkpoint at paper scale; loaded only when ``pretrained`` is true (it needs the
       hub or a local HF cache). Otherwise the model is built from these sizes with random init.
     tie_embeddings: LLaMA papers (GaLore/COSMOS) untie embedding and head; GPT-2 ties them.
+    reward_head: a reward model instead of an LM: the backbone with a scalar head on the last non-pad
+      token (`reprolab.models.reward.LMRewardModel`; ``objective.margin=lm_reward``). A causal LM's
+      checkpoint (``runner.init_from``, e.g. the SFT model) initialises its backbone.
     """
 
     arch: str = "llama"
@@ -35,6 +38,7 @@ class CausalLM:
     initializer_range: float = 0.02
     hf_id: Optional[str] = None
     pretrained: bool = False
+    reward_head: bool = False
 
     def __post_init__(self):
         checks.one_of("model.arch", self.arch, ARCHS)
@@ -80,3 +84,63 @@ class MLPReward:
         from reprolab.models.reward import MLPRewardModel
 
         return MLPRewardModel(self.input_dim, list(self.hidden_sizes), self.activation)
+
+
+@schema("model", "clip_mlp")
+@dataclass
+class ClipMLP:
+    """A contrastive dual encoder of two MLPs over feature vectors (`reprolab.models.dual_encoder`), for
+    data of kind ``contrastive`` (data=gmm_pairs: TempNet's CPU analog, ../shared/papers/tempnet.md §5).
+
+    image_dim / text_dim: the input features (must equal data.image_dim / data.text_dim);
+    hidden_sizes: the hidden ReLU layers of each tower; embed_dim: the shared normalised embedding.
+    """
+
+    image_dim: int = 32
+    text_dim: int = 32
+    hidden_sizes: list[int] = field(default_factory=lambda: [128])
+    embed_dim: int = 32
+
+    def __post_init__(self):
+        for key in ("image_dim", "text_dim", "embed_dim"):
+            checks.positive(f"model.{key}", getattr(self, key))
+        for h in self.hidden_sizes:
+            checks.positive("model.hidden_sizes", h)
+
+    def build(self, vocab_size: Optional[int] = None):
+        from reprolab.models.dual_encoder import mlp_dual_encoder
+
+        return mlp_dual_encoder(self)
+
+
+@schema("model", "clip_rn50_distilbert")
+@dataclass
+class ClipRN50DistilBert:
+    """TempNet's CLIP (../shared/papers/tempnet.md §2.5, `Bimodal_CL/clip.py`): a ResNet-50 image tower and a
+    DistilBERT text tower (transformers ``ResNetModel`` / ``DistilBertModel``), each projected to embed_dim 256.
+    pretrained: load ``image_hf_id`` / ``text_hf_id`` (the hub or a local HF cache; the official code takes
+    timm's ImageNet ResNet-50); false: random init at the sizes below (image_width, image_depths,
+    text_width, text_layers, text_heads, text_vocab; the defaults are ResNet-50's and DistilBERT's).
+    """
+
+    embed_dim: int = 256
+    pretrained: bool = True
+    image_hf_id: str = "microsoft/resnet-50"
+    text_hf_id: str = "distilbert-base-uncased"
+    image_width: int = 2048
+    image_depths: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    text_width: int = 768
+    text_layers: int = 6
+    text_heads: int = 12
+    text_vocab: int = 30522
+
+    def __post_init__(self):
+        for key in ("embed_dim", "image_width", "text_width", "text_layers", "text_heads", "text_vocab"):
+            checks.positive(f"model.{key}", getattr(self, key))
+        if self.text_width % self.text_heads:
+            raise checks.ConfigError(f"model.text_width={self.text_width} is not divisible by model.text_heads={self.text_heads}.")
+
+    def build(self, vocab_size: Optional[int] = None):
+        from reprolab.models.dual_encoder import rn50_distilbert
+
+        return rn50_distilbert(self)

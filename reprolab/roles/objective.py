@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import torch
 
 # What an objective consumes; each kind is a data config + collate (reprolab.data).
-DATA_KINDS = ("tokens", "preference", "preference_features")
+DATA_KINDS = ("tokens", "preference", "preference_features", "contrastive", "positives")
 
 
 class ObjectiveMethod(Method, ABC):
@@ -20,6 +20,9 @@ class ObjectiveMethod(Method, ABC):
     ``rejected_*`` sequences, see `reprolab.data.preference`) or ``preference_features`` (pairs of item
     features for a reward model, see `reprolab.data.preference_features`). ``needs_reference``: the runner
     builds a frozen copy of the initial model (no grads, never checkpointed) and passes it.
+    ``needs_temperature``: the run must fill the temperature slot (the loss reads ``model.temperature``).
+    ``contrastive`` batches are paired ``image``/``text`` features with their dataset ``index``
+    (`reprolab.data.contrastive`), for a dual encoder.
 
     ``loss(model, batch, reference)`` returns ``{"loss": scalar, ...}``: the scalar to
     backpropagate and other scalars logged under ``train/``. ``evaluate(model, batch, reference)``
@@ -35,6 +38,7 @@ class ObjectiveMethod(Method, ABC):
     role: ClassVar[str] = "objective"
     data_kind: ClassVar[str] = "tokens"
     needs_reference: ClassVar[bool] = False
+    needs_temperature: ClassVar[bool] = False  # divides by the temperature slot's tau (TempNet's DRO losses)
 
     @abstractmethod
     def loss(self, model: "torch.nn.Module", batch: dict,

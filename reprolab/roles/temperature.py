@@ -22,7 +22,16 @@ class TemperatureMethod(Method, ABC):
 
     role: ClassVar[str] = "temperature"
     identity: ClassVar[dict] = {}  # field values at which tau = 1 (the role tests use them)
+    # What tau reads: ``hidden`` (the head's input h, size hidden_size), ``logits`` (the head's output,
+    # size vocab: TempNet, fed the detached logits) or ``embedding`` (a contrastive dual encoder's
+    # normalised embeddings, size embed_dim: the contrastive objective divides each anchor's
+    # similarities by its tau; no head is wrapped).
+    reads: ClassVar[str] = "hidden"
+
+    def trains_alone(self) -> bool:
+        """True: every parameter outside the tau network is frozen (TempNet on a frozen LM)."""
+        return False
 
     @abstractmethod
     def module(self, hidden_size: int) -> "torch.nn.Module":
-        """The tau network for a model whose hidden size is ``hidden_size``."""
+        """The tau network for inputs of size ``hidden_size`` (the vocabulary when ``reads == "logits"``)."""

@@ -61,6 +61,10 @@ class LMRunner:
         if self.reference_from and not roles.objective.needs_reference:
             raise checks.ConfigError(f"runner.reference_from is set, and objective={roles.objective.registered_name} uses "
                                      "no reference model: drop it, or pick an objective with one (objective=dpo).")
+        if roles.objective.needs_temperature and roles.temperature is None:
+            raise checks.ConfigError(f"objective={roles.objective.registered_name} divides by a temperature and the "
+                                     "temperature slot is empty: add temperature=tempnet (or temperature=global_tau "
+                                     "temperature.learnable=true).")
         if self.eval is not None and roles.kv_cache is None:
             raise checks.ConfigError("runner.eval decodes through a KV cache and the kv_cache slot is empty: add "
                                      "kv_cache=fp16 (the uncompressed baseline) or a compressed one (kv_cache=gear, ...).")

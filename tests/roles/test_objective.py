@@ -22,8 +22,24 @@ def source_of(kind: str):
     raise AssertionError(f"no registered data plugin of kind {kind!r} builds offline")
 
 
-def model_for(source):
-    """A tiny causal LM for token data; the default MLP reward model for item-feature pairs."""
+def model_for(source, plugin=None):
+    """A tiny causal LM for token data (with a learnable global tau when the objective divides by a
+    temperature); the default MLP reward model for item-feature pairs; a tiny dual encoder for
+    contrastive pairs."""
+    if source.kind == "contrastive":
+        import torch
+
+        from reprolab.models.config import ClipMLP
+
+        torch.manual_seed(0)
+        return ClipMLP(image_dim=source.cfg.image_dim, text_dim=source.cfg.text_dim, hidden_sizes=[16]).build()
+    if plugin is not None and plugin.needs_temperature:
+        from methods.global_tau import GlobalTauConfig
+        from reprolab.models.assemble import attach_temperature
+
+        model = tiny_lm(vocab=source.vocab_size)
+        attach_temperature(model, GlobalTauConfig(learnable=True))
+        return model
     if source.kind == "preference_features":
         import torch
 
@@ -37,7 +53,7 @@ def model_for(source):
 @every("objective")
 def test_objective_gives_a_finite_loss_and_gradients(plugin):
     source = source_of(plugin.data_kind)
-    model = model_for(source)
+    model = model_for(source, plugin)
     if hasattr(source, "prepare"):  # data made with the initial model (DFT's negatives)
         source.prepare(model)
     batch = next(source.train_batches(0, 0, 1))

@@ -10,6 +10,14 @@ from tests.roles.conftest import every, tiny_lm
 
 @every("temperature")
 def test_temperature_identity_leaves_logits_unchanged(plugin):
+    if plugin.reads == "embedding":  # a contrastive dual encoder's tau: one per anchor, 1 at identity
+        from reprolab.models.config import ClipMLP
+
+        model = ClipMLP(image_dim=8, text_dim=8, hidden_sizes=[16], embed_dim=8).build()
+        attach_temperature(model, type(plugin)(**type(plugin).identity))
+        e = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+        assert all(torch.equal(t, torch.ones(6)) for t in model.temperature.eval()(e, e))
+        return
     ids = torch.randint(0, 32, (2, 12), generator=torch.Generator().manual_seed(0))
     base = tiny_lm().eval()
     tempered = tiny_lm().eval()

@@ -1,0 +1,111 @@
+"""One interface for the contrastive objectives of a dual encoder (CLIP, SogCLR, iSogCLR, TempNet's
+robust contrastive loss; ../shared/papers/tempnet.md §2.2, §3): batches of kind ``contrastive``
+(`reprolab.data.contrastive`), the model maps a batch to normalised (image, text) embeddings.
+
+A subclass writes ``pair_loss(model, image, text, batch) -> {"loss": ..., ...}``. Validation is
+retrieval of the held-out pairs among themselves (one batch): ``ir1``/``ir5`` (text -> image, "image
+retrieval"), ``tr1``/``tr5`` (image -> text), ``r1`` their mean at 1, and ``loss`` = 1 - r1.
+`GlobalEstimator` is SogCLR's moving-average estimate of each anchor's sum over all negatives
+of the dataset (one scalar and one running max per sample and direction), shared by SogCLR and iSogCLR.
+"""
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import torch
+
+from reprolab import checks
+from reprolab.roles import ObjectiveMethod
+
+EPS = 1e-14  # the official clamp of the moving average
+
+
+def check_pairs(image: torch.Tensor) -> None:
+    """A contrastive batch needs >= 2 pairs: each pair's negatives are the others."""
+    if image.shape[0] < 2:
+        raise checks.ConfigError(f"a contrastive batch of {image.shape[0]} pair has no negatives: every pair is "
+                                 "contrasted with the other pairs of its batch. Use data.batch_size >= 2.")
+
+
+def similarity_diffs(image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(image_diffs, text_diffs)``, both with the anchor on the rows: ``image_diffs[i, j] = s_ij - s_ii``
+    (image i against text j), ``text_diffs[j, i] = s_ij - s_jj`` (text j against image i); s = image @ text^T."""
+    sim = image @ text.t()
+    diag = sim.diagonal()
+    return sim - diag[:, None], sim.t() - diag[:, None]
+
+
+def recall_at(scores: torch.Tensor, k: int) -> float:
+    """Share of rows whose own column (the diagonal) is among the k largest scores of the row."""
+    own = scores.diagonal()[:, None]
+    return float(((scores > own).sum(1) < k).float().mean())
+
+
+class GlobalEstimator:
+    """Per sample (dataset ``index``) and direction: ``s`` (the moving average of the sum over negatives
+    of exp(d - b)) and ``b`` (the running max of d, for stability); grown on demand, kept in checkpoints."""
+
+    def __init__(self):
+        self.s = torch.zeros(0, dtype=torch.float64)
+        self.b = torch.zeros(0, dtype=torch.float64)
+
+    def grow(self, n: int) -> None:
+        if n > self.s.numel():
+            extra = max(n, 2 * self.s.numel()) - self.s.numel()
+            self.s = torch.cat([self.s, torch.zeros(extra, dtype=self.s.dtype)])
+            self.b = torch.cat([self.b, torch.zeros(extra, dtype=self.b.dtype)])
+
+    def weights(self, d: torch.Tensor, ids: torch.Tensor, gamma: float, first_epoch: bool,
+                norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step for anchors ``ids`` with detached scaled diffs ``d`` ``(B, B)`` (anchor rows, the
+        diagonal excluded): b <- max(b, max_j d_ij); g = sum_{j != i} exp(d_ij - b) / norm; s <- g (first
+        epoch) or (1 - gamma) s exp(b_old - b) + gamma g. Returns (weights exp(d - b) / s, s, b), s >= 1e-14."""
+        ids_cpu = ids.cpu()
+        self.grow(int(ids_cpu.max()) + 1)
+        neg = ~torch.eye(d.shape[0], dtype=torch.bool, device=d.device)
+        old_b = self.b[ids_cpu].to(d)
+        new_b = torch.maximum(old_b, d.max(1).values)
+        e = torch.exp(d - new_b[:, None]) * neg
+        g = e.sum(1) / norm
+        s = g if first_epoch else (1 - gamma) * self.s[ids_cpu].to(d) * torch.exp(old_b - new_b) + gamma * g
+        self.b[ids_cpu] = new_b.detach().cpu().to(self.b.dtype)
+        self.s[ids_cpu] = s.detach().cpu().to(self.s.dtype)
+        s = s.clamp_min(EPS)
+        return e / s[:, None], s, new_b
+
+    def state_dict(self) -> dict:
+        return {"s": self.s.clone(), "b": self.b.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.s, self.b = state["s"].clone(), state["b"].clone()
+
+
+class ContrastiveObjective(ObjectiveMethod):
+    """Base of the dual-encoder objectives: the batches, the one-pair check, the retrieval metrics."""
+
+    data_kind: ClassVar[str] = "contrastive"
+
+    @abstractmethod
+    def pair_loss(self, model, image: torch.Tensor, text: torch.Tensor, batch: dict) -> dict:
+        """``{"loss": scalar, ...}`` from the batch's normalised embeddings."""
+
+    def loss(self, model, batch, reference=None):
+        image, text = model(batch)
+        check_pairs(image)
+        return self.pair_loss(model, image.float(), text.float(), batch)
+
+    def evaluate(self, model, batch, reference=None):
+        image, text = model(batch)
+        check_pairs(image)
+        sim = image.float() @ text.float().t()
+        n = torch.tensor(float(sim.shape[0]))
+        out = {"tr1": recall_at(sim, 1), "tr5": recall_at(sim, 5), "ir1": recall_at(sim.t(), 1),
+               "ir5": recall_at(sim.t(), 5)}
+        out["r1"] = (out["tr1"] + out["ir1"]) / 2
+        out["loss"] = 1 - out["r1"]
+        sums = {k: (torch.tensor(v) * n, n) for k, v in out.items()}
+        if hasattr(model, "temperature"):  # TempNet: the mean predicted tau of each modality
+            tau_i, tau_t = model.temperature(image, text)
+            sums.update(tau_image=(tau_i.float().sum(), n), tau_text=(tau_t.float().sum(), n))
+        return sums
