@@ -282,9 +282,9 @@ class TextSource(PositivesSource):
         d = None if distractor is None else self.answer_tokens(distractor, len(prompt))
         answer = self.answer_tokens(row[self.cfg.answer_field], len(prompt))
         if not answer:
-            raise ConfigError(f"a prompt of {self.cfg.train_file} leaves no answer tokens after truncation to "
-                              f"data.max_length={self.cfg.max_length}: raise data.max_length or lower "
-                              f"data.max_prompt_length={self.cfg.max_prompt_length}.")
+            raise ConfigError(f"a prompt of {self.cfg.train_file} has no answer tokens after masking (an empty "
+                              f"{self.cfg.answer_field!r}, or the prompt took data.max_length={self.cfg.max_length}): drop "
+                              "the row, or raise data.max_length / lower data.max_prompt_length.")
         return Example(prompt, answer, gen, d)
 
     def negative_answer(self, generated: list[int], example: Example) -> list[int]:
