@@ -4,11 +4,15 @@ Every objective here maps per-pair margins to per-pair losses and per-pair stati
 
     x_i = beta * m_i,   m_i = r(w_i) - r(l_i)                           (``margin: reward``)
                         m_i = [log pi - log pi_ref](w_i) - [...](l_i)   (``margin: policy``, DPO's h)
+                        m_i = r(w_i) - r(l_i), r a causal LM's scalar head (``margin: lm_reward``)
 
 and a subclass writes only ``pair_losses(x, batch) -> (losses (B,), {stat: (B,)})``. The margin
 source decides the batches and the models: ``reward`` margins come from a reward model (a module
 mapping item features to a scalar, `reprolab.models.reward`) on ``preference_features`` batches;
-``policy`` margins from a causal LM against its frozen reference on ``preference`` (token) batches.
+``policy`` margins from a causal LM against its frozen reference on ``preference`` (token) batches;
+``lm_reward`` margins from a causal-LM reward model (``model.reward_head=true``: a scalar on the last
+non-pad token of prompt + response, `reprolab.models.reward.LMRewardModel`) on the same token batches.
+A margin that is NaN or infinite stops the step with `NonFiniteMarginError` (how many pairs, the fix).
 
 Logged per training step (``train/``): the mean loss, ``reward_acc`` (share of pairs with x > 0),
 ``margin`` (mean x) and the mean of each per-pair statistic. Validation sums the same. Objectives
@@ -22,22 +26,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reprolab import checks
+from reprolab.checks import UserError
 from reprolab.roles import ObjectiveMethod
 
 if TYPE_CHECKING:
     import torch
 
-MARGINS = ("reward", "policy")
+MARGINS = ("reward", "policy", "lm_reward")
 # The data kind each margin source consumes (`reprolab.roles.objective.DATA_KINDS`).
-MARGIN_DATA_KIND = {"reward": "preference_features", "policy": "preference"}
+MARGIN_DATA_KIND = {"reward": "preference_features", "policy": "preference", "lm_reward": "preference"}
+
+
+class NonFiniteMarginError(UserError, FloatingPointError):
+    """A pair's margin is NaN or infinite: the message says how many pairs and where to look."""
 
 
 @dataclass
 class PairwiseObjective(ObjectiveMethod):
     """Base of the pairwise objectives: per-pair margins in, per-pair losses + stats out.
 
-    margin: ``reward`` (a reward model, d = r(w) - r(l)) or ``policy`` (a policy against a frozen
-      reference, DPO's implicit reward margin h). beta: the scale of the margin, x = beta * m.
+    margin: ``reward`` (a reward model over item features, d = r(w) - r(l)), ``policy`` (a policy against a
+      frozen reference, DPO's implicit reward margin h) or ``lm_reward`` (a causal-LM reward model on text
+      pairs, d = r(prompt + w) - r(prompt + l)). beta: the scale of the margin, x = beta * m.
     """
 
     margin: str = "policy"
@@ -66,13 +76,33 @@ class PairwiseObjective(ObjectiveMethod):
     # ---- the role ---------------------------------------------------------------------------
     def margins(self, model, batch: dict, reference=None) -> "torch.Tensor":
         """``(B,)`` scaled margins x = beta * m of the batch's pairs."""
-        from methods.preference import policy_margins, reward_margins
+        from methods.preference import lm_reward_margins, policy_margins, reward_margins
 
         if self.margin == "policy":
             if reference is None:
                 raise ValueError(f"objective={self.registered_name} with margin=policy needs the frozen reference model.")
-            return self.beta * policy_margins(model, reference, batch)
-        return self.beta * reward_margins(model, batch)
+            x = self.beta * policy_margins(model, reference, batch)
+        elif self.margin == "lm_reward":
+            x = self.beta * lm_reward_margins(model, batch)
+        else:
+            x = self.beta * reward_margins(model, batch)
+        self._check_finite(x, batch)
+        return x
+
+    def _check_finite(self, x: "torch.Tensor", batch: dict) -> None:
+        import torch
+
+        bad = ~torch.isfinite(x.detach())
+        if not bad.any():
+            return
+        nan_data = any(isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+                       for k, v in batch.items() if k.endswith("_features"))
+        where = ("the batch's item features hold NaN/inf: check the data" if nan_data else
+                 "the model's outputs diverged: lower the learning rate (optimizer.lr), add warmup "
+                 "(runner.warmup_steps) or clip gradients (trainer.gradient_clip_val)")
+        raise NonFiniteMarginError(
+            f"objective={self.registered_name}: the margin (margin={self.margin}) of {int(bad.sum())} of {x.numel()} "
+            f"pairs is NaN or infinite, so the loss would be too; {where}.")
 
     def loss(self, model, batch, reference=None):
         x = self.margins(model, batch, reference)

@@ -55,3 +55,28 @@ def pair_ids(batch: dict, name: str) -> torch.Tensor:
         raise KeyError(f"objective={name} keeps one value per training pair and this batch has no 'pair_id': use a "
                        "preference data source that numbers its pairs (data=preference_markov, data=preference_features).")
     return batch["pair_id"]
+
+
+def full_sequences(input_ids: torch.Tensor, labels: torch.Tensor,
+                   attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole sequences (prompt + response, ``(B, T + 1)``) and their attention mask from a pre-shifted
+    batch: ``input_ids`` lacks a full-length row's last token, which is its last label. A right-padded
+    row already holds all its tokens in ``input_ids`` (its last label is -100, so the appended column is
+    masked); a left-padded or full row gets its last token back."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    last = labels[:, -1:]
+    ids = torch.cat([input_ids, last.clamp(min=0)], 1)
+    return ids, torch.cat([attention_mask, (last != -100).to(attention_mask.dtype)], 1)
+
+
+def lm_reward_margins(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """``(B,)``: d = r(prompt + w) - r(prompt + l) of a causal-LM reward model (`reprolab.models.reward.
+    LMRewardModel`: a scalar on each sequence's last non-pad token), both halves in one forward."""
+    ids, mask = full_sequences(torch.cat([batch["chosen_input_ids"], batch["rejected_input_ids"]]),
+                               torch.cat([batch["chosen_labels"], batch["rejected_labels"]]),
+                               torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])
+                               if "chosen_attention_mask" in batch else None)
+    rewards = model(input_ids=ids, attention_mask=mask)
+    n = batch["chosen_input_ids"].shape[0]
+    return rewards[:n] - rewards[n:]

@@ -36,17 +36,27 @@ def hf_config(cfg, vocab_size: int):
 
 
 def build_causal_lm(cfg, vocab_size: int | None = None) -> torch.nn.Module:
-    """Build (or, with ``pretrained``, load) the model. ``cfg.vocab_size`` wins over the data's."""
-    from transformers import AutoModelForCausalLM, GPT2LMHeadModel, LlamaForCausalLM
+    """Build (or, with ``pretrained``, load) the model. ``cfg.vocab_size`` wins over the data's.
+    ``cfg.reward_head``: the LM's backbone (HF ``AutoModel``) under a scalar head instead."""
+    from transformers import AutoModel, AutoModelForCausalLM, GPT2LMHeadModel, GPT2Model, LlamaForCausalLM, LlamaModel
 
     if cfg.pretrained:
         from reprolab import hub
 
-        return hub.from_pretrained(AutoModelForCausalLM, cfg.hf_id, "model", instead="set model.pretrained=false to "
-                                   "build the same architecture with random init.")
+        model = hub.from_pretrained(AutoModel if cfg.reward_head else AutoModelForCausalLM, cfg.hf_id, "model",
+                                    instead="set model.pretrained=false to build the same architecture with random init.")
+        return _reward_model(model) if cfg.reward_head else model
     vocab = cfg.vocab_size or vocab_size
     if not vocab:
         raise ValueError("model.vocab_size is unset and the data source gave none")
     config = hf_config(cfg, vocab)
+    if cfg.reward_head:
+        return _reward_model((LlamaModel if cfg.arch == "llama" else GPT2Model)(config))
     model_cls = LlamaForCausalLM if cfg.arch == "llama" else GPT2LMHeadModel
     return model_cls(config)
+
+
+def _reward_model(backbone: torch.nn.Module) -> torch.nn.Module:
+    from reprolab.models.reward import LMRewardModel
+
+    return LMRewardModel(backbone)

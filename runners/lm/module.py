@@ -7,6 +7,7 @@ import lightning as L
 import torch
 
 from reprolab.checks import UserError
+from runners.lm.callbacks import logs_this_step
 
 
 def _zero_sums() -> list:
@@ -63,8 +64,9 @@ class LMModule(L.LightningModule):
                 f"The last checkpoint before it is kept: {ckpt}. Lower method.lr, add warmup "
                 f"(runner.warmup_steps) or clip gradients (trainer.gradient_clip_val)."
             )
-        for k, v in out.items():
-            self.log(f"train/{k}", v, prog_bar=(k == "loss"))
+        if logs_this_step(self.trainer):
+            for k, v in out.items():
+                self.log(f"train/{k}", v, prog_bar=(k == "loss"))
         return loss
 
     def on_before_optimizer_step(self, optimizer):
