@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 ARGS   ?=
 PAPER  ?= quickstart
 
-.PHONY: install run test test-slow test-all bench report clean-venv
+.PHONY: install run test test-slow test-all bench report dashboard clean-venv
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ bench: install
 
 report: install
 	$(PY) -m experiments.report $(PAPER) $(ARGS)
+
+# the paper's W&B dashboard: experiments/$(PAPER)/results/dashboard.{json,md} offline; ARGS=--push syncs and saves it
+dashboard: install
+	$(PY) -m experiments.dashboard $(PAPER) $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
