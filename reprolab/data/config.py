@@ -59,6 +59,40 @@ class MarkovData(LMData):
         return MarkovSource(self, seed)
 
 
+@schema("data", "markov_teacher")
+@dataclass
+class MarkovTeacherData(LMData):
+    """A first-order Markov teacher with heterogeneous entropy (`reprolab.data.markov_teacher`; TempNet's
+    CPU analog, ../shared/papers/tempnet.md §5: V = 64, per-context teacher temperature log-uniform in
+    [0.1, 3], sequences of 64). The chain is fixed by ``chain_seed``; the run's ``seed`` drives the train batches.
+    train_sequences: null streams fresh sequences (the spec's 20k sequences are about one pass of its 1500
+      steps); a number trains on that fixed set of sequences (drawn from ``chain_seed``), in epochs: a small
+      one over-fits, the over-confident LM of spec §5's frozen-model variant.
+    """
+
+    vocab_size: int = 64
+    t_min: float = 0.1
+    t_max: float = 3.0
+    chain_seed: int = 0
+    train_sequences: Optional[int] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        checks.positive("data.vocab_size", self.vocab_size)
+        checks.positive("data.t_min", self.t_min)
+        checks.positive("data.t_max", self.t_max)
+        if self.t_min > self.t_max:
+            raise checks.ConfigError(f"data.t_min={self.t_min} > data.t_max={self.t_max}: swap them.")
+        if self.train_sequences is not None and self.train_sequences < self.batch_size:
+            raise checks.ConfigError(f"data.train_sequences={self.train_sequences} is below data.batch_size="
+                                     f"{self.batch_size}: a step needs a batch; raise it (or null for a fresh stream).")
+
+    def build(self, seed: int):
+        from reprolab.data.markov_teacher import MarkovTeacherSource
+
+        return MarkovTeacherSource(self, seed)
+
+
 @schema("data", "text")
 @dataclass
 class TextData(LMData):
@@ -156,7 +190,8 @@ class RecallData(LMData):
 class RecallDistractorsData(LMData):
     """Associative recall with distractors (`reprolab.data.qa_recall`, AutoPASTA's CPU analog): N
     sentences ``k v .`` or ``NOT k* v' .``, then ``Q k* EQ`` -> v*. Train on short contexts
-    (``min_sentences``..``max_sentences``); the generate runner's ``recall_qa`` task tests longer ones.
+    (``min_sentences``..``max_sentences``), ``questions`` questions per sequence (more labels per step); the
+    generate runner's ``recall_qa`` task tests longer contexts with one question.
     """
 
     num_keys: int = 64
@@ -164,7 +199,8 @@ class RecallDistractorsData(LMData):
     min_sentences: int = 2
     max_sentences: int = 6
     distractor_p: float = 0.3
-    seq_len: int = 32
+    questions: int = 4
+    seq_len: int = 48
     val_seed: int = 1234
 
     def __post_init__(self):
@@ -173,7 +209,7 @@ class RecallDistractorsData(LMData):
 
         try:
             need = RecallQATask(self.num_keys, self.num_values, self.min_sentences, self.max_sentences,
-                                self.distractor_p).max_len - 1
+                                self.distractor_p, self.questions).max_len - 1
         except ValueError as e:
             raise checks.ConfigError(f"data.{e}") from None
         if self.seq_len < need:
@@ -356,3 +392,69 @@ class GMMPairsData:
         from reprolab.data.contrastive import GMMPairsSource
 
         return GMMPairsSource(self, seed)
+
+
+FORMATS = ("hh", "prompt_chosen_rejected", "tldr")
+
+
+@schema("data", "preference_text")
+@dataclass
+class PreferenceTextData:
+    """Real preference pairs (prompt, chosen, rejected) read with ``datasets.load_dataset(hf_path, hf_name,
+    data_files=..., data_dir=hf_data_dir)`` (`reprolab.data.preference_text`): Anthropic HH-RLHF (``format: hh``,
+    the prompt split off the two dialogues), UltraFeedback (``prompt_chosen_rejected``), TL;DR comparisons
+    (``tldr``). Local files: ``hf_path: json`` and ``data_files`` {split: [files under data_dir]}.
+
+    Truncation (TRL's DPOTrainer policy): a pair longer than ``max_length`` tokens keeps the last
+    ``max_prompt_length`` tokens of its prompt, then the first ``max_length - len(prompt)`` of each response.
+    bad_pairs: ``drop`` (identical chosen and rejected, an empty response, no shared prompt: left out and
+      counted in the log) or ``error``. drop_ties: leave out pairs whose judge scores are equal (UltraFeedback).
+    val_split: null holds the last ``val_pairs`` usable pairs of the training split out; otherwise the first
+      ``val_pairs`` of that split. train_pairs: the first N usable training pairs (null: all).
+    flip: the share of training pairs whose labels are swapped (seeded by ``flip_seed``; recorded per pair),
+      the R3M paper's random-flip perturbation. tokenizer: ``byte`` (offline, vocab 256) or the model's HF id.
+    batch_size: pairs per step per device.
+    """
+
+    kind: ClassVar[str] = "preference"
+    hf_path: str = "json"
+    hf_name: Optional[str] = None
+    hf_data_dir: Optional[str] = None
+    data_dir: str = "${paths.data_dir}"
+    data_files: Optional[dict[str, list[str]]] = None
+    train_split: str = "train"
+    val_split: Optional[str] = "test"
+    format: str = "hh"
+    tokenizer: str = "byte"
+    max_length: int = 512
+    max_prompt_length: int = 256
+    bad_pairs: str = "drop"
+    drop_ties: bool = False
+    train_pairs: Optional[int] = None
+    val_pairs: int = 256
+    flip: float = 0.0
+    flip_seed: int = 0
+    batch_size: int = 16
+
+    @property
+    def seq_len(self) -> int:
+        """The most tokens a model sees per sequence (prompt + response)."""
+        return self.max_length
+
+    def __post_init__(self):
+        for key in ("max_length", "max_prompt_length", "val_pairs", "batch_size"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        if self.train_pairs is not None:
+            checks.positive("data.train_pairs", self.train_pairs)
+        if self.max_prompt_length >= self.max_length:
+            raise checks.ConfigError(f"data.max_prompt_length={self.max_prompt_length} must be below data.max_length="
+                                     f"{self.max_length}, so that a truncated pair keeps at least one response token: "
+                                     f"e.g. data.max_prompt_length={self.max_length // 2}.")
+        checks.one_of("data.format", self.format, FORMATS)
+        checks.one_of("data.bad_pairs", self.bad_pairs, ("drop", "error"))
+        checks.in_range("data.flip", self.flip, 0.0, 1.0)
+
+    def build(self, seed: int):
+        from reprolab.data.preference_text import PreferenceTextSource
+
+        return PreferenceTextSource(self, seed)

@@ -52,4 +52,4 @@ def attach_temperature(model: torch.nn.Module, temperature) -> None:
         model.requires_grad_(False)
         for p in trainable:
             p.requires_grad_(True)
-    model.add_module("temperature", tau)
+    model.add_module("temperature", tau.train(model.training))  # TempNet's dropout follows the model's mode
