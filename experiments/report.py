@@ -5,7 +5,8 @@
 
 Reads ``experiments/<paper>/*.yaml`` (see CONTRIBUTING.md) and every finished run under ``--runs``
 (default: ``logs/``); writes ``<table>.md``, ``<table>.csv`` and ``<table>.png`` per table to
-``--out`` (default: ``<runs>/reports/<paper>``), and logs the tables to an offline W&B run.
+``--out`` (default: ``<runs>/reports/<paper>``), and logs them to an offline W&B run (job type ``report``,
+group ``<paper>``): each table as a W&B table and its PNG as an image, and the files as an artifact.
 Reads no network. A cell no run filled says "not run"; a paper number we do not know says "n/a".
 """
 from __future__ import annotations
@@ -264,11 +265,21 @@ def log_wandb(paper: str, tables: list[tuple[Table, dict]], out: Path) -> None:
     mode = os.environ.get("WANDB_MODE", "offline")
     run = wandb.init(project="reprolab", job_type="report", group=paper, name=f"report/{paper}", dir=str(out),
                      mode=mode if mode in ("online", "offline", "disabled") else "offline")
+    # The table (`table/<name>`), its PNG (`plot/<name>`: the dashboards show both, experiments/dashboard) and
+    # every file written (Markdown, CSV, PNG) as one artifact of the paper's tables.
+    files = wandb.Artifact(f"{paper}-tables", type="paper-tables", description=f"the {paper} tables: Markdown, CSV, PNG")
     for table, cells in tables:
         data = [[row, c.label, c.metric, cells[row, c.label].mean, cells[row, c.label].std, cells[row, c.label].n,
                  table.paper_value(row, c.label)] for c in table.columns for row in table.rows]
-        run.log({f"table/{table.name}": wandb.Table(columns=["row", "column", "metric", "mean", "std", "n", "paper"],
-                                                     data=data)})
+        logged = {f"table/{table.name}": wandb.Table(columns=["row", "column", "metric", "mean", "std", "n", "paper"],
+                                                      data=data)}
+        if (out / f"{table.name}.png").exists():
+            logged[f"plot/{table.name}"] = wandb.Image(str(out / f"{table.name}.png"), caption=table.title)
+        run.log(logged)
+        for suffix in (".md", ".csv", ".png"):
+            if (out / f"{table.name}{suffix}").exists():
+                files.add_file(str(out / f"{table.name}{suffix}"))
+    run.log_artifact(files)
     run.finish()
 
 

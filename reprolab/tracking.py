@@ -38,7 +38,9 @@ def wandb_kwargs(cfg: DictConfig, run) -> dict:
         id=run.wandb_id,
         resume="allow",
         dir=str(run.path),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        # the group choices and the filled role slots, which the config itself does not name: the W&B
+        # dashboards group runs by them (`choices.method`, experiments/dashboard)
+        config={**OmegaConf.to_container(cfg, resolve=True), "choices": dict(choices), "roles": run.meta.get("roles", {})},
     )
 
 
