@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from reprolab import checks
 from reprolab.registry import schema
@@ -30,6 +30,8 @@ class PASTAConfig(SteeringMethod):
       ``official`` (`edit_multisection_attention`: the exclude rule once per section, so a prompt token
       outside all K sections gets alpha^K, one inside exactly one alpha^(K-1), generated tokens 1) or
       ``union`` (alpha once on the complement of the union). Identical for one section.
+    heads_file: a head config (JSON ``{"heads": {layer: [ids]}}``, as AutoPASTA's profiling saves per
+      model, or the official ``{layer: [ids]}``) read when the run starts; overrides ``heads``.
     A highlight row with no token marked is left unsteered (an example whose key sentence could not
     be found decodes as direct prompting).
     """
@@ -38,6 +40,7 @@ class PASTAConfig(SteeringMethod):
     alpha: float = 0.01
     heads: dict[str, list[int]] = field(default_factory=dict)
     sections: str = "official"
+    heads_file: Optional[str] = None
 
     def __post_init__(self):
         checks.in_range("method.alpha", self.alpha, 0.0, 1.0, lo_open=True)
@@ -46,6 +49,11 @@ class PASTAConfig(SteeringMethod):
 
     def check_model(self, model_config) -> None:
         check_heads_fit(self.heads, model_config)
+
+    def setup(self, model, task, tokenizer, decoder) -> None:
+        if self.heads_file is not None:
+            self.heads = load_heads(self.heads_file)
+            check_heads_fit(self.heads, model.config)
 
     def score_bias(self, layer, num_heads, key_len, highlight):
         import torch
@@ -81,6 +89,19 @@ def check_heads(heads) -> dict[str, list[int]]:
                                      "query head ids >= 0, e.g. {'0': [1, 3], '5': [0]}.")
         out[str(layer)] = sorted(set(int(h) for h in ids))
     return out
+
+
+def load_heads(path: str) -> dict[str, list[int]]:
+    """The heads of a head-config file (``{"heads": {...}}`` or the official ``{layer: [ids]}``)."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise checks.ConfigError(f"method.heads_file={path!r} does not exist: profile the heads first (steering=autopasta "
+                                 "with this heads_file writes it) or give method.heads.")
+    data = json.loads(p.read_text())
+    return check_heads(data.get("heads", data))
 
 
 def check_heads_fit(heads: dict, model_config) -> None:

@@ -38,15 +38,17 @@ def highlight_mask(spans: Sequence[Optional[Sequence[Span]]], prompt_lens: Seque
     return (mask if sections else mask[:, 0]).to(device)
 
 
-def encode_segments(tokenizer, segments: Sequence[str], marked: Sequence[bool]) -> tuple[list[int], list[Span]]:
+def encode_segments(tokenizer, segments: Sequence[str], marked: Sequence[bool],
+                    special: bool = True) -> tuple[list[int], list[Span]]:
     """Token ids of the concatenated ``segments`` and the token span of each marked one. Each segment is
-    tokenised on its own (special tokens only with the first), so spans are exact by construction and
-    start on the segment's first real token; cut segments at whitespace (a sentence keeps its
-    leading space) and BPE tokenises them as it would the whole string."""
+    tokenised on its own (the tokenizer's special tokens, e.g. BOS, only with the first and only when
+    ``special``: a chat template writes its own), so spans are exact by construction and start on the
+    segment's first real token; cut segments at whitespace (a sentence keeps its leading space) and BPE
+    tokenises them as it would the whole string."""
     ids: list[int] = []
     out: list[Span] = []
     for i, (text, mark) in enumerate(zip(segments, marked)):
-        piece = tokenizer.encode(text) if i == 0 else _encode_plain(tokenizer, text)
+        piece = tokenizer.encode(text) if i == 0 and special else _encode_plain(tokenizer, text)
         if mark:
             out.append((len(ids), len(ids) + len(piece)))
         ids += piece

@@ -8,7 +8,8 @@ A context of N sentences, then a question; token ids::
     distractor:  NOT k* v' .    (4 tokens; the queried key, a wrong value: the answer must ignore it)
 
 Exactly one fact holds k* (the gold sentence); each other sentence is a distractor with probability
-``distractor_p``, else a fact about another key. Training labels cover the answer only.
+``distractor_p``, else a fact about another key. Training sequences may ask several questions
+(``questions``); labels cover the answers only.
 """
 from __future__ import annotations
 
@@ -44,41 +45,49 @@ class RecallQA:
 
 
 class RecallQATask:
-    """Samples `RecallQA` examples with ``min_sentences``..``max_sentences`` sentences."""
+    """Samples `RecallQA` examples with ``min_sentences``..``max_sentences`` sentences. ``questions`` > 1
+    (training): the first question is the example; the sequence goes on with more questions about other
+    facts (``Q k EQ v`` each, every answer labelled), and each distractor negates one of the asked keys."""
 
-    def __init__(self, num_keys: int, num_values: int, min_sentences: int, max_sentences: int, distractor_p: float):
+    def __init__(self, num_keys: int, num_values: int, min_sentences: int, max_sentences: int, distractor_p: float,
+                 questions: int = 1):
         if not 1 <= min_sentences <= max_sentences:
             raise ValueError(f"sentences: need 1 <= min_sentences={min_sentences} <= max_sentences={max_sentences}.")
-        if max_sentences > min(num_keys, num_values):
-            raise ValueError(f"max_sentences={max_sentences} exceeds min(num_keys, num_values) = "
-                             f"{min(num_keys, num_values)}: keys and values of a sequence are distinct.")
+        if max_sentences > num_keys or 2 * max_sentences > num_values:
+            raise ValueError(f"max_sentences={max_sentences} needs num_keys >= {max_sentences} and num_values >= "
+                             f"{2 * max_sentences} (distinct keys, and distinct values for facts and distractors).")
         if not 0.0 <= distractor_p < 1.0:
             raise ValueError(f"distractor_p={distractor_p} must be in [0, 1).")
+        if questions < 1:
+            raise ValueError(f"questions={questions} must be >= 1.")
         self.K, self.V = num_keys, num_values
-        self.lo, self.hi, self.p = min_sentences, max_sentences, distractor_p
+        self.lo, self.hi, self.p, self.q = min_sentences, max_sentences, distractor_p, questions
         self.vocab_size = N_SPECIAL + num_keys + num_values
-        self.max_len = 1 + 4 * max_sentences + 3 + 2  # the longest sequence with its answer and EOS
+        self.max_len = 1 + 4 * max_sentences + 4 * questions + 1  # context, questions with answers, EOS
 
-    def sample_one(self, gen: torch.Generator) -> RecallQA:
+    def sample_one(self, gen: torch.Generator) -> tuple[RecallQA, list[int]]:
+        """(the example: context and first question, the further ``Q k EQ v`` tokens of a training sequence)."""
         n = int(torch.randint(self.lo, self.hi + 1, (1,), generator=gen))
+        q = min(self.q, n)
         keys = (torch.randperm(self.K, generator=gen)[:n] + N_SPECIAL).tolist()
-        values = (torch.randperm(self.V, generator=gen)[:n] + N_SPECIAL + self.K).tolist()
+        values = (torch.randperm(self.V, generator=gen)[: 2 * n] + N_SPECIAL + self.K).tolist()
+        asked = torch.randperm(n, generator=gen)[:q].tolist()  # the gold sentences, in question order
         distract = (torch.rand(n, generator=gen) < self.p).tolist()
-        gold = int(torch.randint(n, (1,), generator=gen))
+        negated = torch.randint(q, (n,), generator=gen).tolist()
         prompt, spans = [BOS], []
         for i in range(n):
-            if i == gold:
-                sent = [keys[0], values[0], SEP]
-            elif distract[i]:
-                sent = [NOT, keys[0], values[i], SEP]
-            else:
+            if i in asked or not distract[i]:
                 sent = [keys[i], values[i], SEP]
+            else:
+                sent = [NOT, keys[asked[negated[i]]], values[n + i], SEP]
             spans.append((len(prompt), len(prompt) + len(sent)))
             prompt += sent
-        return RecallQA(prompt + [Q, keys[0], EQ], spans, gold, values[0])
+        g = asked[0]
+        more = [t for j in asked[1:] for t in (Q, keys[j], EQ, values[j])]
+        return RecallQA(prompt + [Q, keys[g], EQ], spans, g, values[g]), more
 
     def sample(self, n: int, gen: torch.Generator) -> list[RecallQA]:
-        return [self.sample_one(gen) for _ in range(n)]
+        return [self.sample_one(gen)[0] for _ in range(n)]
 
 
 class RecallQASource(Source):
@@ -89,30 +98,31 @@ class RecallQASource(Source):
 
     def __init__(self, cfg, seed: int):
         self.cfg, self.seed = cfg, seed
-        self.task = RecallQATask(cfg.num_keys, cfg.num_values, cfg.min_sentences, cfg.max_sentences, cfg.distractor_p)
+        self.task = RecallQATask(cfg.num_keys, cfg.num_values, cfg.min_sentences, cfg.max_sentences, cfg.distractor_p,
+                                 cfg.questions)
         self.vocab_size = self.task.vocab_size
         if cfg.seq_len + 1 < self.task.max_len:
             raise ValueError(f"data.seq_len={cfg.seq_len} is too short for {cfg.max_sentences} sentences: set "
                              f"data.seq_len >= {self.task.max_len - 1}.")
 
-    def _batch(self, examples: list[RecallQA]) -> Batch:
+    def _batch(self, n: int, gen: torch.Generator) -> Batch:
         T = self.cfg.seq_len + 1
-        rows = torch.full((len(examples), T), EOS, dtype=torch.long)
-        labels = torch.full((len(examples), T - 1), -100, dtype=torch.long)
-        for i, e in enumerate(examples):
-            seq = e.prompt + [e.answer, EOS]
+        rows = torch.full((n, T), EOS, dtype=torch.long)
+        for i in range(n):
+            e, more = self.task.sample_one(gen)
+            seq = e.prompt + [e.answer] + more + [EOS]
             rows[i, : len(seq)] = torch.tensor(seq)
-            labels[i, len(e.prompt) - 1] = e.answer
+        labels = rows[:, 1:].clone()
+        labels[rows[:, :-1] != EQ] = -100  # only the token after each EQ (an answer) is labelled
         return {"input_ids": rows[:, :-1].contiguous(), "labels": labels}
 
     def train_batches(self, start: int, rank: int, world_size: int) -> Iterator[Batch]:
         i = start
         while True:
-            yield self._batch(self.task.sample(self.cfg.batch_size, batch_generator(self.seed, i, rank)))
+            yield self._batch(self.cfg.batch_size, batch_generator(self.seed, i, rank))
             i += 1
 
     def val_batches(self) -> list[Batch]:
         gen = batch_generator(self.cfg.val_seed, -1 % (1 << 31), 0)
-        examples = self.task.sample(self.cfg.val_sequences, gen)
-        bs = self.cfg.batch_size
-        return [self._batch(examples[i : i + bs]) for i in range(0, len(examples), bs)]
+        bs, n = self.cfg.batch_size, self.cfg.val_sequences
+        return [self._batch(min(bs, n - i), gen) for i in range(0, n, bs)]

@@ -32,3 +32,14 @@ class SteeringMethod(Method, ABC):
     def check_model(self, model_config) -> None:
         """Raise a ConfigError naming the key when the model cannot take this steering (e.g. a head
         index beyond the model's heads)."""
+
+    def setup(self, model, task, tokenizer, decoder) -> None:
+        """Once before a run decodes: load (or profile on the task's held-out examples, through
+        ``decoder``) what the steering needs, e.g. its heads. Default: nothing."""
+
+    def prepare(self, model, task, tokenizer, batch: list, decoder) -> tuple[list, dict]:
+        """The batch's examples as they are decoded and per-batch statistics. An example's
+        ``meta["highlight"]`` (token spans of its prompt, or None: unsteered) is what gets steered.
+        Default: the task's own highlights (e.g. the gold sentences), no statistics. A steering that
+        finds the highlights itself (AutoPASTA) returns examples with its own."""
+        return batch, {}

@@ -1,6 +1,7 @@
 """The `generate` runner: evaluate a decoder at inference time with a pluggable KV cache.
 
-Slots: ``kv_cache`` (required, a `reprolab.roles.CacheMethod`; ``method=gear`` fills it). The task (`runner.task`)
+Slots: ``kv_cache`` (required, a `reprolab.roles.CacheMethod`; ``method=gear`` fills it) and ``steering``
+(optional: PASTA steers the task's highlighted spans, AutoPASTA finds them itself). The task (`runner.task`)
 supplies prompts and scores generations; the model comes from the ``model`` group (built, loaded
 from an lm-runner checkpoint, or pretrained). Results (``table/*``):
 
@@ -68,26 +69,34 @@ def run(cfg, run_dir, objs: dict) -> dict:
             wandb_run.log({f"eval/{k}": v for k, v in row.items()}, step=row["batch"])
 
     acc, out = evaluate(model, method, task, tokenizer, device=device, batch_size=runner.batch_size,
-                        reference=runner.reference, sampling=runner.sampling, acc=acc, after_batch=after_batch)
+                        reference=runner.reference, sampling=runner.sampling, acc=acc, after_batch=after_batch,
+                        steering=objs["roles"].steering)
     _write_csv(run_dir.path / "metrics.csv", acc.rows)
     return out
 
 
 def evaluate(model, method, task, tokenizer, *, device, batch_size: int = 1, reference: bool = True, sampling=None,
-             acc: "Accumulator | None" = None, after_batch=None) -> tuple["Accumulator", dict]:
+             acc: "Accumulator | None" = None, after_batch=None, steering=None) -> tuple["Accumulator", dict]:
     """Score ``task`` with a model decoding through the KV cache plugin ``method``: batch by batch
     (continuing after the batches ``acc`` already holds), ``after_batch(acc, row)`` after each.
     Returns the accumulator and the summary (``table/*``). Any runner that decodes calls it: the
-    `generate` runner, and the `lm` runner after training (``runner.eval``)."""
+    `generate` runner, and the `lm` runner after training (``runner.eval``). ``steering``: a `SteeringMethod`
+    (None: unsteered), set up once (`SteeringMethod.setup`) and applied per batch."""
     from reprolab.models.attention import install
-    install(model, method)  # the model's one attention hook (`reprolab.models.attention`)
-    examples = task.examples(tokenizer)
+    install(model, method, steering)  # the model's one attention hook (`reprolab.models.attention`)
     pad = 0 if tokenizer is None or getattr(tokenizer, "pad_id", None) is None else tokenizer.pad_id
+    decoder = None
+    if steering is not None:
+        from runners.generate.highlight import Decoder
+
+        decoder = Decoder(model, method, steering, pad, device, task.batch_size or batch_size)
+        steering.setup(model, task, tokenizer, decoder)
+    examples = task.examples(tokenizer)
     acc = acc if acc is not None else Accumulator()
     bs = task.batch_size or batch_size
     for start in range(len(acc.rows) * bs, len(examples), bs):
         row = evaluate_batch(model, method, task, tokenizer, examples[start : start + bs], pad, device, reference, acc,
-                             sampling, start)
+                             sampling, start, steering, decoder)
         row["batch"] = start // bs
         acc.rows.append(row)
         log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -115,14 +124,22 @@ class Accumulator:
 
 
 def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference: bool, acc: Accumulator,
-                   sampling=None, first: int = 0) -> dict:
+                   sampling=None, first: int = 0, steering=None, decoder=None) -> dict:
     """Decode one batch of examples (``first``: the index of its first example); returns its
-    metrics.csv row and adds to ``acc``. ``sampling``: a `Sampling` (None: greedy, the task's budget)."""
+    metrics.csv row and adds to ``acc``. ``sampling``: a `Sampling` (None: greedy, the task's budget).
+    ``steering``: decode with its highlights of the batch (`runners.generate.highlight.prepare`)."""
     import torch
     from transformers import DynamicCache
 
+    from reprolab.models.attention import highlighting
     from runners.generate import decode
     from runners.generate.sampling import chooser
+
+    highlight, steer_row = None, {}
+    if steering is not None:
+        from runners.generate.highlight import prepare
+
+        batch, highlight, steer_row = prepare(model, steering, task, tokenizer, batch, decoder, device)
 
     def is_done(tokens):
         return task.is_done(tokenizer, tokens)
@@ -134,11 +151,12 @@ def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference
 
     ids, mask = decode.left_pad([e.prompt for e in batch], pad, device)
     forced = [e.continuation for e in batch] if task.mode == "score" else None
-    row = {"examples": len(batch)}
+    row = {"examples": len(batch), **steer_row}
     ref = None
     if reference or forced is not None:  # fp16 and method caches in lockstep: KL, top-1, NLL
-        ref = decode.lockstep(model, DynamicCache(config=model.config), method.make_cache(model.config), ids, mask,
-                              budget, is_done, forced, choose=choose())
+        with highlighting(model, highlight):
+            ref = decode.lockstep(model, DynamicCache(config=model.config), method.make_cache(model.config), ids, mask,
+                                  budget, is_done, forced, choose=choose())
         acc.kl += ref.kl
         acc.top1 += ref.top1
         acc.nll_ref += ref.nll_ref
@@ -148,15 +166,17 @@ def evaluate_batch(model, method, task, tokenizer, batch, pad, device, reference
     if task.mode == "generate":  # free-running generation (greedy unless runner.sampling.do_sample) with the method's cache
         if device == "cuda":  # peak memory of this generation alone (not of the lockstep reference)
             torch.cuda.reset_peak_memory_stats()
-        free = decode.free_run(model, method.make_cache(model.config), ids, mask, budget, is_done, choose=choose())
+        with highlighting(model, highlight):
+            free = decode.free_run(model, method.make_cache(model.config), ids, mask, budget, is_done, choose=choose())
         if device == "cuda":
             row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
         scores = [task.score(tokenizer, e, g) for e, g in zip(batch, free.tokens)]
         acc.correct += [s["correct"] for s in scores]
         row.update(accuracy=_mean(s["correct"] for s in scores), tokens_per_s=free.new_tokens / free.seconds,
                    new_tokens=free.new_tokens, seconds=free.seconds)
-        if "exact" in scores[0]:
-            row["exact"] = _mean(s["exact"] for s in scores)
+        for key in ("exact", "f1"):
+            if key in scores[0]:
+                row[key] = _mean(s[key] for s in scores)
         kv, peak = free.kv, free.peak_kv_bytes
         if ref is not None:
             ref_scores = [task.score(tokenizer, e, g) for e, g in zip(batch, ref.ref_tokens)]
@@ -188,7 +208,8 @@ def _summary(acc: Accumulator, mode: str) -> dict:
     rows = acc.rows
     out = {}
     n = sum(r["examples"] for r in rows)
-    for key in ("exact", "agreement", "prefix_agreement", "kv_bytes", "kv_fraction", "kv_fraction_measured"):
+    for key in ("exact", "f1", "key_precision", "fallback", "agreement", "prefix_agreement", "kv_bytes", "kv_fraction",
+                "kv_fraction_measured"):
         if any(key in r for r in rows):  # per-example means (the last batch may be smaller)
             out[f"table/{key}"] = sum(r[key] * r["examples"] for r in rows) / n
     out["table/peak_kv_bytes"] = max(r["peak_kv_bytes"] for r in rows)

@@ -47,9 +47,9 @@ class GenerateRunner:
       One sample per example (tasks score one generation).
     """
 
-    # The steering slot joins when a task supplies highlighted spans (the AutoPASTA issue); the hook
-    # that composes a steering with any KV cache is `reprolab.models.attention.install`.
-    slots: ClassVar[dict] = {"kv_cache": Slot(required=True)}
+    # steering: PASTA on the task's highlighted spans, or AutoPASTA's own (`runners.generate.highlight`),
+    # composed with the KV cache in one attention hook (`reprolab.models.attention.install`).
+    slots: ClassVar[dict] = {"kv_cache": Slot(required=True), "steering": Slot()}
     _target_: str = "runners.generate.run"
     task: Any = None
     checkpoint: Optional[str] = None

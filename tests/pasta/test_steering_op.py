@@ -107,3 +107,99 @@ def test_bad_steering_settings_name_the_key():
     with pytest.raises(ConfigError, match="kv_cache.attention=materialize"):
         install(tiny_lm(hidden=64, heads=4), fused, PASTAConfig(heads=HEADS))
     assert math.log(0.01) < 0
+
+
+def test_eager_and_sdpa_agree_and_the_hook_leaves_no_trace():
+    """The bias rides on the attention mask: SDPA and eager give the same steered logits (eager vs SDPA
+    rounding only); after the `highlighting` block the model is the unsteered one again (property 9)."""
+    steering = PASTAConfig(alpha=0.01, heads=HEADS)
+    out = {}
+    for impl in ("eager", "sdpa"):
+        model = tiny_lm(hidden=64, heads=4)
+        model.set_attn_implementation(impl)
+        install(model, None, steering)
+        with torch.no_grad():
+            base = model(input_ids=IDS).logits
+            with highlighting(model, G):
+                out[impl] = model(input_ids=IDS).logits
+            after = model(input_ids=IDS).logits
+        assert torch.equal(base, after) and not torch.allclose(base, out[impl], atol=1e-4)
+    assert (out["eager"] - out["sdpa"]).abs().max() < 1e-5
+
+
+def test_gqa_head_ids_index_query_heads():
+    """With 4 query heads over 2 KV heads, steering query head 0 leaves query head 1 (same KV head) alone (11)."""
+    def attn(steering):
+        model = tiny_lm(hidden=64, heads=4, kv_heads=2)
+        model.set_attn_implementation("eager")
+        install(model, None, steering)
+        with torch.no_grad(), highlighting(model, G):
+            return model(input_ids=IDS, output_attentions=True).attentions[1]
+
+    base, steered = attn(None), attn(PASTAConfig(alpha=0.01, heads={"1": [0]}))
+    assert torch.equal(base[:, 1:], steered[:, 1:]) and not torch.allclose(base[:, 0], steered[:, 0])
+
+
+def test_multisection_official_compounds_and_union_does_not():
+    """Two sections: the official rule scales a prompt key outside both by alpha^2, inside one by alpha, and
+    leaves generated keys at 1, so relative to the highlighted keys generated keys gain alpha^-1; ``union``
+    scales only the complement of the union, once (property 7, spec §2.3)."""
+    from methods.pasta.config import prompt_bias
+
+    sections = torch.zeros(1, 2, 8, dtype=torch.bool)
+    sections[0, 0, 1:3] = True
+    sections[0, 1, 5:6] = True
+    la = math.log(0.1)
+    official = prompt_bias(sections, la, "official")[0] / la
+    union = prompt_bias(sections, la, "union")[0] / la
+    assert official.tolist() == [2, 1, 1, 2, 2, 1, 2, 2]
+    assert union.tolist() == [1, 0, 0, 1, 1, 0, 1, 1]
+    empty = torch.zeros(1, 8, dtype=torch.bool)  # a row with nothing highlighted is not steered
+    assert prompt_bias(empty, la).abs().sum() == 0
+    steering = PASTAConfig(alpha=0.1, heads={"0": [1]})
+    bias = steering.score_bias(0, 4, 10, sections)  # 8 prompt keys + 2 generated
+    assert bias[0, 1, 0, 8:].abs().sum() == 0 and torch.allclose(bias[0, 1, 0, :8], official * la)
+    assert bias[0, [0, 2, 3]].abs().sum() == 0
+
+
+def test_steering_over_gear_matches_dense_up_to_gears_own_error():
+    """Steered through a compressing GEAR cache (packed + materialised, and simulated storage), the logits
+    differ from the dense steered ones by about as much as GEAR's own error unsteered (§6: GEAR + PASTA
+    equals PASTA up to GEAR's error), while the steering itself moves them much more."""
+    from methods.fp16 import FP16Config
+    from methods.gear import GearConfig
+
+    ids = torch.randint(0, 32, (2, 40), generator=torch.Generator().manual_seed(3))
+    hl = torch.zeros(2, 30, dtype=torch.bool)  # a 30-token prompt, then 10 decode steps over the compressed cache
+    hl[:, 10:16] = True
+    steering = PASTAConfig(alpha=0.01, heads={"0": [0, 1], "1": [2]})
+
+    def logits(cache, steer):
+        from runners.generate.decode import Stepper
+
+        model = tiny_lm(hidden=64, heads=4)
+        install(model, cache, steer)
+        with torch.no_grad(), highlighting(model, hl):
+            s = Stepper(model, cache.make_cache(model.config), ids[:, :30], torch.ones(2, 30, dtype=torch.long))
+            return torch.stack([s.step(t) for t in ids[:, 30:].T])
+
+    dense, dense_steered = logits(FP16Config(), None), logits(FP16Config(), steering)
+    for storage in ("packed", "simulated"):
+        gear = GearConfig(bits=4, buffer=8, group=8, rank_prefill=2, rank_decode=1, storage=storage)
+        gear_error = (logits(gear, None) - dense).abs().max()
+        steered_error = (logits(gear, steering) - dense_steered).abs().max()
+        assert 0 < steered_error < 3 * gear_error + 1e-6
+        assert (dense_steered - dense).abs().max() > 10 * steered_error
+
+
+def test_unsteerable_attention_is_refused_with_the_fix():
+    model = tiny_lm(hidden=64, heads=4)
+    model.config._attn_implementation = "flash_attention_2"  # takes no 4D float mask: a bias would be dropped
+    with pytest.raises(ConfigError, match="attn_implementation='sdpa' or 'eager'"):
+        install(model, None, PASTAConfig(heads=HEADS))
+    with pytest.raises(ConfigError, match="method.heads"):
+        PASTAConfig(heads={"x": [0]})
+    with pytest.raises(ConfigError, match="method.alpha"):
+        PASTAConfig(alpha=-0.5)
+    with pytest.raises(ConfigError, match="heads \\[0, 9\\]"):
+        install(tiny_lm(hidden=64, heads=4), None, PASTAConfig(heads={"1": [0, 9]}))
