@@ -458,3 +458,69 @@ class PreferenceTextData:
         from reprolab.data.preference_text import PreferenceTextSource
 
         return PreferenceTextSource(self, seed)
+
+
+FORMATS = ("hh", "prompt_chosen_rejected", "tldr")
+
+
+@schema("data", "preference_text")
+@dataclass
+class PreferenceTextData:
+    """Real preference pairs (prompt, chosen, rejected) read with ``datasets.load_dataset(hf_path, hf_name,
+    data_files=..., data_dir=hf_data_dir)`` (`reprolab.data.preference_text`): Anthropic HH-RLHF (``format: hh``,
+    the prompt split off the two dialogues), UltraFeedback (``prompt_chosen_rejected``), TL;DR comparisons
+    (``tldr``). Local files: ``hf_path: json`` and ``data_files`` {split: [files under data_dir]}.
+
+    Truncation (TRL's DPOTrainer policy): a pair longer than ``max_length`` tokens keeps the last
+    ``max_prompt_length`` tokens of its prompt, then the first ``max_length - len(prompt)`` of each response.
+    bad_pairs: ``drop`` (identical chosen and rejected, an empty response, no shared prompt: left out and
+      counted in the log) or ``error``. drop_ties: leave out pairs whose judge scores are equal (UltraFeedback).
+    val_split: null holds the last ``val_pairs`` usable pairs of the training split out; otherwise the first
+      ``val_pairs`` of that split. train_pairs: the first N usable training pairs (null: all).
+    flip: the share of training pairs whose labels are swapped (seeded by ``flip_seed``; recorded per pair),
+      the R3M paper's random-flip perturbation. tokenizer: ``byte`` (offline, vocab 256) or the model's HF id.
+    batch_size: pairs per step per device.
+    """
+
+    kind: ClassVar[str] = "preference"
+    hf_path: str = "json"
+    hf_name: Optional[str] = None
+    hf_data_dir: Optional[str] = None
+    data_dir: str = "${paths.data_dir}"
+    data_files: Optional[dict[str, list[str]]] = None
+    train_split: str = "train"
+    val_split: Optional[str] = "test"
+    format: str = "hh"
+    tokenizer: str = "byte"
+    max_length: int = 512
+    max_prompt_length: int = 256
+    bad_pairs: str = "drop"
+    drop_ties: bool = False
+    train_pairs: Optional[int] = None
+    val_pairs: int = 256
+    flip: float = 0.0
+    flip_seed: int = 0
+    batch_size: int = 16
+
+    @property
+    def seq_len(self) -> int:
+        """The most tokens a model sees per sequence (prompt + response)."""
+        return self.max_length
+
+    def __post_init__(self):
+        for key in ("max_length", "max_prompt_length", "val_pairs", "batch_size"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        if self.train_pairs is not None:
+            checks.positive("data.train_pairs", self.train_pairs)
+        if self.max_prompt_length >= self.max_length:
+            raise checks.ConfigError(f"data.max_prompt_length={self.max_prompt_length} must be below data.max_length="
+                                     f"{self.max_length}, so that a truncated pair keeps at least one response token: "
+                                     f"e.g. data.max_prompt_length={self.max_length // 2}.")
+        checks.one_of("data.format", self.format, FORMATS)
+        checks.one_of("data.bad_pairs", self.bad_pairs, ("drop", "error"))
+        checks.in_range("data.flip", self.flip, 0.0, 1.0)
+
+    def build(self, seed: int):
+        from reprolab.data.preference_text import PreferenceTextSource
+
+        return PreferenceTextSource(self, seed)
