@@ -129,9 +129,51 @@ def init_wandb(cfg: DictConfig, run):
     return wandb.init(mode=wandb_mode(cfg), **wandb_kwargs(cfg, run))
 
 
+def curves_read(results: dict, series: list[str]) -> dict[str, list[str]]:
+    """``{series: [table keys]}``: the logged series that table cells are read from. A cell reads a curve when
+    its key is ``table/best_<m>`` (the curve's best value) or ``table/<m>@<k>`` (its value at step k), and
+    the run logged ``<split>/<m>`` (``table/best_val_loss`` reads ``val/loss``: the split may lead ``<m>``;
+    ``table/gap@10`` reads ``train/gap``)."""
+    read: dict[str, list[str]] = {}
+    for key in results:
+        name = key.removeprefix("table/")
+        if not key.startswith("table/") or not (name.startswith("best_") or "@" in name):
+            continue
+        m = name.removeprefix("best_").split("@")[0]
+        for s in series:
+            split, _, rest = s.partition("/")
+            if rest and (rest == m or f"{split}_{rest}" == m):
+                read.setdefault(s, []).append(key)
+    return read
+
+
+def log_curves(results: dict, metrics_csv) -> None:
+    """Log, to the open W&B run, a line plot of each series of ``metrics_csv`` that a table cell reads
+    (`curves_read`), as ``curve/<series>``, titled with the cells read from it."""
+    import csv
+    from pathlib import Path
+
+    import wandb
+
+    if not Path(metrics_csv).exists():
+        return
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "step" not in rows[0]:
+        return
+    for series, keys in curves_read(results, [c for c in rows[0] if c != "step"]).items():
+        points = [[float(r["step"]), float(r[series])] for r in rows if r.get(series) not in (None, "")]
+        if points:
+            title = f"{series} ({', '.join(f'{k} = {results[k]:.4g}' for k in keys if isinstance(results[k], (int, float)))})"
+            table = wandb.Table(data=points, columns=["step", series])
+            wandb.run.log({f"curve/{series}": wandb.plot.line(table, "step", series, title=title)})
+
+
 def finish(results: dict | None = None, failed: bool = False) -> None:
-    """Write the final numbers to the W&B summary and close the run (if one is open)."""
+    """Write the final numbers to the W&B summary, plot the curves the table cells read (`log_curves`), and
+    close the run (if one is open)."""
     import sys
+    from pathlib import Path
 
     if "wandb" not in sys.modules:
         return
@@ -141,4 +183,6 @@ def finish(results: dict | None = None, failed: bool = False) -> None:
         return
     if results:
         wandb.run.summary.update({k: v for k, v in results.items() if isinstance(v, (int, float, str))})
+        if not failed:  # the run folder is W&B's root dir (wandb_kwargs)
+            log_curves(results, Path(wandb.run.settings.root_dir) / "metrics.csv")
     wandb.finish(exit_code=1 if failed else 0)

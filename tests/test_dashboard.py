@@ -232,3 +232,20 @@ def test_the_reader_joins_records_split_across_blocks(tmp_path, monkeypatch):
     keys = logged(offline_run(tmp_path))
     assert {f"big.k{i}" for i in range(800)} <= keys.config and "name" in keys.config
     assert keys.history == {"train/loss"} and {"train/loss", "table/acc"} <= keys.summary
+
+
+def test_a_run_plots_the_curves_its_table_cells_read(probed):
+    """reprolab.tracking.log_curves: the tiny COSMOS run's table/best_val_loss is read from val/loss."""
+    keys = probed("cosmos")
+    charts = {k for k in keys.summary if k.startswith("curve/") and k.endswith("_table")}  # W&B stores a chart's data so
+    assert charts == {"curve/val/loss_table"}
+
+
+def test_which_curves_table_cells_read():
+    from reprolab.tracking import curves_read
+
+    results = {"table/best_val_loss": 1.6, "table/val_loss": 1.7, "table/gap@10": 0.1, "table/gap@20": 0.05,
+               "table/iters_to_eps": 150, "train/loss": 1.8}
+    series = ["train/loss", "val/loss", "train/gap", "val/excess_loss"]
+    assert curves_read(results, series) == {"val/loss": ["table/best_val_loss"],
+                                            "train/gap": ["table/gap@10", "table/gap@20"]}
