@@ -37,7 +37,6 @@ class PositivesData:
     """
 
     kind: ClassVar[str] = "positives"
-    derived_from_model: ClassVar[bool] = True  # the source's `prepare(model)` makes the negatives
 
     batch_size: int = 32
     negatives_per_step: int = 2

@@ -10,9 +10,9 @@ from tests.roles.conftest import every, tiny_lm
 
 
 def source_of(kind: str):
-    """A registered data plugin of ``kind`` that builds offline with its defaults (one that needs no model
-    to make its data first, when there is one)."""
-    for name, cls in sorted(plugins("data").items(), key=lambda kv: (getattr(kv[1], "derived_from_model", False), kv[0])):
+    """A registered data plugin of ``kind`` that builds offline with its defaults (a core one of
+    `reprolab.data` when there is one: a method's own task data, e.g. DFT's, comes last)."""
+    for name, cls in sorted(plugins("data").items(), key=lambda kv: (kv[1].__module__.startswith("methods."), kv[0])):
         if getattr(cls, "kind", None) != kind:
             continue
         try:
