@@ -249,3 +249,23 @@ def test_which_curves_table_cells_read():
     series = ["train/loss", "val/loss", "train/gap", "val/excess_loss"]
     assert curves_read(results, series) == {"val/loss": ["table/best_val_loss"],
                                             "train/gap": ["table/gap@10", "table/gap@20"]}
+
+
+def test_push_syncs_the_offline_runs_of_the_papers_tables_and_its_latest_report(tmp_path):
+    from experiments.dashboard import push
+
+    def run(name: str, key: str, segments: int) -> list[Path]:
+        folder = tmp_path / name / key
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"name": name, "status": "complete"}))
+        return [(folder / "wandb" / f"offline-run-2026120{i}_000000-id").mkdir(parents=True) or
+                folder / "wandb" / f"offline-run-2026120{i}_000000-id" for i in range(segments)]
+
+    toy = run("pd_sliding_toy", "method.R=3", 2)  # a resumed run: both segments
+    libsvm = run("pd_sliding_libsvm_baselines", "method=defw", 1)
+    run("nag_mf_kappa_sweep", "problem.d=5", 1)  # another paper's
+    reports = [tmp_path / "reports" / "pd_sliding" / "wandb" / f"offline-run-2026120{i}_000000-r{i}" for i in (1, 2)]
+    for r in reports:
+        r.mkdir(parents=True)
+    found = push.offline_runs(spec.load("pd_sliding"), tmp_path)
+    assert sorted(found) == sorted(toy + libsvm + reports[-1:])

@@ -27,11 +27,21 @@ TABLES = {
         groupby=("method",),
         plots=(Scatter("config:method.lr", "summary:table/best_val_loss", title="best eval loss per Optuna trial vs lr",
                        log_x=True, groupby=()),
-               Line("val/loss", x=STEP, title="validation loss, every trial", groupby=()))),
-    "T1": Panels(groupby=("method", "model"), plots=PPL),
+               Line("val/loss", x=STEP, title="validation loss, every trial", groupby=())),
+        commands=tuple(f"python run.py -m experiment=cosmos_tiny_optuna/{m} launcher=joblib"
+                       for m in ("adamw", "adam_mini", "galore", "muon", "soap", "cosmos"))),
+    "T1": Panels(groupby=("method", "model"), plots=PPL, commands=(
+        "python run.py -m experiment=cosmos_llama method=adamw,adam_mini,galore,muon,soap,cosmos",
+        "python run.py -m experiment=cosmos_llama_350m method=adamw,adam_mini,galore,muon,soap,cosmos",
+        "python run.py -m experiment=cosmos_llama_1b method=adamw,muon,cosmos")),
     # peak GPU memory (table/peak_mem_gb) is logged on CUDA only, so the CPU probe cannot vouch for a bar of it:
     # it is in the table panel, beside the paper's number
     "T2": Panels(groupby=("method",), plots=(Bar("table/opt_state_bytes", title="optimizer state (bytes)"),
-                                              Bar("table/ms_per_step", title="ms per step"))),
-    "T3": Panels(groupby=("method.rank", "method.gamma", "method.lr"), plots=PPL),
+                                              Bar("table/ms_per_step", title="ms per step")),
+                 commands=("python run.py -m experiment=cosmos_memory method=adamw,soap,muon,cosmos",)),
+    "T3": Panels(groupby=("method.rank", "method.gamma", "method.lr"), plots=PPL, commands=(
+        "python run.py -m experiment=cosmos_llama   # the base point (rank 64, gamma 0.2, lr 2e-3): T1's COSMOS run",
+        "python run.py -m experiment=cosmos_ablation method.rank=16,32,128",
+        "python run.py -m experiment=cosmos_ablation method.gamma=0,0.1,0.5",
+        "python run.py -m experiment=cosmos_ablation method.lr=2e-4")),
 }

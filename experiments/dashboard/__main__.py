@@ -41,8 +41,9 @@ def note(dash, made: dict) -> str:
              f"- command: `{made['command']}`", f"- commit: `{made['commit']}`", f"- machine: {made['machine']}",
              f"- definition: `dashboard.json` (the report as W&B stores it), from `experiments/{dash.paper}/*.yaml`"
              + (f" and `experiments/{dash.paper}/dashboard.py`" if dash.spec else " with default panels (no dashboard.py)"),
-             "", "On W&B, after a run (the runs log offline to their folders):", "", "```bash",
-             f"python -m experiments.report {dash.paper}              # the tables, logged to an offline report run",
+             "", "To put it on W&B after the runs (each run, and the report step that rebuilds the tables after a "
+             "run or a sweep, log offline under logs/; `logger=csv` runs log nothing to sync):", "", "```bash",
+             "wandb login   # once per machine",
              f"python -m experiments.dashboard {dash.paper} --push --entity <you>   # sync the runs, save this report",
              "```", ""]
     for s in dash.sections:
