@@ -14,7 +14,8 @@ export REPROLAB_JOBS="${REPROLAB_JOBS:-2}"
 PY="${PYTHON:-./.venv/bin/python}"
 LOGS="${REPROLAB_LOG_DIR:-logs}"
 GRID="experiment=r3m_grid/clean,r3m_grid/irrational_p13,r3m_grid/irrational_p12,r3m_grid/irrational_p23,r3m_grid/random_20,r3m_grid/stochastic_t03"
-COMMON=(seed=0,1,2 launcher=joblib logger=csv trainer.enable_progress_bar=false "paths.log_dir=$LOGS")
+# paper=null: no table rebuild after each of the four sweeps (about 20 s each); the one report below makes them.
+COMMON=(seed=0,1,2 launcher=joblib logger=csv trainer.enable_progress_bar=false paper=null "paths.log_dir=$LOGS")
 
 "$PY" run.py -m "$GRID" objective=bt objective.label_smoothing=0.0,0.1 "${COMMON[@]}" "$@"
 "$PY" run.py -m "$GRID" objective=r3m objective.lam=0.3,0.5,0.7 "${COMMON[@]}" "$@"
