@@ -173,6 +173,8 @@ def test_patterns_must_name_linear_layers(adapter):
 
 @pytest.mark.parametrize("field, value", [("target_modules", []), ("alpha", 0.0), ("dropout", 1.0), ("bias", "some")])
 def test_bad_values_name_the_key(adapter, field, value):
+    if field not in type(adapter).__dataclass_fields__:
+        pytest.skip(f"{type(adapter).__name__} has no {field} (not a peft LoRA-family adapter)")
     with pytest.raises(ConfigError, match=rf"adapter\.{field}="):
         type(adapter)(**{field: value})
 
