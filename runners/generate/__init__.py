@@ -1,7 +1,8 @@
 """The `generate` runner: evaluate a decoder at inference time with a pluggable KV cache.
 
 Slots: ``kv_cache`` (required, a `reprolab.roles.CacheMethod`; ``method=gear`` fills it) and ``steering``
-(optional: PASTA steers the task's highlighted spans, AutoPASTA finds them itself). The task (`runner.task`)
+(optional: PASTA steers the task's highlighted spans, AutoPASTA finds them itself) and ``temperature`` (optional:
+TempNet's per-token tau, or a global one, divides the logits in every decoding path). The task (`runner.task`)
 supplies prompts and scores generations; the model comes from the ``model`` group (built, loaded
 from an lm-runner checkpoint, or pretrained). Results (``table/*``):
 
@@ -48,7 +49,7 @@ def run(cfg, run_dir, objs: dict) -> dict:
     if task.own_vocab is None:
         tokenizer = build_tokenizer(runner.tokenizer or (model_cfg.hf_id if model_cfg.pretrained else "byte"))
     vocab = task.own_vocab or tokenizer.vocab_size
-    model = build_model(model_cfg, runner.checkpoint, vocab, runner.dtype, device)
+    model = build_model(model_cfg, runner.checkpoint, vocab, runner.dtype, device, objs["roles"].temperature)
     if task.own_vocab is not None and model.config.vocab_size < task.own_vocab:
         raise ConfigError(f"the model's vocabulary ({model.config.vocab_size}) is smaller than the task's ({task.own_vocab}): "
                          "evaluate the recall task with the sizes the model was trained on.")

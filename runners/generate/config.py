@@ -49,7 +49,7 @@ class GenerateRunner:
 
     # steering: PASTA on the task's highlighted spans, or AutoPASTA's own (`runners.generate.highlight`),
     # composed with the KV cache in one attention hook (`reprolab.models.attention.install`).
-    slots: ClassVar[dict] = {"kv_cache": Slot(required=True), "steering": Slot()}
+    slots: ClassVar[dict] = {"kv_cache": Slot(required=True), "steering": Slot(), "temperature": Slot()}
     _target_: str = "runners.generate.run"
     task: Any = None
     checkpoint: Optional[str] = None

@@ -55,22 +55,35 @@ def _vocab_of(state: dict) -> int:
     raise ValueError("the checkpoint has no token embedding (embed_tokens / wte): is it an lm runner checkpoint?")
 
 
-def build_model(model_cfg, checkpoint, vocab_size, dtype: str, device: str):
+def build_model(model_cfg, checkpoint, vocab_size, dtype: str, device: str, temperature=None):
     """The model in eval mode on ``device``: from ``checkpoint`` (weights trained by the lm runner),
-    else pretrained (``model.pretrained``), else built from config with random init."""
+    else pretrained (``model.pretrained``), else built from config with random init. ``temperature``
+    (a `TemperatureMethod`) is attached before the weights load, so a checkpoint's tau network (TempNet's)
+    loads with the model; a checkpoint without one decodes with the plugin's initial tau (a warning)."""
+    from reprolab.models.assemble import attach_temperature
+
     if checkpoint:
         state = load_state(checkpoint)
         model = model_cfg.build(_vocab_of(state))
+        if temperature is not None:
+            attach_temperature(model, temperature)
         missing, unexpected = model.load_state_dict(state, strict=False)
+        untrained_tau = [k for k in missing if k.startswith("temperature.")]
+        missing = [k for k in missing if not k.startswith("temperature.")]
         if missing or unexpected:
             raise ConfigError(
                 f"runner.checkpoint={checkpoint!r} does not fit model={model_cfg.arch} (hidden {model_cfg.hidden_size}, "
                 f"{model_cfg.num_layers} layers): missing {missing[:4]}, unexpected {unexpected[:4]}. "
-                "Use the model config the checkpoint was trained with."
+                "Use the model config the checkpoint was trained with (and its temperature=..., if it trained one)."
             )
+        if untrained_tau:
+            log.warning(f"runner.checkpoint={checkpoint!r} holds no weights for temperature={temperature.registered_name}: "
+                        "decoding with its initial tau network (train one with the lm runner, or use a fixed tau).")
         log.info(f"loaded {checkpoint_file(checkpoint)}")
     else:
         model = model_cfg.build(vocab_size)
+        if temperature is not None:
+            attach_temperature(model, temperature)
     return model.to(device=device, dtype=DTYPES[dtype]).eval()
 
 
