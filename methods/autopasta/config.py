@@ -41,7 +41,7 @@ class AutoPASTAConfig(PASTAConfig):
     size are not given (spec §8.3).
     """
 
-    identity: ClassVar[dict] = {"alpha": 1.0, "heads": {"0": [0, 1], "1": [3]}}
+    identity: ClassVar[dict] = {"alpha": 1.0, "heads": [[0, 0], [0, 1], [1, 3]]}
     identify: str = "auto"
     identify_head: list[int] = field(default_factory=list)
     key_tokens: int = 100
@@ -71,7 +71,7 @@ class AutoPASTAConfig(PASTAConfig):
         super().check_model(model_config)
         if self.identify_head:
             layer, head = self.identify_head
-            check_heads_fit({str(layer): [head]}, model_config)
+            check_heads_fit({layer: [head]}, model_config)
 
     # ---- once per run: the identify head and the steered heads -----------------------------------
     def setup(self, model, task, tokenizer, decoder) -> None:
@@ -86,9 +86,9 @@ class AutoPASTAConfig(PASTAConfig):
         path = Path(self.heads_file) if self.heads_file else None
         if path is not None and path.is_file():
             saved = json.loads(path.read_text())
-            self.heads = load_heads(self.heads_file)
+            self.use_heads(load_heads(self.heads_file))
             self.identify_head = self.identify_head or saved.get("identify_head") or []
-            check_heads_fit(self.heads, model.config)
+            check_heads_fit(self._by_layer, model.config)
             if self.identify == "prompt" or self.identify_head:
                 return
         profile_set = task.profile(tokenizer)
@@ -103,7 +103,7 @@ class AutoPASTAConfig(PASTAConfig):
             log.info(f"identify head {self.identify_head}: precision {precision:.3f} on {len(profile_set)} held-out examples")
         if not self.heads and self.apply == "steer":
             record.update(self._profile(model, task, tokenizer, profile_set, decoder))
-        record["heads"] = self.heads
+        record["heads"] = self._by_layer  # the official head-config format {layer: [ids]}
         if path is not None and not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(record, indent=1))
@@ -116,13 +116,13 @@ class AutoPASTAConfig(PASTAConfig):
             examples, _ = self.prepare(model, task, tokenizer, examples, decoder)
 
         def score(heads) -> float:
-            self.heads = heads
+            self.use_heads(heads)
             out = decoder.generate(examples, task.new_tokens(), lambda t: task.is_done(tokenizer, t))
             return sum(task.score(tokenizer, e, g)["correct"] for e, g in zip(examples, out)) / len(examples)
 
         cfg = model.config
         profile = coarse_to_fine(score, cfg.num_hidden_layers, cfg.num_attention_heads, self.top_layers)
-        self.heads = select(profile, score, self.head_counts)
+        self.use_heads(select(profile, score, self.head_counts))
         log.info(f"profiled heads {self.heads} ({profile.evaluations} + {len(profile.candidates)} evaluations)")
         return {"profile": profile.to_json()}
 

@@ -23,8 +23,8 @@ class PASTAConfig(SteeringMethod):
     log(alpha) to those pre-softmax scores, at prefill and at every decoding step: a masked add on the
     scores of the selected heads inside the one attention pass (`reprolab.models.attention`).
 
-    heads: ``{layer: [query head ids]}`` (the official head-config format; keys are layer indices;
-      with GQA the ids index query heads). Empty: no head is steered (the identity).
+    heads: ``[[layer, query head], ...]`` (``method.heads=[[1,0],[1,2]]``; with GQA the ids index query
+      heads). Empty: no head is steered (the identity).
     alpha: the scale (0.01 in PASTA, ``scale_position=exclude``; AutoPASTA's delta = log 100).
     sections: several highlighted sections (a ``(batch, K, prompt)`` highlight) are combined as
       ``official`` (`edit_multisection_attention`: the exclude rule once per section, so a prompt token
@@ -36,29 +36,34 @@ class PASTAConfig(SteeringMethod):
     be found decodes as direct prompting).
     """
 
-    identity: ClassVar[dict] = {"alpha": 1.0, "heads": {"0": [0, 1], "1": [3]}}
+    identity: ClassVar[dict] = {"alpha": 1.0, "heads": [[0, 0], [0, 1], [1, 3]]}
     alpha: float = 0.01
-    heads: dict[str, list[int]] = field(default_factory=dict)
+    heads: list[list[int]] = field(default_factory=list)
     sections: str = "official"
     heads_file: Optional[str] = None
 
     def __post_init__(self):
         checks.in_range("method.alpha", self.alpha, 0.0, 1.0, lo_open=True)
         checks.one_of("method.sections", self.sections, SECTIONS)
-        self.heads = check_heads(self.heads)
+        self.use_heads(self.heads)
+
+    def use_heads(self, heads) -> None:
+        """Steer ``heads`` (pairs, or a ``{layer: [ids]}`` head config) from now on."""
+        self._by_layer = check_heads(heads)
+        self.heads = [[layer, h] for layer, ids in self._by_layer.items() for h in ids]
 
     def check_model(self, model_config) -> None:
-        check_heads_fit(self.heads, model_config)
+        check_heads_fit(self._by_layer, model_config)
 
     def setup(self, model, task, tokenizer, decoder) -> None:
         if self.heads_file is not None:
-            self.heads = load_heads(self.heads_file)
-            check_heads_fit(self.heads, model.config)
+            self.use_heads(load_heads(self.heads_file))
+            check_heads_fit(self._by_layer, model.config)
 
     def score_bias(self, layer, num_heads, key_len, highlight):
         import torch
 
-        ids = self.heads.get(str(layer))
+        ids = self._by_layer.get(layer)
         if not ids or self.alpha == 1.0:
             return None
         row = prompt_bias(highlight, math.log(self.alpha), self.sections)[:, :key_len]  # (B, prompt)
@@ -80,18 +85,19 @@ def prompt_bias(highlight, log_alpha: float, sections: str = "official"):
     return outside.float() * log_alpha
 
 
-def check_heads(heads) -> dict[str, list[int]]:
-    """``{layer: [head ids]}`` with string layer keys (a JSON head config or a YAML dict)."""
-    out = {}
-    for layer, ids in dict(heads).items():
-        if not str(layer).isdigit() or any(not isinstance(h, int) or h < 0 for h in ids):
-            raise checks.ConfigError(f"method.heads={dict(heads)!r}: keys are layer indices and values lists of "
-                                     "query head ids >= 0, e.g. {'0': [1, 3], '5': [0]}.")
-        out[str(layer)] = sorted(set(int(h) for h in ids))
-    return out
+def check_heads(heads) -> dict[int, list[int]]:
+    """``{layer: [head ids]}`` from ``[[layer, head], ...]`` pairs or a head config ``{layer: [ids]}`` (JSON: string keys)."""
+    pairs = [(l, h) for l, ids in heads.items() for h in ids] if isinstance(heads, dict) else [tuple(p) for p in heads]
+    out: dict[int, list[int]] = {}
+    for pair in pairs:
+        if len(pair) != 2 or not str(pair[0]).isdigit() or not isinstance(pair[1], int) or pair[1] < 0:
+            raise checks.ConfigError(f"method.heads={heads!r}: give [layer, query head] pairs of indices >= 0, e.g. "
+                                     "method.heads=[[0,1],[0,3],[5,0]] (or a head-config file: method.heads_file).")
+        out.setdefault(int(pair[0]), []).append(pair[1])
+    return {layer: sorted(set(ids)) for layer, ids in sorted(out.items())}
 
 
-def load_heads(path: str) -> dict[str, list[int]]:
+def load_heads(path: str) -> dict[int, list[int]]:
     """The heads of a head-config file (``{"heads": {...}}`` or the official ``{layer: [ids]}``)."""
     import json
     from pathlib import Path
@@ -107,6 +113,6 @@ def load_heads(path: str) -> dict[str, list[int]]:
 def check_heads_fit(heads: dict, model_config) -> None:
     layers, n_heads = model_config.num_hidden_layers, model_config.num_attention_heads
     for layer, ids in heads.items():
-        if int(layer) >= layers or any(h >= n_heads for h in ids):
+        if layer >= layers or any(h >= n_heads for h in ids):
             raise checks.ConfigError(f"method.heads names layer {layer} heads {list(ids)}; the model has {layers} layers of "
                                      f"{n_heads} query heads: pick heads within them.")

@@ -14,7 +14,7 @@ from tests.roles.conftest import tiny_lm
 IDS = torch.randint(0, 32, (2, 16), generator=torch.Generator().manual_seed(1))
 G = torch.zeros(2, 16, dtype=torch.bool)
 G[:, 6:10] = True
-HEADS = {"1": [0, 2]}
+HEADS = [[1, 0], [1, 2]]
 
 
 def attentions(steering=None, highlight=G):
@@ -47,7 +47,7 @@ def test_closed_form_and_locality():
 def test_identity_and_hook_scope():
     """alpha = 1, no heads, or no highlight: logits bit-identical (properties 3, 9)."""
     _, base = attentions()
-    for steering, highlight in ((PASTAConfig(alpha=1.0, heads=HEADS), G), (PASTAConfig(heads={}), G),
+    for steering, highlight in ((PASTAConfig(alpha=1.0, heads=HEADS), G), (PASTAConfig(heads=[]), G),
                                 (PASTAConfig(heads=HEADS), None)):
         assert torch.equal(attentions(steering, highlight)[1], base)
 
@@ -100,7 +100,7 @@ def test_bad_steering_settings_name_the_key():
     with pytest.raises(ConfigError, match="method.alpha"):
         PASTAConfig(alpha=0.0)
     with pytest.raises(ConfigError, match="layer 5"):
-        install(tiny_lm(hidden=64, heads=4), None, PASTAConfig(heads={"5": [0]}))
+        install(tiny_lm(hidden=64, heads=4), None, PASTAConfig(heads=[[5, 0]]))
     from methods.gear import GearConfig
 
     fused = GearConfig(buffer=16, group=16, attention="fused")
@@ -136,7 +136,7 @@ def test_gqa_head_ids_index_query_heads():
         with torch.no_grad(), highlighting(model, G):
             return model(input_ids=IDS, output_attentions=True).attentions[1]
 
-    base, steered = attn(None), attn(PASTAConfig(alpha=0.01, heads={"1": [0]}))
+    base, steered = attn(None), attn(PASTAConfig(alpha=0.01, heads=[[1, 0]]))
     assert torch.equal(base[:, 1:], steered[:, 1:]) and not torch.allclose(base[:, 0], steered[:, 0])
 
 
@@ -156,7 +156,7 @@ def test_multisection_official_compounds_and_union_does_not():
     assert union.tolist() == [1, 0, 0, 1, 1, 0, 1, 1]
     empty = torch.zeros(1, 8, dtype=torch.bool)  # a row with nothing highlighted is not steered
     assert prompt_bias(empty, la).abs().sum() == 0
-    steering = PASTAConfig(alpha=0.1, heads={"0": [1]})
+    steering = PASTAConfig(alpha=0.1, heads=[[0, 1]])
     bias = steering.score_bias(0, 4, 10, sections)  # 8 prompt keys + 2 generated
     assert bias[0, 1, 0, 8:].abs().sum() == 0 and torch.allclose(bias[0, 1, 0, :8], official * la)
     assert bias[0, [0, 2, 3]].abs().sum() == 0
@@ -172,7 +172,7 @@ def test_steering_over_gear_matches_dense_up_to_gears_own_error():
     ids = torch.randint(0, 32, (2, 40), generator=torch.Generator().manual_seed(3))
     hl = torch.zeros(2, 30, dtype=torch.bool)  # a 30-token prompt, then 10 decode steps over the compressed cache
     hl[:, 10:16] = True
-    steering = PASTAConfig(alpha=0.01, heads={"0": [0, 1], "1": [2]})
+    steering = PASTAConfig(alpha=0.01, heads=[[0, 0], [0, 1], [1, 2]])
 
     def logits(cache, steer):
         from runners.generate.decode import Stepper
@@ -198,8 +198,8 @@ def test_unsteerable_attention_is_refused_with_the_fix():
     with pytest.raises(ConfigError, match="attn_implementation='sdpa' or 'eager'"):
         install(model, None, PASTAConfig(heads=HEADS))
     with pytest.raises(ConfigError, match="method.heads"):
-        PASTAConfig(heads={"x": [0]})
+        PASTAConfig(heads=[[0]])
     with pytest.raises(ConfigError, match="method.alpha"):
         PASTAConfig(alpha=-0.5)
     with pytest.raises(ConfigError, match="heads \\[0, 9\\]"):
-        install(tiny_lm(hidden=64, heads=4), None, PASTAConfig(heads={"1": [0, 9]}))
+        install(tiny_lm(hidden=64, heads=4), None, PASTAConfig(heads=[[1, 0], [1, 9]]))
