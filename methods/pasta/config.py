@@ -50,6 +50,7 @@ class PASTAConfig(SteeringMethod):
     def use_heads(self, heads) -> None:
         """Steer ``heads`` (pairs, or a ``{layer: [ids]}`` head config) from now on."""
         self._by_layer = check_heads(heads)
+        self._memo = None
         self.heads = [[layer, h] for layer, ids in self._by_layer.items() for h in ids]
 
     def check_model(self, model_config) -> None:
@@ -66,10 +67,18 @@ class PASTAConfig(SteeringMethod):
         ids = self._by_layer.get(layer)
         if not ids or self.alpha == 1.0:
             return None
-        row = prompt_bias(highlight, math.log(self.alpha), self.sections)[:, :key_len]  # (B, prompt)
-        bias = torch.zeros(row.shape[0], num_heads, 1, key_len, device=row.device)
-        bias[:, list(ids), 0, : row.shape[1]] = row[:, None, :]  # keys past the prompt (generated) keep 0
-        return bias
+        memo = self.__dict__.get("_memo")  # one bias per layer and highlight, built at its first forward
+        if memo is None or memo[0] is not highlight or memo[1] != num_heads:
+            memo = self._memo = (highlight, num_heads, {})
+        bias = memo[2].get(layer)
+        if bias is None:
+            row = prompt_bias(highlight, math.log(self.alpha), self.sections)  # (B, prompt)
+            bias = torch.zeros(row.shape[0], num_heads, 1, row.shape[1], device=row.device)
+            bias[:, list(ids), 0] = row[:, None, :]
+            memo[2][layer] = bias
+        if key_len <= bias.shape[-1]:
+            return bias[..., :key_len]
+        return torch.nn.functional.pad(bias, (0, key_len - bias.shape[-1]))  # generated keys keep weight 1
 
 
 def prompt_bias(highlight, log_alpha: float, sections: str = "official"):

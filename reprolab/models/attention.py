@@ -48,13 +48,23 @@ def install(model: torch.nn.Module, kv_cache=None, steering=None) -> None:
         if highlight is not None:
             bias = steering.score_bias(module.layer_idx, query.shape[1], key.shape[-2], highlight)
             if bias is not None:
-                attention_mask = additive_mask(attention_mask, query, key) + bias.to(query.dtype)
+                attention_mask = with_bias(attention_mask, bias.to(query.dtype), query, key)
         return base(module, query, key, value, attention_mask, **kwargs)
 
     name = f"steered:{base_name}"
     AttentionInterface.register(name, steered)
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base_name])  # the base's own masks
     model.set_attn_implementation(name)
+
+
+def with_bias(mask, bias: torch.Tensor, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """The attention mask plus the score bias, as one float tensor: one op when the mask is boolean, none
+    for a single query row without a mask (a decoding step attends to every key)."""
+    if mask is None and query.shape[-2] == 1:
+        return bias
+    if mask is not None and mask.dtype == torch.bool:
+        return torch.where(mask[..., : key.shape[-2]], bias, float("-inf"))
+    return additive_mask(mask, query, key) + bias
 
 
 def additive_mask(mask, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
