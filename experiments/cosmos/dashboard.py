@@ -6,7 +6,7 @@ from experiments.dashboard.spec import Bar, Line, Panels, Scatter
 STEP = "trainer/global_step"  # the lm runner logs through Lightning, whose step axis this is
 # A tiny run of the CPU analog: every key the panels below read must be among what it logs to W&B.
 PROBE = ["experiment=cosmos_tiny/cosmos", "trainer.max_steps=4", "trainer.val_check_interval=2",
-         "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false"]
+         "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false", "data.val_sequences=16"]
 
 LOSS = (Line("val/loss", x=STEP, title="validation loss"), Line("train/loss", x=STEP, title="training loss"))
 PPL = (Line("val/ppl", x=STEP, title="validation perplexity", log_y=True), Line("train/loss", x=STEP, title="training loss"))
