@@ -1,63 +1,185 @@
-"""CPU compression throughput (tokens compressed per second): ours vs a plain unfused PyTorch version.
+"""GEAR compression throughput on CPU (tokens of K and V compressed per second): this tree against a
+baseline commit, side by side.
 
-Ours: `methods.gear.compress.compress` with packed storage (quantise + pack, fp16 parameters, COO
-outliers, fp16 factors) and in simulated storage. Baseline: a straightforward transcription of the
-official functions (`tests.gear.official_ref.gear`: permute/view, topk, scatter, quantise, restore,
-power iteration; no packing). Same math, same shapes: one 512-token chunk of a LLaMA-7B-shaped layer
-(32 heads x 128), b = 2, g = 64, s = 2 %, r = 4, keys and values. Repetitions alternate the three
-and the medians are reported (shared 2-core machine: ratios, not absolute numbers, are meaningful).
+    python -m benchmarks.gear_compress [--base-commit 077abdc | --base TREE] [--tokens 4096] [--reps 5] [--threads 1]
 
-    python -m benchmarks.gear_compress [--tokens 512] [--reps 5]
+What is timed: `methods.gear.compress.compress` on one LLaMA-7B-shaped layer (32 heads x d_H 128) of
+``--tokens`` tokens, keys (per-channel groups) and values (per-token groups), b = 2, g = 64, s = 2 %
+(official count), r = 4, 3 power-iteration loops, in packed storage (what a memory-saving run
+stores: codes, fp16 scales/mins, COO outliers, fp16 factors) and in simulated storage (the fp16
+reconstruction, the official accuracy runs'). Each tree runs in its own worker process (the two
+trees' modules never mix: ``sys.path`` starts with the tree), on the same inputs (seeded), one worker
+at a time, repetitions interleaved (this tree, the base, this tree, ...), medians reported: load from
+other processes hits both alike. Both workers then compress once more and the packed results are
+compared: codes, scales, mins and outliers bit for bit, the reconstruction's max |difference|.
+The base is a temporary `git worktree` of ``--base-commit`` (the commit before the blocked
+compression), or an existing tree given by ``--base``. Writes benchmarks/results/gear_compress.{md,json}.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
-import time
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import torch
 
+from benchmarks.common import SHARED_CPU_NOTE, command_line, write
 
-def main(argv=None) -> None:
-    from benchmarks.common import write
-    from methods.gear.compress import CodecSpec, QuantSpec, compress
-    from tests.gear import official_ref as ref
+ROOT = Path(__file__).resolve().parent.parent
+STORAGES = ("packed", "simulated")
+STORED = ("codes", "scale", "mn", "out_idx", "out_val", "lr_q", "lr_p")
+TARGET = 2.0  # issue 20: packed tokens/s >= 2x the baseline's
+BASE_COMMIT = "077abdc"  # the last commit before compression worked in row blocks
 
-    p = argparse.ArgumentParser()
-    p.add_argument("--tokens", type=int, default=512)
+# Runs inside a tree (argv: tree, tokens, threads); reads commands on stdin: "time <storage>" prints the
+# seconds of one compression of the layer's K and V, "dump <file>" saves the packed results.
+WORKER = r"""
+import sys, time
+tree, tokens, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path.insert(0, tree)
+import torch
+torch.set_num_threads(threads)
+from methods.gear.compress import CodecSpec, QuantSpec, compress
+gen = torch.Generator().manual_seed(0)
+k = torch.randn(1, 32, tokens, 128, generator=gen).half()
+v = torch.randn(1, 32, tokens, 128, generator=gen).half()
+p0 = torch.rand(128, 4, generator=gen)
+key, value = QuantSpec(2, "channel", 64), QuantSpec(2, "token", 64)
+codecs = {s: CodecSpec(key, value, outlier_frac=0.02, outlier_count="official", storage=s)
+          for s in ("packed", "simulated")}
+run = lambda s: [compress(x, kind, codecs[s], 4, p0) for x, kind in ((k, "key"), (v, "value"))]
+for s in codecs:
+    run(s)  # warm-up
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd, arg = line.split()
+    if cmd == "time":
+        t0 = time.perf_counter()
+        run(arg)
+        print(time.perf_counter() - t0, flush=True)
+    elif cmd == "dump":
+        torch.save([{**{n: getattr(c, n) for n in %r}, "recon": c.materialize()} for c in run("packed")], arg)
+        print("saved", flush=True)
+""" % (STORED,)
+
+
+class Worker:
+    """A process compressing with the code of one tree."""
+
+    def __init__(self, tree: Path, tokens: int, threads: int):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONDONTWRITEBYTECODE": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, str(tree), str(tokens), str(threads)], cwd=tree,
+                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ask_for("ready", None)
+
+    def ask_for(self, expect: str | None, command: str | None) -> str:
+        if command is not None:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        line = self.proc.stdout.readline().strip()
+        if not line or (expect and line != expect):
+            raise RuntimeError(f"benchmark worker failed (said {line!r}; its error is above)")
+        return line
+
+    def time(self, storage: str) -> float:
+        return float(self.ask_for(None, f"time {storage}"))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def compare(ours: list[dict], base: list[dict]) -> dict:
+    """Per K/V: whether every stored tensor is bit-identical, and the reconstruction's max |difference|."""
+    out = {}
+    for kind, a, b in zip(("key", "value"), ours, base):
+        same = {n: (a[n] is None and b[n] is None) or (a[n] is not None and b[n] is not None and torch.equal(a[n], b[n]))
+                for n in STORED}
+        out[kind] = {"identical": same, "recon_max_abs_diff": (a["recon"].float() - b["recon"].float()).abs().max().item()}
+    return out
+
+
+def measure(trees: dict[str, Path], tokens: int, reps: int, threads: int) -> tuple[dict, dict]:
+    workers = {name: Worker(tree, tokens, threads) for name, tree in trees.items()}
+    try:
+        times = {(name, s): [] for name in workers for s in STORAGES}
+        order = list(times)
+        for rep in range(reps):  # rotate, so each follows each other one equally often
+            for name, storage in order[rep % len(order):] + order[:rep % len(order)]:
+                times[name, storage].append(workers[name].time(storage))
+        with tempfile.TemporaryDirectory() as tmp:
+            dumps = {}
+            for i, (name, w) in enumerate(workers.items()):
+                w.ask_for("saved", f"dump {tmp}/{i}.pt")
+                dumps[name] = torch.load(f"{tmp}/{i}.pt")
+    finally:
+        for w in workers.values():
+            w.close()
+    tps = {f"{name} ({s})": tokens / statistics.median(ts) for (name, s), ts in times.items()}
+    return tps, compare(dumps["this tree"], dumps["base"])
+
+
+@contextlib.contextmanager
+def worktree(commit: str):
+    """A temporary detached `git worktree` of ``commit``, removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "base"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), commit], cwd=ROOT, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+
+
+def commit_of(tree: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+
+
+def markdown(tps: dict, same: dict, tokens: int, reps: int, threads: int, base_commit: str) -> str:
+    lines = [f"# GEAR compression on CPU: this tree vs {base_commit}", "",
+             f"Tokens of K and V compressed per second: one 32-head x d_H 128 layer, {tokens} tokens, b = 2, g = 64, "
+             f"s = 2 % (official count), r = 4, 3 loops; median of {reps} interleaved repetitions, {threads} thread(s), "
+             f"each tree in its own worker process. {SHARED_CPU_NOTE}", "",
+             "| storage | this tree tokens/s | base tokens/s | this tree / base |", "|---|---|---|---|"]
+    for s in STORAGES:
+        ours, base = tps[f"this tree ({s})"], tps[f"base ({s})"]
+        target = f" (target >= {TARGET:g}: {'met' if ours / base >= TARGET else '**missed**'})" if s == "packed" else ""
+        lines.append(f"| {s} | {ours:,.0f} | {base:,.0f} | {ours / base:.2f}{target} |")
+    lines += ["", "Packed results against the base's, same inputs:", "",
+              "| | stored tensors bit-identical | reconstruction max abs diff |", "|---|---|---|"]
+    for kind, r in same.items():
+        diff = [n for n, ok in r["identical"].items() if not ok]
+        lines.append(f"| {kind}s | {'all' if not diff else 'all but ' + ', '.join(diff)} | {r['recon_max_abs_diff']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--base-commit", default=BASE_COMMIT, help="the baseline commit (checked out in a temporary worktree)")
+    p.add_argument("--base", type=Path, help="an existing tree to use as the baseline instead of --base-commit")
+    p.add_argument("--tokens", type=int, default=4096)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-write", action="store_true", help="print only")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    n = args.tokens
-    k, v = torch.randn(1, 32, n, 128).half(), torch.randn(1, 32, n, 128).half()
-    p0 = torch.rand(128, 4)
-    packed = CodecSpec(QuantSpec(2, "channel", 64), QuantSpec(2, "token", 64), outlier_frac=0.02, outlier_count="official")
-    simulated = CodecSpec(packed.key, packed.value, outlier_frac=0.02, outlier_count="official", storage="simulated")
-    impls = {
-        "ours (packed)": lambda: [compress(x, kind, packed, 4, p0) for x, kind in ((k, "key"), (v, "value"))],
-        "ours (simulated)": lambda: [compress(x, kind, simulated, 4, p0) for x, kind in ((k, "key"), (v, "value"))],
-        "unfused reference": lambda: [ref.gear(x, 2, 64, 0.02, 4, 3, kind) for x, kind in ((k, "key"), (v, "value"))],
-    }
-    times = {name: [] for name in impls}
-    for name, fn in impls.items():
-        fn()  # warm-up
-    for _ in range(args.reps):
-        for name, fn in impls.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    tps = {name: n / statistics.median(ts) for name, ts in times.items()}
-    base = tps["unfused reference"]
-    md = [f"Tokens of K and V compressed per second (one 32x128-head layer, chunk of {n} tokens, b=2, g=64, s=2%, r=4, "
-          f"loops=3), median of {args.reps} interleaved repetitions, {args.threads} thread(s). Shared CPU: compare ratios.", "",
-          "| implementation | tokens/s | vs unfused reference |", "|---|---|---|"]
-    md += [f"| {name} | {t:.0f} | {t / base:.2f}x |" for name, t in tps.items()]
-    md += ["", "On CPU nothing is fused: ours runs the PyTorch twin of the quantise+pack kernel. Packing, fp16 "
-           "parameter rounding and COO bookkeeping are the price of real storage; the Triton kernels are GPU-only "
-           "(benchmarks/gear_gpu.py)."]
-    print("\n".join(md))
-    write("gear_compress", {"tokens_per_s": tps, "tokens": n, "reps": args.reps}, "\n".join(md) + "\n")
+    if args.base is not None and not (args.base / "methods" / "gear" / "compress.py").exists():
+        p.error(f"--base {args.base} is not a reprolab tree (no methods/gear/compress.py); give a worktree of the "
+                f"baseline commit, or leave --base out to check out --base-commit ({BASE_COMMIT}) in a temporary one")
+    with (contextlib.nullcontext(args.base.resolve()) if args.base else worktree(args.base_commit)) as base:
+        base_commit = commit_of(base)
+        tps, same = measure({"this tree": ROOT, "base": base}, args.tokens, args.reps, args.threads)
+    md = markdown(tps, same, args.tokens, args.reps, args.threads, base_commit)
+    print(md)
+    if not args.no_write:
+        write("gear_compress", {"tokens_per_s": tps, "identical": same, "tokens": args.tokens, "reps": args.reps,
+                                "threads": args.threads, "base_commit": base_commit}, md,
+              command=command_line("benchmarks.gear_compress", argv))
+    return tps
 
 
 if __name__ == "__main__":

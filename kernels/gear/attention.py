@@ -16,6 +16,11 @@ and small corrections:
 3. `value_terms` (epilogue): with p̃_t = exp(s_t − m), the low-rank value term Σ_chunks
    (Σ_t p̃_t Q_V[t]) P_Vᵀ and the sparse value term; out = (acc + both) / l.
 
+The twin (CPU) takes one shortcut the kernel cannot: it dequantises each store once per step into
+an fp32 tensor anyway, so it writes the outliers into it (D̂ + S exactly) and skips the two sparse
+corrections, which would dequantise the outliers' positions a second time (``sparse=False`` in
+`score_bias` and `value_terms`); the kernel never holds a dequantised tile and adds them as above.
+
 Shapes: q [B, Hq, d]; stores in the `methods.gear.store.PackedStore` layouts (keys per channel,
 values per token); buffer [B, H, nb, d]; mask [B, N + nb] bool (True = attend) or None. GQA: query
 head j reads KV head j // (Hq / H). Everything is fp32 inside.
@@ -47,8 +52,26 @@ def outlier_deltas(store) -> torch.Tensor:
     return store.out_val.float() - backbone_at(store, store.out_idx)
 
 
-def score_bias(q: torch.Tensor, store_k, scaling: float, mask: torch.Tensor | None) -> torch.Tensor:
-    """Additive score term of every compressed token, [B, Hq, N] fp32 (see the module docstring)."""
+def dequantized(store) -> torch.Tensor:
+    """D̂ + S of a packed store in its row layout, fp32: every code unpacked and dequantised once, in
+    one fused multiply-add where the groups are of equal length (always for values; for keys unless
+    chunks of different group sizes were appended), the outliers written in."""
+    codes = quant.unpack(store.codes, store.spec.bits)  # uint8
+    scale, mn = store.scale.float(), store.mn.float()
+    group = store.group_length()
+    if group is not None:
+        rows = torch.addcmul(mn.unsqueeze(-1), codes.unflatten(-1, (-1, group)), scale.unsqueeze(-1)).flatten(-2)
+    else:  # keys of chunks with different group sizes: each token's scale/min column
+        col = store.key_group_index()
+        rows = torch.addcmul(mn[..., col], codes, scale[..., col])
+    if store.out_idx is not None:
+        rows.scatter_(-1, store.out_idx.long(), store.out_val.float())
+    return rows
+
+
+def score_bias(q: torch.Tensor, store_k, scaling: float, mask: torch.Tensor | None, sparse: bool = True) -> torch.Tensor:
+    """Additive score term of every compressed token, [B, Hq, N] fp32 (see the module docstring);
+    ``sparse=False`` leaves the outliers' term out (the twin folds them into its dequantised keys)."""
     B, Hq, d = q.shape
     H, N = store_k.heads, store_k.n_tokens
     rep = Hq // H
@@ -58,7 +81,7 @@ def score_bias(q: torch.Tensor, store_k, scaling: float, mask: torch.Tensor | No
         u = torch.einsum("bhgcr,bhjc->bhjgr", Pk.float(), qf)
         span = Qk.shape[2] * Qk.shape[3]
         bias[..., start : start + span] += torch.einsum("bhgtr,bhjgr->bhjgt", Qk.float(), u).flatten(-2)
-    if store_k.out_idx is not None:
+    if sparse and store_k.out_idx is not None:
         delta = outlier_deltas(store_k).view(B, H, d, -1)  # rows are (head, channel)
         t = store_k.out_idx.long().view(B, H, 1, d * delta.shape[-1]).expand(B, H, rep, -1)
         contrib = (qf.unsqueeze(-1) * delta.unsqueeze(2)).reshape(B, H, rep, -1)
@@ -70,17 +93,15 @@ def score_bias(q: torch.Tensor, store_k, scaling: float, mask: torch.Tensor | No
 
 
 def core(q, store_k, store_v, bias, buf_k, buf_v, buf_mask, scaling):
-    """Twin of the kernel: (acc [B,Hq,d], m [B,Hq], l [B,Hq], scores [B,Hq,N]) in fp32."""
+    """Twin of the kernel: (acc [B,Hq,d], m [B,Hq], l [B,Hq], scores [B,Hq,N]) in fp32, over D̂ + S
+    (`dequantized`: ``bias`` and `value_terms` then leave the sparse terms out)."""
     B, Hq, d = q.shape
     H = store_k.heads
     rep = Hq // H
     N = store_k.n_tokens
     qf = q.float().view(B, H, rep, d)
-    k_rows = quant.unpack(store_k.codes, store_k.spec.bits).float()  # [B, H*d, N]
-    col = store_k.key_group_index()
-    k_hat = (k_rows * store_k.scale.float()[..., col] + store_k.mn.float()[..., col]).view(B, H, d, N)
-    v_hat = quant.dequantize(quant.unpack(store_v.codes, store_v.spec.bits).float(), store_v.mn, store_v.scale)
-    v_hat = v_hat.view(B, N, H, d).permute(0, 2, 1, 3)  # [B, H, N, d]
+    k_hat = dequantized(store_k).view(B, H, d, N)
+    v_hat = dequantized(store_v).view(B, N, H, d).permute(0, 2, 1, 3)  # [B, H, N, d]
     s = torch.einsum("bhjc,bhct->bhjt", qf, k_hat).reshape(B, Hq, N) * scaling + bias
     sb = torch.einsum("bhjc,bhtc->bhjt", qf, buf_k.float()).reshape(B, Hq, -1) * scaling
     if buf_mask is not None:
@@ -94,8 +115,9 @@ def core(q, store_k, store_v, bias, buf_k, buf_v, buf_mask, scaling):
     return acc.reshape(B, Hq, d), m, l, s
 
 
-def value_terms(store_v, scores: torch.Tensor, m: torch.Tensor, d: int) -> torch.Tensor:
-    """Σ_t p̃_t (Q_V[t] P_Vᵀ + δV_t), [B, Hq, d] fp32, with p̃ = exp(scores − m)."""
+def value_terms(store_v, scores: torch.Tensor, m: torch.Tensor, d: int, sparse: bool = True) -> torch.Tensor:
+    """Σ_t p̃_t (Q_V[t] P_Vᵀ + δV_t), [B, Hq, d] fp32, with p̃ = exp(scores − m); ``sparse=False``
+    leaves δV out (the twin's core read D̂ + S)."""
     B, Hq, N = scores.shape
     H = store_v.heads
     rep = Hq // H
@@ -106,7 +128,7 @@ def value_terms(store_v, scores: torch.Tensor, m: torch.Tensor, d: int) -> torch
         C, n = Qv.shape[2], Qv.shape[3]
         w = torch.einsum("bhjgt,bhgtr->bhjgr", p[..., start : start + C * n].unflatten(-1, (C, n)), Qv.float())
         out += torch.einsum("bhjgr,bhgcr->bhjc", w, Pv.float())
-    if store_v.out_idx is not None:
+    if sparse and store_v.out_idx is not None:
         delta = outlier_deltas(store_v)  # [B, N, M]
         ch = store_v.out_idx.long()  # channel in the H*d token vector
         head = ch // d
@@ -127,11 +149,12 @@ def decode_attention(q, store_k, store_v, buf_k, buf_v, scaling, mask=None, back
     backend: ``torch`` (this twin) or ``triton`` (`kernels.gear.attention_triton.core`).
     """
     N = store_k.n_tokens
-    bias = score_bias(q, store_k, scaling, mask)
+    sparse = backend == "triton"  # the twin's core reads D̂ + S (module docstring)
+    bias = score_bias(q, store_k, scaling, mask, sparse)
     buf_mask = None if mask is None else mask[:, N:]
     if backend == "triton":
         from kernels.gear.attention_triton import core as core_impl
     else:
         core_impl = core
     acc, m, l, s = core_impl(q, store_k, store_v, bias, buf_k, buf_v, buf_mask, scaling)
-    return (acc + value_terms(store_v, s, m, q.shape[-1])) / l[..., None]
+    return (acc + value_terms(store_v, s, m, q.shape[-1], sparse)) / l[..., None]

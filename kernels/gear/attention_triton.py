@@ -104,7 +104,7 @@ def core(q, store_k, store_v, bias, buf_k, buf_v, buf_mask, scaling, block_n: in
     m = torch.empty(B, Hq, dtype=torch.float32, device=dev)
     l = torch.empty(B, Hq, dtype=torch.float32, device=dev)
     scores = torch.empty(B, Hq, N, dtype=torch.float32, device=dev)
-    kcol = store_k.key_group_index().to(torch.int32)
+    kcol = store_k.key_group_index(torch.int32)
     bmask = buf_mask.to(torch.int8).contiguous() if buf_mask is not None else acc
     _decode_kernel[(B * Hq,)](
         q.float().contiguous(), store_k.codes.contiguous(), store_k.scale.contiguous(), store_k.mn.contiguous(), kcol,

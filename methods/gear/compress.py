@@ -196,16 +196,41 @@ def nominal_bits(shape, spec: QuantSpec, group: int, n_outliers: int, rank: int)
     return spec.bits * numel + 2 * 16 * (numel // group) + 48 * n_outliers + 16 * rank * (n + d) * H * B
 
 
+CPU_BLOCK = 1 << 18  # entries per row block on the CPU (1 MiB of fp32): each step's temporaries stay in cache
+
+
+def row_blocks(shape, layout: str, device: torch.device):
+    """The blocks of rows `compress` works through, as (rows slice, index into [B, H, n, d_H]) pairs.
+
+    Rows are independent (outliers, groups and ranges never cross one), so any split gives the same
+    codes. On the CPU a chunk is taken in blocks of about ``CPU_BLOCK`` entries, whole heads (channel
+    layout) or whole tokens (token layout), so that no step allocates and faults in a chunk-sized
+    temporary (on the 2-core VM a fresh 64 MiB tensor costs 5-8x the pass that fills it); on a GPU,
+    and for the tensor/dim layouts, the whole chunk is one block (one set of launches).
+    """
+    B, H, n, d = shape
+    whole = [(slice(None), (slice(None),) * 4)]
+    if device.type != "cpu" or layout not in ("channel", "token"):
+        return whole
+    if layout == "channel":  # rows h d + c: head h's d_H channels over n tokens
+        per, count, unit = max(1, CPU_BLOCK // (d * n)), H, d
+        return [(slice(i * unit, min(i + per, count) * unit), (slice(None), slice(i, i + per)))
+                for i in range(0, count, per)]
+    per = max(1, CPU_BLOCK // (H * d))  # token rows: all heads of one token
+    return [(slice(i, i + per), (slice(None), slice(None), slice(i, i + per))) for i in range(0, n, per)]
+
+
 def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Optional[torch.Tensor]) -> Compressed:
     """Compress ``x`` [B, H, n, d_H] (``kind`` = "key" or "value") with ``codec`` and ``rank``.
 
     ``p0`` [d_H, rank] or [B, H, d_H, rank]: the power-iteration start (ignored when rank = 0).
+    The backbone is taken block by block of rows (`row_blocks`: the same codes as one block), written
+    into the stored tensors and the residual as it goes; the low-rank fit then runs on the whole residual.
     """
     spec = codec.quant(kind)
     shape = tuple(x.shape)
-    x32 = x.float()
-    rows = to_rows(x32, spec.layout)
-    L = rows.shape[-1]
+    B, H, n, d = shape
+    L = row_length(spec.layout, shape)
     group = spec.group_for(L)
     packed = codec.storage == "packed"
     if packed:
@@ -213,28 +238,43 @@ def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Option
     elif L % group:
         raise ValueError(f"{kind}s: a row of {L} entries cannot be split into groups of {group} (use a chunk length that is a multiple of g).")
     k = outlier_k(codec.outlier_frac, codec.outlier_count, shape, spec.layout)
-    idx = val = None
-    if k:
-        rows, idx, val = split_outliers(rows, k, codec.outlier_fill)
+    n_rows = B * H * n * d // (B * L)
     params_dtype = torch.float16 if packed else torch.float32
-    mn, scale = quant.quant_params(rows, spec.bits, group, params_dtype)
-    q = quant.quantize(rows, mn, scale, spec.bits)
-    deq = quant.dequantize(q, mn, scale)
-    if k:
-        deq = deq.scatter(-1, idx, val)
-    base = from_rows(deq, spec.layout, shape).half()  # fp16(D̂ + S)
+    base = torch.empty(shape, dtype=torch.float16, device=x.device)  # fp16(D̂ + S)
+    scale = torch.empty(B, n_rows, L // group, dtype=params_dtype, device=x.device)
+    mn = torch.empty_like(scale)
+    codes = torch.empty(B, n_rows, L * spec.bits // 8, dtype=torch.uint8, device=x.device) if packed else None
+    idx = torch.empty(B, n_rows, 2 * k, dtype=torch.int32 if packed else torch.int64, device=x.device) if k else None
+    val = torch.empty(B, n_rows, 2 * k, dtype=torch.float16 if packed else torch.float32, device=x.device) if k else None
+    R = torch.empty(shape, dtype=torch.float32, device=x.device) if rank > 0 else None  # X − fp16(D̂ + S)
+    for rows_at, at in row_blocks(shape, spec.layout, x.device):
+        xb = x[at].float()
+        rows = to_rows(xb, spec.layout)
+        if k:
+            rows, i, v = split_outliers(rows, k, codec.outlier_fill)
+            idx[:, rows_at], val[:, rows_at] = i, v
+        mn_b, scale_b = quant.quant_params(rows, spec.bits, group, params_dtype)
+        mn[:, rows_at], scale[:, rows_at] = mn_b, scale_b
+        q = quant.quantize(rows, mn_b, scale_b, spec.bits)
+        if packed:
+            codes[:, rows_at] = quant.pack(q, spec.bits)
+        deq = quant.dequantize(q, mn_b, scale_b)
+        if k:
+            deq = deq.scatter(-1, i, v)
+        base_b = base[at]
+        base_b.copy_(from_rows(deq, spec.layout, xb.shape))
+        if R is not None:
+            torch.sub(xb, base_b, out=R[at])
     Q = P = None
     if rank > 0:
-        Q, P = power_iteration(x32 - base.float(), rank, codec.loops, p0)
+        Q, P = power_iteration(R, rank, codec.loops, p0)
     n_out = 0 if idx is None else idx.numel()
     bits = nominal_bits(shape, spec, group, n_out, rank)
     if not packed:
         dense = base if Q is None else (base.float() + Q @ P.transpose(-1, -2)).half()
         return Compressed(shape, spec, group, dense=dense, nominal_bits=bits)
     return Compressed(
-        shape, spec, group,
-        codes=quant.pack(q, spec.bits), scale=scale, mn=mn,
-        out_idx=None if idx is None else idx.to(torch.int32), out_val=None if val is None else val.half(),
+        shape, spec, group, codes=codes, scale=scale, mn=mn, out_idx=idx, out_val=val,
         lr_q=None if Q is None else Q.half(), lr_p=None if P is None else P.half(),
         nominal_bits=bits,
     )

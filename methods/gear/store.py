@@ -39,7 +39,7 @@ class PackedStore:
         self.axis = -1 if spec.layout == "channel" else 1
         self.codes = self.scale = self.mn = self.out_idx = self.out_val = None
         self.group_lens: list[int] = []  # channel layout: size of each group along tokens
-        self._group_index: Optional[torch.Tensor] = None  # key_group_index(), rebuilt once per appended chunk
+        self._group_index: Optional[dict] = None  # key_group_index() by dtype, rebuilt once per appended chunk
         self.lowrank: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # see the class docstring
         self.n_tokens = 0
         self.nominal_bits = 0
@@ -93,18 +93,29 @@ class PackedStore:
     def batch(self) -> int:
         return self.codes.shape[0]
 
-    def key_group_index(self) -> torch.Tensor:
-        """channel layout: the scale/min column of every token (int64 [N]).
+    def key_group_index(self, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+        """channel layout: the scale/min column of every token ([N], int64 or the kernel's int32).
 
         Kept between calls (decode reads it every step) and rebuilt when a chunk has been appended:
         building it costs a host-to-device copy. Derived metadata, not counted in ``nbytes()``.
         """
-        if self._group_index is None or self._group_index.numel() != self.n_tokens:
+        if self._group_index is None or self._group_index[torch.int64].numel() != self.n_tokens:
             device = self.codes.device
             lens = torch.tensor(self.group_lens, device=device)
-            self._group_index = torch.repeat_interleave(torch.arange(len(self.group_lens), device=device), lens,
-                                                        output_size=self.n_tokens)
-        return self._group_index
+            index = torch.repeat_interleave(torch.arange(len(self.group_lens), device=device), lens,
+                                            output_size=self.n_tokens)
+            self._group_index = {torch.int64: index}
+        if dtype not in self._group_index:
+            self._group_index[dtype] = self._group_index[torch.int64].to(dtype)
+        return self._group_index[dtype]
+
+    def group_length(self) -> Optional[int]:
+        """The length of every quantisation group when they are all equal (token layout: always;
+        channel layout: unless chunks of different group sizes were appended), else None."""
+        if self.spec.layout == "token":
+            return self.codes.shape[-1] * (8 // self.spec.bits) // self.scale.shape[-1]
+        lens = set(self.group_lens)
+        return lens.pop() if len(lens) == 1 else None
 
     def backbone_rows(self) -> torch.Tensor:
         """fp32 D̂ + S in the row layout."""

@@ -131,6 +131,28 @@ def test_power_iteration_reaches_eckart_young_and_is_orthonormal():
         assert torch.linalg.matrix_rank(Q3 @ P3.transpose(-1, -2)).max() <= r
 
 
+@pytest.mark.parametrize("kind", ["key", "value"])
+@pytest.mark.parametrize("storage", ["packed", "simulated"])
+def test_row_blocks_give_what_one_block_gives(monkeypatch, kind, storage):
+    """On the CPU a chunk is compressed in row blocks (whole heads for keys, whole tokens for values):
+    codes, parameters, outliers and factors bit-identical to one block of the whole chunk."""
+    import methods.gear.compress as gc
+
+    x = structured_kv(n=128, d=32).half()
+    c = codec(s=0.05, storage=storage)
+    p0 = torch.rand(32, 4, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(gc, "CPU_BLOCK", 1)  # the smallest blocks: one head / one token each
+    assert len(gc.row_blocks(tuple(x.shape), c.quant(kind).layout, x.device)) == x.shape[1 if kind == "key" else 2]
+    small = gc.compress(x, kind, c, 4, p0)
+    monkeypatch.setattr(gc, "CPU_BLOCK", x.numel())
+    assert len(gc.row_blocks(tuple(x.shape), c.quant(kind).layout, x.device)) == 1
+    whole = gc.compress(x, kind, c, 4, p0)
+    for name in ("codes", "scale", "mn", "out_idx", "out_val", "lr_q", "lr_p", "dense"):
+        a, b = getattr(small, name), getattr(whole, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    assert torch.equal(small.materialize(), whole.materialize())
+
+
 def test_reductions_r0_s0_and_kivi_bit_exact():
     x = structured_kv(n=64, d=32).half()
     p0 = torch.rand(32, 4)
