@@ -62,8 +62,8 @@ class RoseLoRAAdapterConfig(LoRAAdapterConfig):
         checks.non_negative("adapter.t_init", self.t_init)
         if self.t_final < self.t_init:
             raise checks.ConfigError(
-                f"adapter.t_final={self.t_final} is before adapter.t_init={self.t_init}: the kept fraction falls from 1 "
-                "at t_init to adapter.density at t_final, so set t_final >= t_init.")
+                f"adapter.t_final={self.t_final} is before adapter.t_init={self.t_init}: the kept fraction falls from "
+                "1 at t_init to adapter.density at t_final, so set t_final >= t_init.")
         checks.in_range("adapter.beta1", self.beta1, 0.0, 1.0, hi_open=True)
         checks.in_range("adapter.beta2", self.beta2, 0.0, 1.0, hi_open=True)
         if self.clamp is not None:

@@ -38,7 +38,8 @@ class EditRequest:
 def counterfact(path, limit: int | None = None) -> list[EditRequest]:
     """The flattened MEND/EasyEdit CounterFact (``counterfact_edit_*.json``): one rephrase, one neighbour."""
     return [EditRequest(prompt=r["prompt"], target_new=r["target_new"], ground_truth=r.get("ground_truth"),
-                        rephrase=(r["rephrase_prompt"],), locality=((r["locality_prompt"], r["locality_ground_truth"]),))
+                        rephrase=(r["rephrase_prompt"],),
+                        locality=((r["locality_prompt"], r["locality_ground_truth"]),))
             for r in _records(path, limit)]
 
 

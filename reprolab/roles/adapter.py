@@ -106,6 +106,32 @@ class AdapterMethod(Method, ABC):
             for k, t in own.items():
                 t.copy_(state[k])
 
+    def base_fingerprint(self, model: "torch.nn.Module") -> dict[str, list[float]]:
+        """Per adapted layer of a wrapped model, (sum, sum of squares) of its frozen base weight in float64: what
+        `load_adapter_file` compares to refuse an adapter saved for another base model of the same shapes."""
+        import torch
+
+        return {k: [float(v.double().sum()), float(v.double().square().sum())]
+                for k, v in model.state_dict().items() if k.endswith(".base_layer.weight")}
+
+    def load_adapter_file(self, model: "torch.nn.Module", saved: dict) -> None:
+        """Load what the lm runner's ``adapter.pt`` holds (``adapter``, ``hparams``, ``state_dict``, ``base``) into
+        ``model`` wrapped by this adapter; refuses a file of another adapter or saved for another base model."""
+        import math
+
+        if saved.get("adapter") != self.registered_name:
+            raise checks.UserError(f"this adapter file holds a {saved.get('adapter')!r} adapter, not "
+                                   f"{self.registered_name!r}: load it with adapter={saved.get('adapter')}.")
+        ours, theirs = self.base_fingerprint(model), saved.get("base") or {}
+        differ = sorted(k for k in ours.keys() & theirs.keys()
+                        if not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9) for a, b in zip(ours[k], theirs[k])))
+        if differ:
+            raise checks.UserError(
+                f"this adapter was saved for another base model: the base weights of {len(differ)} adapted layers "
+                f"differ ({', '.join(differ[:3])}{', ...' if len(differ) > 3 else ''}). Load it into the model it was "
+                "trained on (the run's runner.init_from / model).")
+        self.load_adapter_state_dict(model, saved["state_dict"])
+
     def regularizer(self, model: "torch.nn.Module") -> Optional["torch.Tensor"]:
         """A scalar the training loop adds to its loss (e.g. AdaLoRA's orthogonality penalty); None: nothing."""
         return None

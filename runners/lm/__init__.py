@@ -111,15 +111,17 @@ def evaluate_after_training(model, kv_cache, runner, source) -> dict:
 
 
 def save_adapter(model, adapter, folder) -> None:
-    """``adapter.pt``: the adapter's tensors alone (load them with ``adapter.load_adapter_state_dict``
-    into a model wrapped the same way); ``merged.ckpt``: the model with the adapter folded into its
-    weights, a plain model any runner loads (``runner.checkpoint=<run folder>/checkpoints/merged.ckpt``)."""
+    """``adapter.pt``: the adapter's tensors alone and a fingerprint of the base weights it was trained on
+    (load it with ``adapter.load_adapter_file`` into the same base model wrapped the same way);
+    ``merged.ckpt``: the model with the adapter folded into its weights, a plain model any runner loads
+    (``runner.checkpoint=<run folder>/checkpoints/merged.ckpt``)."""
     import copy
 
     from reprolab.checkpoint import save_atomic
 
     save_atomic({"adapter": adapter.registered_name, "hparams": adapter.hparams(),
-                 "state_dict": adapter.adapter_state_dict(model)}, folder / "adapter.pt", keep_previous=False)
+                 "base": adapter.base_fingerprint(model), "state_dict": adapter.adapter_state_dict(model)},
+                folder / "adapter.pt", keep_previous=False)
     merged = adapter.merge(copy.deepcopy(model))
     save_atomic({"state_dict": {f"model.{k}": v for k, v in merged.state_dict().items()}}, folder / "merged.ckpt",
                 keep_previous=False)
