@@ -35,6 +35,8 @@ SMOKE = {
 # read ../shared/data and compute a cached F* first; tests/numeric/test_libsvm.py covers them).
 OFFLINE_NUMERIC = ["problem=l1_least_squares"]
 OFFLINE_LM = ["model=llama_tiny", "data=markov"]  # for paper-scale experiments (LLaMA-1B on C4 ...)
+OFFLINE_PREFERENCE = ["model=llama_tiny", "data=preference_markov"]  # paper-scale DPO family (Llama-2 7B on HH-RLHF)
+OFFLINE_POSITIVES = ["model=llama_tiny", "data=dft_toy"]  # DFT on text files (UltraFeedback, MetaMathQA: Mistral-7B)
 
 
 def smoke_overrides(compose, experiment):
@@ -46,8 +48,11 @@ def smoke_overrides(compose, experiment):
         extra = OFFLINE_NUMERIC
     if runner == "lm":
         data = typed(cfg.data)
-        big = cfg.model.get("hidden_size", 0) > 256 or getattr(data, "hf_path", "text") != "text"
-        extra = OFFLINE_LM if big else []
+        kind = type(data).kind
+        big = (cfg.model.get("hidden_size", 0) > 256 or getattr(data, "hf_path", "text") != "text"
+               or kind == "positives" and hasattr(data, "train_file"))
+        offline = {"preference": OFFLINE_PREFERENCE, "positives": OFFLINE_POSITIVES}.get(kind, OFFLINE_LM)
+        extra = offline if big else []
     # a smoke key the experiment's model or data does not have (an MLP reward model's data has no
     # val_sequences) is left out: the experiment is already small there
     smoke = [o for o in SMOKE[runner] if "." not in o.split("=")[0] or _has(cfg, o.split("=")[0])]
