@@ -20,8 +20,10 @@ def report_keys(table: str) -> tuple[str, str]:
 
 
 def _wr():
-    import wandb_workspaces.reports.v2 as wr
-
+    try:
+        import wandb_workspaces.reports.v2 as wr
+    except ImportError as e:
+        raise ImportError("the dashboards need wandb-workspaces: pip install -e '.[test]' (or `make install`)") from e
     return wr
 
 
@@ -55,7 +57,8 @@ def _panel(plot: Plot, where: tuple):
         panel = wr.ScatterPlot(title=plot.label, x=_metric(plot.x), y=_metric(plot.y[0]), log_x=plot.log_x or None,
                                log_y=plot.log_y or None)
     else:
-        panel = wr.BarPlot(title=plot.label, metrics=[_metric(k) for k in plot.y], orientation="v",
+        # a bar chart shows each run's (or group's) final value of a key: W&B names them plainly, as logged
+        panel = wr.BarPlot(title=plot.label, metrics=[k.name for k in plot.y], orientation="v",
                            groupby_aggfunc="mean", groupby_rangefunc="stddev")
     return _with_id(panel, *where)
 
