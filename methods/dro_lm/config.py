@@ -47,7 +47,7 @@ class DroLmConfig(ObjectiveMethod):
                           "the DRO dual is then minimised at tau -> 0, so tau sits at its lower bound. Pick rho < log K.",
                           stacklevel=3)
 
-    def _terms(self, model, batch):
+    def _terms(self, model, batch, raw: bool = False):
         from methods.dro_lm.loss import dro_terms, tempered_forward
 
         if not hasattr(model, "temperature"):
@@ -55,7 +55,7 @@ class DroLmConfig(ObjectiveMethod):
                                      "temperature=tempnet (or temperature=global_tau temperature.learnable=true).")
         logits, tau = tempered_forward(model, batch)
         self.check_rho(logits.shape[-1])
-        return dro_terms(logits, tau, batch["labels"], self.rho)
+        return dro_terms(logits, tau, batch["labels"], self.rho, raw)
 
     def loss(self, model, batch, reference=None):
         from methods.dro_lm.loss import dro_loss
@@ -66,7 +66,7 @@ class DroLmConfig(ObjectiveMethod):
                 "nll": terms["nll"][valid].mean().detach()}
 
     def evaluate(self, model, batch, reference=None):
-        terms = self._terms(model, batch)
+        terms = self._terms(model, batch, raw=True)
         valid = terms["valid"]
         n = valid.sum()
         return {"loss": (terms["nll"][valid].sum(), n), "nll_raw": (terms["nll_raw"][valid].sum(), n),

@@ -29,15 +29,18 @@ def tempered_forward(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor,
     return logits, taus[-1]
 
 
-def dro_terms(tempered: torch.Tensor, tau: torch.Tensor, labels: torch.Tensor, rho: float) -> dict[str, torch.Tensor]:
+def dro_terms(tempered: torch.Tensor, tau: torch.Tensor, labels: torch.Tensor, rho: float,
+              raw: bool = False) -> dict[str, torch.Tensor]:
     """Per-position tensors ``(N,)`` over the flattened batch: ``dro`` = tau CE(h/tau, y) + tau (rho - log K)
-    (0 CE where the label is -100), ``nll`` = CE(h/tau, y), ``nll_raw`` = CE(h, y), ``tau``, ``valid``."""
+    (0 CE where the label is -100), ``nll`` = CE(h/tau, y), ``tau``, ``valid``; with ``raw``, ``nll_raw`` = CE(h, y)."""
     z = tempered.flatten(0, -2).float()
     t = tau.flatten().float()
     y = labels.flatten()
     ce = F.cross_entropy(z, y, ignore_index=-100, reduction="none")
-    raw = F.cross_entropy((z * t[:, None]).detach(), y, ignore_index=-100, reduction="none")
-    return {"dro": t * ce + (rho - math.log(z.shape[-1])) * t, "nll": ce, "nll_raw": raw, "tau": t, "valid": y != -100}
+    out = {"dro": t * ce + (rho - math.log(z.shape[-1])) * t, "nll": ce, "tau": t, "valid": y != -100}
+    if raw:
+        out["nll_raw"] = F.cross_entropy((z * t[:, None]).detach(), y, ignore_index=-100, reduction="none")
+    return out
 
 
 def dro_loss(terms: dict[str, torch.Tensor], mask: str = "labels") -> torch.Tensor:

@@ -45,7 +45,9 @@ class TempNet(nn.Module):
         x = logits.detach()
         if self.shift_max:
             x = x - x.amax(-1, keepdim=True)
-        x = self.proj(F.normalize(x.to(self.scaler.dtype), dim=-1))
+        if x.dtype != self.scaler.dtype:
+            x = x.to(self.scaler.dtype)
+        x = self.proj(F.normalize(x, dim=-1))
         w = torch.softmax(x / self.scaler.exp(), dim=-1)
         return self.last((w - 1.0 / self.hidden) * x)
 
