@@ -158,10 +158,11 @@ class PreferenceFeaturesSource(Source):
         n, bs = self.cfg.n_train, self.cfg.batch_size
         per_rank = list(range(rank, n, world_size))
         per_epoch = math.ceil(len(per_rank) / bs)
-        i = start
+        i, order, order_epoch = start, None, None
         while True:
             epoch, j = divmod(i, per_epoch)
-            order = torch.randperm(n, generator=batch_generator(self.seed, epoch, 0))[rank::world_size]
+            if epoch != order_epoch:  # one shuffle per epoch (a step costs less than drawing it)
+                order, order_epoch = torch.randperm(n, generator=batch_generator(self.seed, epoch, 0))[rank::world_size], epoch
             ids = order[j * bs : (j + 1) * bs]
             yield {"chosen_features": self.chosen[ids], "rejected_features": self.rejected[ids],
                    "flipped": self.flipped[ids], "pair_id": ids}
