@@ -4,8 +4,6 @@ Registered by `runners.edit.config`; the loaders are `reprolab.data.editing`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
 from reprolab import checks
 from reprolab.data.config import LMData
 from reprolab.registry import schema
@@ -139,7 +137,6 @@ class EditKnowEdit(EditTask):
     hf_id: str = "zjunlp/KnowEdit"
     file: str = "benchmark/ZsRE/ZsRE-test-all.json"
     num_edits: int = 1000
-    revision: Optional[str] = None
 
     def requests(self, data_dir: str):
         from reprolab import hub
