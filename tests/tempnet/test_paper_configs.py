@@ -1,0 +1,26 @@
+"""The paper-scale TempNet experiments compose and validate (nothing is built or downloaded), with the
+spec's hyperparameters (../shared/papers/tempnet.md §2.5)."""
+from __future__ import annotations
+
+import pytest
+
+from reprolab.config import validate
+
+
+@pytest.mark.parametrize("overrides, expect", [
+    (["experiment=tempnet_gpt2_scratch", "objective=dro_lm", "objective.rho=8", "temperature=tempnet",
+      "temperature.tau_min=0.5", "temperature.tau_max=5"],
+     {"objective.rho": 8.0, "temperature.tau_min": 0.5, "model.vocab_size": 50304, "optimizer.lr": 6e-4,
+      "trainer.max_steps": 50000, "seed": 12}),
+    (["experiment=tempnet_gpt2_finetune", "objective=next_token"], {"model.pretrained": True, "model.vocab_size": 50257}),
+    (["experiment=tempnet_llama2_7b"], {"objective.rho": 8.5, "temperature.frozen_model": True, "temperature.tau_max": 2.0,
+                                        "data.seq_len": 512, "trainer.max_steps": 30000, "optimizer.lr": 1e-4}),
+    (["experiment=tempnet_llama2_13b"], {"model.hidden_size": 5120, "temperature.frozen_model": True}),
+])
+def test_paper_experiment_validates(compose, overrides, expect):
+    from omegaconf import OmegaConf
+
+    cfg, _ = compose(overrides)
+    validate(cfg)
+    for key, value in expect.items():
+        assert OmegaConf.select(cfg, key) == value, key
