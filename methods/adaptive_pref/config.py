@@ -8,6 +8,7 @@ from reprolab import checks
 from reprolab.registry import schema
 
 SOLVERS = ("newton", "closed_form")
+PENALTIES = ("linear", "quadratic")
 
 
 @schema("objective", "adaptive_pref")
@@ -27,6 +28,10 @@ class AdaptivePrefConfig(PairwiseObjective):
     ``rho0`` is the KL radius (the code's ``rho``; the paper's rho = rho0 - log 2). The last tau of each
     training pair is kept by ``pair_id`` and saved with the run; logged: mean tau, shares at the bounds.
 
+    ``penalty: quadratic`` is the paper's quadratic variant (Sec. 3.6, spec §2.4): (rho0 - log 2) tau becomes
+    rho0 tau^2 - (log 2) tau (the Newton step of the official code; ``closed_form`` is then the exact minimiser by
+    bisection, `methods.adaptive_pref.tau.quadratic_tau`); the robotics code bounds tau only below (tau_max=1e8).
+
     Defaults (reward model, ``margin=reward``, beta = 1): tau0 = 0.1 (fixed in every run of the paper),
     tau_max = 1.0 and rho0 = 0.1 (the official README command = the Ant setting of Table 4), K = 3
     (robotics), newton_eps = 1e-8, loss_eps = 5e-9 (robotics code). Ada-DPO: ``objective=ada_dpo``.
@@ -41,6 +46,7 @@ class AdaptivePrefConfig(PairwiseObjective):
     newton_steps: int = 3
     newton_eps: float = 1e-8
     loss_eps: float = 5e-9
+    penalty: str = "linear"
 
     def __post_init__(self):
         super().__post_init__()
@@ -54,16 +60,18 @@ class AdaptivePrefConfig(PairwiseObjective):
         checks.positive("method.newton_steps", self.newton_steps)
         checks.positive("method.newton_eps", self.newton_eps)
         checks.non_negative("method.loss_eps", self.loss_eps)
+        checks.one_of("method.penalty", self.penalty, PENALTIES)
         self._tau = PairBuffer("tau")
 
     def tau(self, x):
         """Per-pair tau for the detached scaled margins x, by the configured solver."""
-        from methods.adaptive_pref.tau import closed_form_tau, newton_tau
+        from methods.adaptive_pref.tau import closed_form_tau, newton_tau, quadratic_tau
 
         x = x.detach()
+        quadratic = self.penalty == "quadratic"
         if self.solver == "closed_form":
-            return closed_form_tau(x, self.tau0, self.tau_max, self.rho0)
-        return newton_tau(x, self.tau0, self.tau_max, self.rho0, self.newton_steps, self.newton_eps)
+            return (quadratic_tau if quadratic else closed_form_tau)(x, self.tau0, self.tau_max, self.rho0)
+        return newton_tau(x, self.tau0, self.tau_max, self.rho0, self.newton_steps, self.newton_eps, quadratic=quadratic)
 
     def pair_losses(self, x, batch):
         import torch
@@ -72,7 +80,10 @@ class AdaptivePrefConfig(PairwiseObjective):
         tau = self.tau(x)
         z = x / tau
         log_sig = F.logsigmoid(z) if self.loss_eps == 0 else torch.log(torch.sigmoid(z) + self.loss_eps)
-        losses = -tau * log_sig + (self.rho0 - math.log(2)) * tau
+        if self.penalty == "quadratic":
+            losses = -tau * log_sig + self.rho0 * tau**2 - math.log(2) * tau
+        else:
+            losses = -tau * log_sig + (self.rho0 - math.log(2)) * tau
         stats = {"tau": tau, "tau_at_min": (tau <= self.tau0).float(), "tau_at_max": (tau >= self.tau_max).float()}
         return losses, stats
 

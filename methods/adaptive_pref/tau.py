@@ -8,6 +8,12 @@ For a detached scaled margin x, tau minimises over [tau0, tau_max] the per-pair 
   f' = -log(2s + eps) + (1 - s) x/tau + rho0, f'' = max(x^2/tau^3 s(1 - s), eps), s = sigmoid(x/tau));
 - `closed_form_tau`: the exact minimiser tau* = clip(|x| / u(rho0), tau0, tau_max), u(rho0) = logit(p),
   p in (1/2, 1) with log 2 - H(p) = rho0 (tau* = tau0 for rho0 >= log 2), spec §2.3.
+
+The quadratic variant (paper Sec. 3.6, spec §2.4-2.5) replaces rho0 tau by rho0 tau^2:
+f(tau) = -tau log(2 sigmoid(x / tau)) + rho0 tau^2, f' = H(sigmoid(x/tau)) - log 2 + 2 rho0 tau (increasing: f is
+convex), f'' = x^2/tau^3 s(1 - s) + 2 rho0. `newton_tau(quadratic=True)` is the official code's step (+ 2 rho0 tau in
+f', + 2 rho0 in f'' before the clamp); `quadratic_tau` the exact minimiser (f' has no closed-form root in x:
+bisection to float64 precision, all pairs at once).
 """
 from __future__ import annotations
 
@@ -44,12 +50,36 @@ def closed_form_tau(x: torch.Tensor, tau0: float, tau_max: float, rho0: float) -
 
 
 def newton_tau(x: torch.Tensor, tau0: float, tau_max: float, rho0: float, steps: int, eps: float,
-               tau_init: float = 1.0) -> torch.Tensor:
+               tau_init: float = 1.0, quadratic: bool = False) -> torch.Tensor:
     tau = torch.full_like(x, tau_init)
     for _ in range(steps):  # K vectorised steps over the whole batch (no per-pair loop)
         z = x / tau
         s = torch.sigmoid(z)
-        grad = -torch.log(2 * s + eps) + (1 - s) * z + rho0
-        hess = (x**2 / tau**3 * (1 - s) * s).clamp(min=eps)
+        curvature = x**2 / tau**3 * (1 - s) * s
+        if quadratic:
+            grad = -torch.log(2 * s + eps) + (1 - s) * z + 2 * rho0 * tau
+            hess = (curvature + 2 * rho0).clamp(min=eps)
+        else:
+            grad = -torch.log(2 * s + eps) + (1 - s) * z + rho0
+            hess = curvature.clamp(min=eps)
         tau = (tau - grad / hess).clamp(tau0, tau_max)
     return tau
+
+
+def quadratic_tau(x: torch.Tensor, tau0: float, tau_max: float, rho0: float, iters: int = 80) -> torch.Tensor:
+    """argmin over [tau0, tau_max] of -tau log(2 sigmoid(x/tau)) + rho0 tau^2 (exact: bisection on the increasing f')."""
+    ax = x.detach().double().abs()
+
+    def slope(tau):  # f'(tau) = H(sigmoid(z)) - log 2 + 2 rho0 tau, z = |x| / tau, H = softplus(-z) + (1 - s) z
+        z = ax / tau
+        return torch.nn.functional.softplus(-z) + (1 - torch.sigmoid(z)) * z - math.log(2) + 2 * rho0 * tau
+
+    lo, hi = torch.full_like(ax, tau0), torch.full_like(ax, tau_max)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        up = slope(mid) > 0
+        lo, hi = torch.where(up, lo, mid), torch.where(up, mid, hi)
+    tau = 0.5 * (lo + hi)
+    tau = torch.where(slope(torch.full_like(ax, tau0)) >= 0, tau0, tau)  # minimum at the lower bound
+    tau = torch.where(slope(torch.full_like(ax, tau_max)) <= 0, tau_max, tau)
+    return tau.to(x.dtype)
