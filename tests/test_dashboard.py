@@ -270,3 +270,14 @@ def test_push_syncs_the_offline_runs_of_the_papers_tables_and_its_latest_report(
         r.mkdir(parents=True)
     found = push.offline_runs(spec.load("pd_sliding"), tmp_path)
     assert sorted(found) == sorted(toy + libsvm + reports[-1:])
+
+
+def test_push_dry_run_lists_what_it_would_sync_offline(tmp_path, monkeypatch, no_network, capsys):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no login either: a dry run needs none
+    run = tmp_path / "logs" / "nag_mf_kappa_sweep" / "problem.d=5" / "wandb" / "offline-run-20261202_000000-abc"
+    run.mkdir(parents=True)
+    (run.parents[1] / "run.json").write_text(json.dumps({"name": "nag_mf_kappa_sweep"}))
+    dashboard_main(["nag_mf", "--push", "--dry-run", "--runs", str(tmp_path / "logs"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "would sync 1 offline runs to <your default entity>/reprolab" in out and str(run) in out

@@ -1,14 +1,14 @@
 """A paper's W&B dashboard, as code.
 
     python -m experiments.dashboard <paper> [--out DIR]                    # offline: the definition + a note
-    python -m experiments.dashboard <paper> --push [--entity E] [--project P] [--runs DIR]
+    python -m experiments.dashboard <paper> --push [--entity E] [--project P] [--runs DIR] [--dry-run]
     make dashboard PAPER=<paper> [ARGS=--push]
 
 Offline it builds the report from ``experiments/<paper>/*.yaml`` and ``experiments/<paper>/dashboard.py`` and
 writes ``dashboard.json`` (W&B's own form of the report) and ``dashboard.md`` (what will appear) to ``--out``
 (default ``experiments/<paper>/results``). ``--push`` then syncs the offline runs of the paper's tables and
 its latest report run (``wandb sync``) and saves the report, printing its URL; without a login or a
-reachable server it stops at once, saying which.
+reachable server it stops at once, saying which; ``--dry-run`` lists what it would sync, offline.
 """
 from __future__ import annotations
 
@@ -86,15 +86,20 @@ def main(argv=None) -> None:
     p.add_argument("--entity", default=None, help="W&B entity for --push (default: your default entity)")
     p.add_argument("--project", default="reprolab", help="W&B project for --push (default: reprolab, as the runs log)")
     p.add_argument("--runs", type=Path, default=ROOT / "logs", help="folder holding the run folders, for --push")
+    p.add_argument("--dry-run", action="store_true", help="with --push: list the offline runs it would sync, send nothing")
     args = p.parse_args(argv)
     from experiments.dashboard import push, spec
 
     try:
-        if args.push:
+        if args.push and not args.dry_run:
             push.preflight()  # before anything else: no login or no network stops here, at once
         files = write(args.paper, args.out or EXPERIMENTS_DIR / args.paper / "results")
         print(f"written: {files[0]}, {files[1]}")
-        if args.push:
+        if args.push and args.dry_run:
+            runs = push.offline_runs(spec.load(args.paper), args.runs)
+            print(f"--push would sync {len(runs)} offline runs to {args.entity or '<your default entity>'}/{args.project} "
+                  "and save the report there:", *runs, sep="\n  ")
+        elif args.push:
             print(push.push(spec.load(args.paper), args.runs, args.entity, args.project))
     except (TableError, push.PushError) as e:
         sys.exit(f"error: {e}")
