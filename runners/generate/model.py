@@ -87,19 +87,37 @@ def build_model(model_cfg, checkpoint, vocab_size, dtype: str, device: str, temp
     return model.to(device=device, dtype=DTYPES[dtype]).eval()
 
 
-def load_weights(model, path: str, key: str) -> None:
+def load_weights(model, path: str, key: str, tokenizer: str | None = None) -> None:
     """Load the weights of an `lm` runner checkpoint (a run folder or a .ckpt) into ``model``, which
-    must have the same architecture and vocabulary; ``key`` names the config key in errors."""
+    must have the same architecture and vocabulary; ``key`` names the config key in errors. ``tokenizer``:
+    this run's ``data.tokenizer``, checked against the one the checkpoint's run folder recorded (two
+    tokenizers of one vocabulary size, e.g. Llama-2's and Mistral's 32000, number tokens differently)."""
     state = load_state(path, key)
     vocab, ours = _vocab_of(state), model.config.vocab_size
     if vocab != ours:
         raise ConfigError(f"{key}={path!r} has a vocabulary of {vocab} tokens and this run's model {ours}: both must "
                           "score the same token ids. Use a checkpoint trained with this run's data and tokenizer.")
+    theirs = _tokenizer_of(checkpoint_file(path, key))
+    if tokenizer and theirs and theirs != tokenizer:
+        raise ConfigError(f"{key}={path!r} was trained on data.tokenizer={theirs!r} and this run reads its data with "
+                          f"data.tokenizer={tokenizer!r}: the same ids would mean different tokens. Use a checkpoint "
+                          f"trained with {tokenizer!r}, or set data.tokenizer={theirs}.")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConfigError(f"{key}={path!r} does not fit this run's model: missing {missing[:4]}, unexpected "
                           f"{unexpected[:4]}. Use the model config the checkpoint was trained with.")
     log.info(f"{key}: loaded {checkpoint_file(path, key)}")
+
+
+def _tokenizer_of(ckpt: Path) -> str | None:
+    """The data.tokenizer recorded in the config.yaml of the run folder that holds ``ckpt`` (None: none recorded)."""
+    import yaml
+
+    config = ckpt.parent.parent / "config.yaml"
+    if ckpt.parent.name != "checkpoints" or not config.is_file():
+        return None
+    data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+    return data.get("tokenizer") if isinstance(data, dict) else None
 
 
 def build_tokenizer(name: str):

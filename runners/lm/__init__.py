@@ -37,13 +37,14 @@ def run(cfg, run_dir, objs: dict) -> dict:
     roles, runner = objs["roles"], objs["runner"]
     source = objs["data"].build(cfg.seed)
     model = objs["model"].build(source.vocab_size)
+    tokenizer = getattr(objs["data"], "tokenizer", None)  # checked against the one a checkpoint's run recorded
     if runner.init_from:
-        load_weights(model, runner.init_from, "runner.init_from")
+        load_weights(model, runner.init_from, "runner.init_from", tokenizer)
     if hasattr(source, "prepare"):  # data made with the initial model (DFT's negatives), before any adapter
         source.prepare(model)
     reference = frozen_copy(model) if roles.objective.needs_reference else None  # the initial policy
     if reference is not None and runner.reference_from:
-        load_weights(reference, runner.reference_from, "runner.reference_from")
+        load_weights(reference, runner.reference_from, "runner.reference_from", tokenizer)
     model = assemble(model, roles)
     module = LMModule(model, roles, runner, entropy_floor=source.entropy_floor, reference=reference)
     datamodule = LMDataModule(source)

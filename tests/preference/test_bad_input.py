@@ -47,3 +47,24 @@ def test_a_nan_policy_margin_is_refused():
         model.lm_head.weight[0, 0] = float("nan")
     with pytest.raises(NonFiniteMarginError, match="margin=policy"):
         DPOConfig().loss(model, batch, reference)
+
+
+def test_a_reference_trained_on_another_tokenizer_is_refused(tmp_path):
+    """Llama-2's and Mistral's tokenizers both have 32000 tokens: the vocabulary check cannot tell them apart,
+    the tokenizer recorded in the checkpoint's run folder can."""
+    import yaml
+
+    from reprolab.checks import ConfigError
+    from runners.generate.model import load_weights
+
+    model = tiny_lm(vocab=32)
+    run = tmp_path / "sft"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, run / "checkpoints" / "last.ckpt")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"tokenizer": "meta-llama/Llama-2-7b-hf"}}))
+    with pytest.raises(ConfigError, match=r"runner.reference_from=.* was trained on data.tokenizer='meta-llama/Llama-2-7b-hf'"
+                                          r".*data.tokenizer='mistralai/Mistral-7B-v0.1'"):
+        load_weights(tiny_lm(vocab=32), str(run), "runner.reference_from", "mistralai/Mistral-7B-v0.1")
+    other = tiny_lm(vocab=32, seed=5)
+    load_weights(other, str(run), "runner.reference_from", "meta-llama/Llama-2-7b-hf")  # the same tokenizer: loads
+    assert torch.equal(other.lm_head.weight, model.lm_head.weight)
