@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -186,11 +186,7 @@ def experiments() -> tuple[Experiment, ...]:
                 out.update(resolved(ref, (*seen, choice)))
         return out
 
-    found = []
-    for choice in sorted(raw):
-        r = resolved(choice)
-        found.append(Experiment(choice, r.get("name"), r.get("group"), r.get("paper")))
-    return tuple(found)
+    return tuple(Experiment(c, *(resolved(c).get(k) for k in ("name", "group", "paper"))) for c in sorted(raw))
 
 
 def table_experiments(table: Table) -> list[Experiment]:
@@ -235,8 +231,7 @@ def load(paper: str) -> Dashboard:
     for table in tables:
         panels = specs.get(table.name, Panels())
         groupby = default_groupby(table) if panels.groupby is None else panels.groupby
-        plots = [p if p.groupby is not None else Plot(p.kind, p.x, p.y, p.title, groupby, p.log_x, p.log_y)
-                 for p in (panels.plots or default_plots(table))]
+        plots = [p if p.groupby is not None else replace(p, groupby=groupby) for p in (panels.plots or default_plots(table))]
         exps = table_experiments(table)
         cmds = list(panels.commands) or commands or [f"python run.py -m experiment={e.choice}" for e in exps]
         sections.append(Section(table, plots, cmds + [f"python -m experiments.report {paper}"], exps))
