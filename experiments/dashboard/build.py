@@ -81,10 +81,10 @@ def _section_blocks(paper: str, section: Section, entity: str, project: str) -> 
     wr = _wr()
     t = section.table
     table_key, png_key = report_keys(t.name)
-    source = t.paper_source or "none: this table has no paper numbers"
+    source = f"Paper numbers: {t.paper_source}." if t.paper_source else "This table has no paper numbers."
     about = [
         f"Table `experiments/{paper}/{t.name}.yaml`. Runs: {', '.join(f'`{n}`' for n in section.names) or 'none defined in conf/experiment'}"
-        f" (W&B groups {', '.join(f'`{g}`' for g in section.groups) or 'none'}). Paper numbers: {source}.",
+        f" (W&B groups {', '.join(f'`{g}`' for g in section.groups) or 'none'}). {source}",
         "",
         "```bash",
         *section.commands,
