@@ -68,3 +68,40 @@ def test_harness_runs_a_local_task_end_to_end(tmp_path):
     out = evaluate(_model(), ByteTokenizer(), ["tiny_mc"], include_path=str(tmp_path))
     acc = out["results"]["tiny_mc"]["acc,none"]
     assert 0.0 <= acc <= 1.0 and out["n-samples"]["tiny_mc"]["effective"] == 4
+
+
+def test_runner_summarizes_the_harness_results():
+    from runners.lmeval import summarize
+
+    res = {t: {"acc,none": 0.5, "acc_norm,none": 0.6} for t in ("piqa", "hellaswag", "arc_easy", "arc_challenge")}
+    res["openbookqa"] = {"acc,none": 0.25}
+    res["lambada_openai"] = {"perplexity,none": 4.0, "acc,none": 0.7}
+    res["wikitext"] = {"word_perplexity,none": 11.0}
+    out = summarize(res)
+    assert out["table/piqa"] == 50.0 and out["table/hellaswag_norm"] == 60.0
+    assert out["table/avg"] == (4 * 50 + 25) / 5 and out["table/lambada_ppl"] == 4.0 and out["table/wikitext_ppl"] == 11.0
+    assert "table/avg" not in summarize({"piqa": {"acc,none": 0.5}})  # the average needs all five
+
+
+@pytest.mark.slow  # lm-eval's task machinery and datasets take about a minute to start
+def test_lmeval_runner_scores_a_checkpoint_with_its_tempnet(run_job, tmp_path):
+    """An lm run trains TempNet (frozen LM) on byte text; runner=lmeval loads both and scores a local task."""
+    from tests.conftest import TINY
+
+    _, job = run_job([*TINY, "~experiment", "logger=csv", "callbacks=none", "data=markov_v32", "model.hidden_size=32",
+                      "model.intermediate_size=64", "data.vocab_size=256", "optimizer=adamw", "objective=dro_lm",
+                      "objective.rho=2", "temperature=tempnet", "temperature.hidden=8", "temperature.frozen_model=true"])
+    tasks = tmp_path / "tasks"  # a folder of task YAMLs only (the harness indexes every YAML under it)
+    tasks.mkdir()
+    docs = [{"question": f"Q{i}", "choices": [" a", " b"], "label": i % 2} for i in range(4)]
+    (tasks / "tiny.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    (tasks / "tiny_mc.yaml").write_text(
+        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tasks / 'tiny.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+        "doc_to_text: '{{question}}'\ndoc_to_target: '{{label}}'\ndoc_to_choice: '{{choices}}'\n"
+        "metric_list:\n  - metric: acc\n")
+    out, ev = run_job(["experiment=tempnet_eval", "hardware=cpu", "logger=csv", "model.hidden_size=32",
+                       "model.intermediate_size=64", "temperature=tempnet", "temperature.hidden=8", "runner.dtype=float32",
+                       f"runner.checkpoint='{job.output_dir}'", "runner.tasks=[tiny_mc]", f"runner.include_path={tasks}",
+                       "runner.label=test"], log_dir=tmp_path / "eval")
+    assert 0 <= out["table/tiny_mc"] <= 100 and (ev.output_dir / "lmeval.json").exists()
