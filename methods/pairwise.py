@@ -122,6 +122,12 @@ class PairwiseObjective(ObjectiveMethod):
             from methods.preference_metrics import reward_model_metrics
 
             out.update(reward_model_metrics(model, batch, self.outlier_threshold(), self.beta))
+            import torch
+
+            from methods.preference_metrics import calibration_error
+
+            tau = stats.get("tau", 1.0)  # APS's probabilities are sigmoid(x / tau) (the official rm_test)
+            out["ece"] = (calibration_error(torch.sigmoid(x.detach() / tau)), x.new_tensor(1.0))
         if "true_margin" in batch:  # per quintile of the true preference strength
             from methods.preference_metrics import quintile_means
 

@@ -8,6 +8,8 @@
 
 4. (adaptive_pref §5.1 B) the mean |x| and each per-pair statistic (APS's tau) per quintile of the true
    preference strength |Delta r*| of the clean test pairs, and the KL-regularised bandit proxy.
+5. (adaptive_pref §2.7, the official ``rm_test``) the expected calibration error of the model's preference
+   probabilities sigmoid(x / tau) on the clean test pairs (`calibration_error`).
 
 All are returned as the lm runner's ``(sum, count)`` pairs. The source serves its validation set as
 one batch, so the whole-set statistics (correlations, AUROC) come as ``(value, 1)``; precision,
@@ -80,6 +82,19 @@ def reward_model_metrics(model: torch.nn.Module, batch: dict, threshold: float, 
         out.update({k: (v * contexts, torch.tensor(float(contexts), dtype=torch.float64))
                     for k, v in bandit_proxy(r_hat, batch["bandit_reward"]).items()})
     return out
+
+
+def calibration_error(p_chosen: torch.Tensor, bins: int = 15) -> torch.Tensor:
+    """ECE (l1) of pairwise preference probabilities, as the official APS code computes it (torchmetrics'
+    ``BinaryCalibrationError(n_bins=15, norm='l1')`` on p and 1 - p with targets 1 and 0): over equal-width bins of
+    the predicted probability, sum of |mean target - mean prediction| x the bin's share of predictions."""
+    p = p_chosen.detach().double().flatten()
+    preds, target = torch.cat([p, 1 - p]), torch.cat([torch.ones_like(p), torch.zeros_like(p)])
+    which = (torch.bucketize(preds, torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1], right=True))
+    count = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, torch.ones_like(preds))
+    conf = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, preds)
+    acc = torch.zeros(bins, dtype=torch.float64).index_add_(0, which, target)
+    return (acc - conf).abs().sum() / preds.numel()
 
 
 BANDIT_BETAS = (0.1, 0.3, 1.0)

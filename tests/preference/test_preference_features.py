@@ -235,3 +235,25 @@ def test_tabular_items_are_one_hot_with_evenly_spaced_rewards():
     val = source.val_batches()[0]
     assert torch.allclose(val["true_margin"].double(), (source.reward(val["chosen_features"].double())
                                                         - source.reward(val["rejected_features"].double())).abs(), atol=1e-6)
+
+
+def test_calibration_error_matches_torchmetrics_and_uses_aps_tau():
+    """ECE as the official APS rm_test computes it: torchmetrics' BinaryCalibrationError(n_bins=15, norm='l1')
+    on p and 1 - p with targets 1 and 0 (an independent implementation)."""
+    from torchmetrics.classification import BinaryCalibrationError
+
+    from methods.adaptive_pref import AdaptivePrefConfig
+    from methods.preference_metrics import calibration_error
+
+    p = torch.cat([torch.rand(500, generator=torch.Generator().manual_seed(0)), torch.tensor([0.0, 1.0, 0.5])])
+    ref = BinaryCalibrationError(n_bins=15, norm="l1")(torch.cat([p, 1 - p]), torch.cat([torch.ones_like(p), torch.zeros_like(p)]))
+    assert abs(calibration_error(p).item() - ref.item()) < 1e-6
+    assert calibration_error(torch.ones(10)).item() == 0.0  # certain and right: calibrated
+    source = PreferenceFeaturesData(n_train=64, test_pairs=256, test_items=64).build(0)
+    model = MLPReward().build()
+    aps = AdaptivePrefConfig(solver="closed_form")
+    with torch.no_grad():
+        out = aps.evaluate(model, source.val_batches()[0])
+        x = model(source.val_batches()[0]["chosen_features"]) - model(source.val_batches()[0]["rejected_features"])
+    expect = calibration_error(torch.sigmoid(x / aps.tau(x)))
+    assert abs(out["ece"][0].item() - expect.item()) < 1e-12 and out["ece"][1].item() == 1.0
