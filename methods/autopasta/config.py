@@ -11,7 +11,7 @@ from reprolab import checks
 from reprolab.registry import schema
 
 log = logging.getLogger(__name__)
-IDENTIFY = ("auto", "prompt", "attention")
+IDENTIFY = ("auto", "prompt", "attention", "probe")
 APPLY = ("steer", "append")
 
 
@@ -24,7 +24,8 @@ class AutoPASTAConfig(PASTAConfig):
     Per example: (1) the model names the key sentence (``identify``: ``prompt``, greedy, at most
     ``key_tokens`` tokens, the paper; or ``attention``: its ``identify_head`` [layer, head] looks at it,
     the CPU analog of spec §5.1; an empty ``identify_head`` is chosen on the profiling examples;
-    ``auto``: prompt when the task is text, else attention);
+    ``probe``: the sentence from which, alone, the model answers most confidently;
+    ``auto``: prompt when the task is text, else probe; `methods.autopasta.identify`);
     (2) the text is mapped to the ``top_m`` most similar context sentences (``encoder``:
     `methods.autopasta.mapping`); below ``min_similarity`` the example falls back to direct prompting
     (counted: ``table/fallback``; stage-1 precision, the share of examples whose key sentence is gold:
@@ -82,14 +83,14 @@ class AutoPASTAConfig(PASTAConfig):
             raise checks.ConfigError("steering.identify=prompt asks the model for the key sentence in words, and this "
                                      "task has no text: use steering.identify=attention.")
         if self.identify == "auto":
-            self.identify = "prompt" if task.text else "attention"
+            self.identify = "prompt" if task.text else "probe"
         path = Path(self.heads_file) if self.heads_file else None
         if path is not None and path.is_file():
             saved = json.loads(path.read_text())
             self.use_heads(load_heads(self.heads_file))
             self.identify_head = self.identify_head or saved.get("identify_head") or []
             check_heads_fit(self._by_layer, model.config)
-            if self.identify == "prompt" or self.identify_head:
+            if self.identify != "attention" or self.identify_head:
                 return
         profile_set = task.profile(tokenizer)
         record: dict = {"model": model.config.name_or_path or type(model).__name__, "task": type(task).__name__,
@@ -150,6 +151,11 @@ class AutoPASTAConfig(PASTAConfig):
 
             layer, head = self.identify_head
             return [[i] for i in attention_choice(model, batch, decoder.pad, decoder.device, layer, head)]
+        if self.identify == "probe":
+            from methods.autopasta.identify import probe_choice
+
+            return [[i] for i in probe_choice(model, task, tokenizer, batch, decoder.pad, decoder.device,
+                                              decoder.batch_size)]
         from methods.autopasta.mapping import map_to_sentences
         from runners.generate.tasks.base import Example
 

@@ -5,6 +5,9 @@
 - ``attention`` (the CPU analog, spec §5.1: a tiny model cannot follow an instruction): the sentence
   with the most attention mass from the last prompt token in one designated head of the model, chosen
   as the head whose choice is most often a gold sentence on the held-out profiling examples.
+- ``probe`` (the CPU analog too): the model answers the question from each context sentence alone (the
+  task's ``sentence_prompt``; short, so within the lengths it was trained on) and the key sentence is the
+  one whose first answer token it is most confident about (highest top-1 probability).
 """
 from __future__ import annotations
 
@@ -57,3 +60,29 @@ def best_identify_head(model, examples: list, pad: int, device, batch_size: int)
     flat = int(hits.flatten().argmax())
     layer, head = divmod(flat, hits.shape[1])
     return [layer, head], float(hits[layer, head]) / len(examples)
+
+
+@torch.no_grad()
+def probe_choice(model, task, tokenizer, batch: list, pad: int, device, batch_size: int) -> list[int]:
+    """The sentence of each example from which the model answers most confidently on its own."""
+    from runners.generate.decode import left_pad
+
+    prompts, owner = [], []
+    for b, e in enumerate(batch):
+        for i in range(len(e.meta["sentences"])):
+            prompts.append(task.sentence_prompt(tokenizer, e, i))
+            owner.append(b)
+    conf = []
+    for i in range(0, len(prompts), batch_size):
+        ids, mask = left_pad(prompts[i : i + batch_size], pad, device)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1].float()
+        conf += logits.softmax(-1).max(-1).values.tolist()
+    best: dict[int, tuple[float, int]] = {}
+    count: dict[int, int] = {}
+    for b, c in zip(owner, conf):
+        i = count.get(b, 0)
+        count[b] = i + 1
+        if b not in best or c > best[b][0]:
+            best[b] = (c, i)
+    return [best[b][1] for b in range(len(batch))]

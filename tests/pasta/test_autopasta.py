@@ -102,7 +102,7 @@ def test_autopasta_run_profiles_saves_and_reuses_heads(run_job, tmp_path):
     """A whole run on the recall task (random tiny model): identify head and steered heads profiled on the
     held-out examples, saved; the saved file then serves PASTA with the oracle highlights."""
     heads = tmp_path / "heads.json"
-    results, _ = run_job([*RECALL, "steering=autopasta", f"steering.heads_file={heads}"])
+    results, _ = run_job([*RECALL, "steering=autopasta", "steering.identify=attention", f"steering.heads_file={heads}"])
     saved = json.loads(heads.read_text())
     assert saved["profile"]["evaluations"] == 2 + 4 and saved["heads"] and len(saved["identify_head"]) == 2
     assert 0 <= results["table/key_precision"] <= 1 and results["table/fallback"] == 0
@@ -130,3 +130,30 @@ def test_squad_run_reports_em_f1_and_fallbacks(run_job):
                           "runner.batch_size=3", "steering=autopasta", "steering.heads=[[0,1]]", "steering.key_tokens=8"])
     for key in ("table/exact", "table/f1", "table/key_precision", "table/fallback"):
         assert 0 <= results[key] <= 1
+
+
+def test_probe_identification_picks_the_sentence_the_model_answers_from_alone():
+    """identify=probe: each sentence alone is a prompt; the most confident one is the key sentence. A model
+    that is confident exactly when the gold fact is in its context finds the gold sentence every time."""
+    import torch
+
+    from methods.autopasta.identify import probe_choice
+    from reprolab.data.qa_recall import RecallQATask
+    from runners.generate.tasks.qa import RecallQA, _recall_example
+
+    task = RecallQA(sentences=8)
+    batch = [_recall_example(r) for r in RecallQATask(64, 64, 8, 8, 0.5).sample(6, torch.Generator().manual_seed(1))]
+
+    class Oracle(torch.nn.Module):  # logits peaked on the answer when the prompt holds the gold fact
+        def forward(self, input_ids, attention_mask, position_ids):
+            out = torch.zeros(input_ids.shape[0], input_ids.shape[1], task.own_vocab)
+            for i, row in enumerate(input_ids.tolist()):
+                key = row[-2]
+                answer = next(e.target for e in batch if e.prompt[-2] == key)
+                if answer in row and row[row.index(answer) - 1] == key:
+                    out[i, -1, answer] = 10.0
+            return type("Out", (), {"logits": out})
+
+    chosen = probe_choice(Oracle(), task, None, batch, 0, "cpu", batch_size=16)
+    assert chosen == [e.meta["gold"][0] for e in batch]
+    assert task.sentence_prompt(None, batch[0], 0)[-3:] == batch[0].prompt[-3:]

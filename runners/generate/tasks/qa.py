@@ -80,6 +80,10 @@ class HighlightTask(Task):
     def sentence_text(self, example: Example, i: int) -> str:
         raise NotImplementedError
 
+    def sentence_prompt(self, tokenizer, example: Example, i: int) -> list[int]:
+        """The answer prompt with sentence ``i`` alone as the context (AutoPASTA's ``identify=probe``)."""
+        raise NotImplementedError
+
 
 @schema("task", "recall_qa")
 @dataclass
@@ -87,7 +91,7 @@ class RecallQA(HighlightTask):
     """Associative recall with distractors (`reprolab.data.qa_recall`): ``sentences`` context sentences
     (``k v .`` facts, ``NOT k* v' .`` distractors with probability ``distractor_p``), then ``Q k* EQ``; one
     token is generated and must be v*. Use the key/value sizes the model was trained with
-    (``data=recall_distractors``); ``seed`` / ``profile_seed`` draw the test and the profiling examples."""
+    (``data=recall_distractors``); ``seed`` draws the test examples, ``seed + 10000`` the profiling ones."""
 
     num_keys: int = 64
     num_values: int = 64
@@ -95,7 +99,6 @@ class RecallQA(HighlightTask):
     distractor_p: float = 0.3
     num_examples: int = 500
     seed: int = 98765
-    profile_seed: int = 4321
     max_new_tokens: int = 1
 
     def __post_init__(self):
@@ -119,13 +122,18 @@ class RecallQA(HighlightTask):
     def _examples(self, tokenizer, profile: bool) -> list[Example]:
         import torch
 
-        seed, n = (self.profile_seed, self.profile_examples) if profile else (self.seed, self.num_examples)
+        seed, n = (self.seed + 10_000, self.profile_examples) if profile else (self.seed, self.num_examples)
         return [_recall_example(r) for r in self.task.sample(n, torch.Generator().manual_seed(seed))]
 
     def with_key(self, tokenizer, example, i):
         e = _recall_example(example.meta["record"].with_key(i))
         e.meta["highlight"] = None
         return e
+
+    def sentence_prompt(self, tokenizer, example, i):
+        a, b = example.meta["sentences"][i]
+        p = example.prompt
+        return p[:1] + p[a:b] + p[-3:]
 
     def score(self, tokenizer, example, generated):
         ok = float(generated[:1] == [example.target])
@@ -161,7 +169,7 @@ class QA(HighlightTask):
     hf_name: Optional[str] = None
     split: str = "validation"
     profile_split: str = "train"
-    context: str = "sub"
+    context: str = "org"
     sample_seed: int = 0
     chat: bool = False
     answer_prompt: str = ANSWER_PROMPT
@@ -245,6 +253,13 @@ class QA(HighlightTask):
 
     def sentence_text(self, example, i):
         return example.meta["record"].sentence(i)
+
+    def sentence_prompt(self, tokenizer, example, i):
+        from reprolab.data.qa import QARecord
+
+        r = example.meta["record"]
+        s = r.sentence(i)
+        return self._example(tokenizer, QARecord(r.id, r.question, s, [(0, len(s))], r.answers, [])).prompt
 
     # ---- scoring ------------------------------------------------------------------------------
     def is_done(self, tokenizer, generated):
