@@ -28,6 +28,11 @@ SMOKE = {
     "generate": ["model=llama_tiny", "model.pretrained=false", "runner/task=recall", "runner.task.num_pairs=4",
                  "runner.task.num_examples=2", "runner.batch_size=2", "runner.checkpoint=null", "runner.device=cpu",
                  "runner.dtype=float32"],
+    # edit: a random tiny model, two edits of a small fact world (the paper-scale files edit LLaMA-2-7B-chat on KnowEdit)
+    "edit": ["model=llama_tiny", "model.pretrained=false", "runner/task=edit_facts", "runner.init_from=null",
+             "runner.task.num_edits=2", "runner.task.num_locality=4", "runner.task.n_subjects=8", "runner.task.n_relations=2",
+             "runner.task.n_objects=5", "runner.num_steps=2", "runner.fluency_tokens=0", "runner.device=cpu",
+             "runner.dtype=float32"],
     "numeric": ["runner.max_steps=3", "runner.log_every=1", "runner.record_at=[]", "runner.accelerator=cpu",
                 "runner.checkpoint_every=0"],
 }

@@ -9,14 +9,15 @@ made (the adapter merged into a copy, compared with the base weights over ``adap
 Why not Lightning here, as the lm runner: an edit is 25 steps on one prompt, repeated on a fresh copy per
 edit; a Trainer per edit would cost more than the edit. The loop calls the adapter's hooks in the lm
 runner's order (backward, ``on_before_train_step``, ``optimizer.step()``, ``on_train_step``).
-Per-edit numbers go to ``edits.jsonl`` in the run folder; the means (×100, as EasyEdit reports) come back
-as ``table/*``.
+Per-edit numbers (one row per edit, ``step`` = its index; NaN where an edit has no such prompts) go to
+``metrics.csv`` and W&B, the finished rows to ``checkpoints/last.ckpt`` after each batch (a resumed run
+skips them); the means (×100, as EasyEdit reports) come back as ``table/*``.
 """
 from __future__ import annotations
 
 import copy
-import json
 import logging
+import math
 
 import torch
 
@@ -26,8 +27,11 @@ log = logging.getLogger(__name__)
 def run(cfg, run_dir, objs: dict) -> dict:
     from lightning import seed_everything
 
+    from reprolab.checkpoint import load, save_atomic
     from reprolab.checks import ConfigError
+    from reprolab.csvlog import write_rows
     from reprolab.data.editing_config import EditTask
+    from reprolab.tracking import init_wandb
     from runners.generate.model import DTYPES, build_tokenizer, load_weights
 
     runner, roles, model_cfg = objs["runner"], objs["roles"], objs["model"]
@@ -47,20 +51,26 @@ def run(cfg, run_dir, objs: dict) -> dict:
 
     scorer = Scorer(base, tokenizer, pad, runner.score_batch_size, task.single_token_targets)
     pre = [scorer.before(r, i) for i, r in enumerate(requests)]
-    rows = []
-    for start in range(0, len(requests), runner.batch_edits):
+    rows = load(run_dir.last_ckpt)["rows"] if run_dir.resuming else []  # the edits a previous attempt finished
+    if rows:
+        log.info(f"resumed after {len(rows)} edits from {run_dir.last_ckpt}")
+    wandb = init_wandb(cfg, run_dir)
+    for start in range(len(rows), len(requests), runner.batch_edits):
         batch = list(range(start, min(start + runner.batch_edits, len(requests))))
         edited, steps, loss = edit(base, roles, [pre[i]["target"] for i in batch], pad, runner)
         density = delta_density(base, edited, roles.adapter)
-        for i in batch:
-            rows.append({"edit": i, "steps": steps, "final_loss": loss, "delta_density": density,
-                         **scorer.after(edited, requests[i], pre[i], runner.fluency_tokens)})
+        new = [{"step": i, "steps": steps, "final_loss": loss, "delta_density": density,
+                **scorer.after(edited, requests[i], pre[i], runner.fluency_tokens),
+                **{k: v for k, v in pre[i].items() if k.startswith("pre_")}} for i in batch]
+        rows += [{k: math.nan if v is None else v for k, v in r.items()} for r in new]
+        save_atomic({"rows": rows}, run_dir.last_ckpt)
+        write_rows(run_dir.path / "metrics.csv", list(rows[0]), rows)
+        for r in new:
+            if wandb is not None:
+                wandb.log({k: v for k, v in r.items() if k != "step" and v is not None}, step=r["step"])
         log.info(f"edits {batch[0]}..{batch[-1]}: {steps} steps, loss {loss:.4f}, "
                  f"edit succ {rows[-1]['edit_succ']:.2f}, locality {rows[-1]['locality']:.3f}")
-    with open(run_dir.path / "edits.jsonl", "w") as f:
-        f.writelines(json.dumps({**r, **{k: v for k, v in pre[r["edit"]].items() if k.startswith("pre_")}}) + "\n"
-                     for r in rows)
-    return summary(rows, pre)
+    return summary(rows)
 
 
 def edit(base, roles, targets, pad, runner):
@@ -126,8 +136,8 @@ class Scorer:
         enc = self.pairs(request)
         enc["locality_pre"] = predictions(self.base, enc["locality"], self.pad, self.bs)
         enc["pre_edit_succ"] = accuracy(predictions(self.base, [enc["target"]], self.pad, self.bs), [enc["target"]])[0]
-        if enc["locality"]:
-            enc["pre_locality_truth"] = _mean(accuracy(enc["locality_pre"], enc["locality"]))
+        enc["pre_locality_truth"] = _mean(accuracy(enc["locality_pre"], enc["locality"]))
+        enc["pre_truth"] = None
         if request.ground_truth is not None:
             truth = [encode(self.tok, request.prompt, request.ground_truth)]
             enc["pre_truth"] = accuracy(predictions(self.base, truth, self.pad, self.bs), truth)[0]
@@ -159,21 +169,18 @@ def fluency(model, tokenizer, prompt: str, n_tokens: int) -> float:
 
 
 def _mean(xs):
-    xs = [x for x in xs if x is not None]
+    xs = [x for x in xs if x is not None and not math.isnan(x)]
     return sum(xs) / len(xs) if xs else None
 
 
-def summary(rows, pre) -> dict:
+def summary(rows) -> dict:
     """Means over edits (×100 for the EasyEdit metrics); metrics no edit had are left out."""
     out = {"table/edits": len(rows)}
-    for key in ("edit_succ", "generalization", "locality", "portability", "fluency"):
+    for key in ("edit_succ", "generalization", "locality", "portability", "fluency", "pre_edit_succ", "pre_truth",
+                "pre_locality_truth"):
         m = _mean([r.get(key) for r in rows])
         if m is not None:
             out[f"table/{key}"] = m if key == "fluency" else 100 * m
-    for key in ("pre_edit_succ", "pre_truth", "pre_locality_truth"):
-        m = _mean([p.get(key) for p in pre])
-        if m is not None:
-            out[f"table/{key}"] = 100 * m
     out["table/delta_density"] = _mean([r["delta_density"] for r in rows])
     out["table/steps"] = _mean([r["steps"] for r in rows])
     return out

@@ -4,13 +4,13 @@ samples (multi-token targets), batched edits, bad input; RoseLoRA through the sl
 file refused by another base model."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
 from reprolab.checks import UserError
+from reprolab.csvlog import read_rows
 from reprolab.data.editing import FactWorld, counterfact, zsre
 from reprolab.models.config import CausalLM
 from runners.edit import metrics
@@ -97,7 +97,7 @@ def edit_run(run_job, *extra):
 
 def test_edit_runner_on_the_fact_world(run_job):
     results, job = edit_run(run_job, "adapter=roselora", "adapter.t_init=0", "adapter.t_final=3", "adapter.clamp=null")
-    rows = [json.loads(line) for line in (job.output_dir / "edits.jsonl").read_text().splitlines()]
+    _, rows = read_rows(job.output_dir / "metrics.csv")
     assert results["table/edits"] == 3 == len(rows) and results["table/steps"] == 4
     assert results["table/pre_edit_succ"] == 0  # the new object is not the model's answer yet
     assert 0 <= results["table/locality"] <= 100 and results["table/edit_succ"] >= 0
@@ -107,8 +107,8 @@ def test_edit_runner_on_the_fact_world(run_job):
 
 def test_batched_edits_share_one_copy(run_job):
     results, job = edit_run(run_job, "adapter=lora", "runner.batch_edits=2")
-    rows = [json.loads(line) for line in (job.output_dir / "edits.jsonl").read_text().splitlines()]
-    assert [r["edit"] for r in rows] == [0, 1, 2]
+    _, rows = read_rows(job.output_dir / "metrics.csv")
+    assert [r["step"] for r in rows] == ["0", "1", "2"]
     assert rows[0]["final_loss"] == rows[1]["final_loss"] != rows[2]["final_loss"]
     assert results["table/delta_density"] == 1.0
 
