@@ -158,7 +158,7 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":!tests/golden")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)tests/golden")
     return sha + (" + uncommitted changes" if dirty else "")
 
 
