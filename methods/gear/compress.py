@@ -108,7 +108,7 @@ def split_outliers(rows: torch.Tensor, k: int, fill: str = "mean"):
         f = rows.topk(min(k + 1, rows.shape[-1]), dim=-1, largest=False).values[..., -1:].expand_as(small_v)
     else:
         raise ValueError(f"outlier_fill={fill!r} is not one of {list(FILLS)}.")
-    filled = rows.scatter(-1, small_i, f).scatter(-1, large_i, f)
+    filled = rows.scatter(-1, small_i, f).scatter_(-1, large_i, f)
     return filled, torch.cat([small_i, large_i], -1), torch.cat([small_v, large_v], -1)
 
 
@@ -196,36 +196,58 @@ def nominal_bits(shape, spec: QuantSpec, group: int, n_outliers: int, rank: int)
     return spec.bits * numel + 2 * 16 * (numel // group) + 48 * n_outliers + 16 * rank * (n + d) * H * B
 
 
-CPU_BLOCK = 1 << 18  # entries per row block on the CPU (1 MiB of fp32): each step's temporaries stay in cache
+CPU_BLOCK = 1 << 18  # entries per block on the CPU (1 MiB of fp32): each step's temporaries stay in cache
 
 
-def row_blocks(shape, layout: str, device: torch.device):
-    """The blocks of rows `compress` works through, as (rows slice, index into [B, H, n, d_H]) pairs.
+def _spans(count: int, per: int) -> list[slice]:
+    return [slice(i, min(i + per, count)) for i in range(0, count, per)]
+
+
+def row_blocks(shape, layout: str, device: torch.device) -> list[tuple[slice, slice, tuple]]:
+    """The blocks of rows `compress` quantises one at a time: (batch slice, rows slice, index into
+    x [B, H, n, d_H]) triples.
 
     Rows are independent (outliers, groups and ranges never cross one), so any split gives the same
-    codes. On the CPU a chunk is taken in blocks of about ``CPU_BLOCK`` entries, whole heads (channel
-    layout) or whole tokens (token layout), so that no step allocates and faults in a chunk-sized
-    temporary (on the 2-core VM a fresh 64 MiB tensor costs 5-8x the pass that fills it); on a GPU,
-    and for the tensor/dim layouts, the whole chunk is one block (one set of launches).
+    codes. On the CPU a chunk is taken in blocks of about ``CPU_BLOCK`` entries: sequences, then whole
+    heads (channel layout: a head's d_H channels over every token) or whole tokens (token layout:
+    every head of a token), so that no step allocates and faults in a chunk-sized temporary (on the
+    2-core VM a fresh 64 MiB tensor costs 5-8x the pass that fills it). On a GPU, and for the
+    tensor/dim layouts, the whole chunk is one block (one set of launches).
     """
     B, H, n, d = shape
-    whole = [(slice(None), (slice(None),) * 4)]
     if device.type != "cpu" or layout not in ("channel", "token"):
-        return whole
-    if layout == "channel":  # rows h d + c: head h's d_H channels over n tokens
-        per, count, unit = max(1, CPU_BLOCK // (d * n)), H, d
-        return [(slice(i * unit, min(i + per, count) * unit), (slice(None), slice(i, i + per)))
-                for i in range(0, count, per)]
-    per = max(1, CPU_BLOCK // (H * d))  # token rows: all heads of one token
-    return [(slice(i, i + per), (slice(None), slice(None), slice(i, i + per))) for i in range(0, n, per)]
+        return [(slice(None), slice(None), (slice(None),) * 4)]
+    unit, count = (d * n, H) if layout == "channel" else (H * d, n)  # entries per head / per token
+    seqs = max(1, CPU_BLOCK // (unit * count))
+    per = max(1, CPU_BLOCK // unit)
+    blocks = []
+    for b in _spans(B, seqs):
+        for c in _spans(count, per):
+            if layout == "channel":
+                blocks.append((b, slice(c.start * d, c.stop * d), (b, c)))
+            else:
+                blocks.append((b, c, (b, slice(None), c)))
+    return blocks
+
+
+def head_blocks(shape, device: torch.device) -> list[tuple]:
+    """(batch slice, head slice) blocks of about ``CPU_BLOCK`` entries on the CPU (whole n x d_H
+    matrices), one block elsewhere: the low-rank fit runs one block at a time, each matrix on its own
+    as in one batch (the same products: tests/gear/test_compress.py)."""
+    B, H, n, d = shape
+    if device.type != "cpu":
+        return [(slice(None), slice(None))]
+    heads = max(1, CPU_BLOCK // (n * d))
+    return [(b, h) for b in _spans(B, max(1, heads // H)) for h in _spans(H, heads)]
 
 
 def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Optional[torch.Tensor]) -> Compressed:
     """Compress ``x`` [B, H, n, d_H] (``kind`` = "key" or "value") with ``codec`` and ``rank``.
 
     ``p0`` [d_H, rank] or [B, H, d_H, rank]: the power-iteration start (ignored when rank = 0).
-    The backbone is taken block by block of rows (`row_blocks`: the same codes as one block), written
-    into the stored tensors and the residual as it goes; the low-rank fit then runs on the whole residual.
+    Two passes, each in cache-sized blocks on the CPU: the backbone block by block of rows
+    (`row_blocks`), written into the stored tensors and fp16 D̂ + S; then the residual and its
+    low-rank fit block by block of (sequence, head) matrices (`head_blocks`).
     """
     spec = codec.quant(kind)
     shape = tuple(x.shape)
@@ -237,44 +259,46 @@ def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Option
         quant.check_layout(L, spec.bits, group)
     elif L % group:
         raise ValueError(f"{kind}s: a row of {L} entries cannot be split into groups of {group} (use a chunk length that is a multiple of g).")
+    if rank > min(n, d):
+        raise ValueError(f"rank={rank} exceeds min(n, d_H) = min({n}, {d}): lower the rank or compress longer chunks.")
     k = outlier_k(codec.outlier_frac, codec.outlier_count, shape, spec.layout)
-    n_rows = B * H * n * d // (B * L)
+    n_rows = H * n * d // L
     params_dtype = torch.float16 if packed else torch.float32
-    base = torch.empty(shape, dtype=torch.float16, device=x.device)  # fp16(D̂ + S)
-    scale = torch.empty(B, n_rows, L // group, dtype=params_dtype, device=x.device)
-    mn = torch.empty_like(scale)
-    codes = torch.empty(B, n_rows, L * spec.bits // 8, dtype=torch.uint8, device=x.device) if packed else None
-    idx = torch.empty(B, n_rows, 2 * k, dtype=torch.int32 if packed else torch.int64, device=x.device) if k else None
-    val = torch.empty(B, n_rows, 2 * k, dtype=torch.float16 if packed else torch.float32, device=x.device) if k else None
-    R = torch.empty(shape, dtype=torch.float32, device=x.device) if rank > 0 else None  # X − fp16(D̂ + S)
-    for rows_at, at in row_blocks(shape, spec.layout, x.device):
+    empty = lambda *size, dtype: torch.empty(*size, dtype=dtype, device=x.device)  # noqa: E731
+    base = empty(shape, dtype=torch.float16)  # fp16(D̂ + S); simulated: then fp16(D̂ + S + L)
+    scale, mn = empty(B, n_rows, L // group, dtype=params_dtype), empty(B, n_rows, L // group, dtype=params_dtype)
+    codes = empty(B, n_rows, L * spec.bits // 8, dtype=torch.uint8) if packed else None
+    idx = empty(B, n_rows, 2 * k, dtype=torch.int32 if packed else torch.int64) if k else None
+    val = empty(B, n_rows, 2 * k, dtype=torch.float16 if packed else torch.float32) if k else None
+    for bs, rs, at in row_blocks(shape, spec.layout, x.device):
         xb = x[at].float()
         rows = to_rows(xb, spec.layout)
         if k:
             rows, i, v = split_outliers(rows, k, codec.outlier_fill)
-            idx[:, rows_at], val[:, rows_at] = i, v
+            idx[bs, rs], val[bs, rs] = i, v
         mn_b, scale_b = quant.quant_params(rows, spec.bits, group, params_dtype)
-        mn[:, rows_at], scale[:, rows_at] = mn_b, scale_b
+        mn[bs, rs], scale[bs, rs] = mn_b, scale_b
         q = quant.quantize(rows, mn_b, scale_b, spec.bits)
         if packed:
-            codes[:, rows_at] = quant.pack(q, spec.bits)
+            codes[bs, rs] = quant.pack(q, spec.bits)
         deq = quant.dequantize(q, mn_b, scale_b)
         if k:
             deq = deq.scatter(-1, i, v)
-        base_b = base[at]
-        base_b.copy_(from_rows(deq, spec.layout, xb.shape))
-        if R is not None:
-            torch.sub(xb, base_b, out=R[at])
-    Q = P = None
+        base[at] = from_rows(deq, spec.layout, xb.shape)
+    lr_q = lr_p = None
     if rank > 0:
-        Q, P = power_iteration(R, rank, codec.loops, p0)
+        factor = torch.float16 if packed else torch.float32
+        # Q column-major per matrix, as the QR returns it (and as a rounded copy of it would keep it)
+        lr_q, lr_p = empty(B, H, rank, n, dtype=factor).mT, empty(B, H, d, rank, dtype=factor)
+        for bs, hs in head_blocks(shape, x.device):
+            R = x[bs, hs].float() - base[bs, hs].float()  # X − fp16(D̂ + S)
+            Q, P = power_iteration(R, rank, codec.loops, p0 if p0.dim() == 2 else p0[bs, hs])
+            lr_q[bs, hs], lr_p[bs, hs] = Q, P
+            if not packed:
+                base[bs, hs] = base[bs, hs].float() + Q @ P.transpose(-1, -2)
     n_out = 0 if idx is None else idx.numel()
     bits = nominal_bits(shape, spec, group, n_out, rank)
     if not packed:
-        dense = base if Q is None else (base.float() + Q @ P.transpose(-1, -2)).half()
-        return Compressed(shape, spec, group, dense=dense, nominal_bits=bits)
-    return Compressed(
-        shape, spec, group, codes=codes, scale=scale, mn=mn, out_idx=idx, out_val=val,
-        lr_q=None if Q is None else Q.half(), lr_p=None if P is None else P.half(),
-        nominal_bits=bits,
-    )
+        return Compressed(shape, spec, group, dense=base, nominal_bits=bits)
+    return Compressed(shape, spec, group, codes=codes, scale=scale, mn=mn, out_idx=idx, out_val=val,
+                      lr_q=lr_q, lr_p=lr_p, nominal_bits=bits)

@@ -21,3 +21,26 @@ def test_memory_benchmark_formula():
     from benchmarks.gear_memory import formula
 
     assert abs(formula(2, 64, 0.02, 4, 1000) * 16 - 4.0236) < 1e-3  # the spec's 4.02 bits per entry (§2.7)
+
+
+def test_step_counter_counts_new_storages_only_and_their_peak():
+    from benchmarks.gear_decode import StepCounter
+
+    x = torch.zeros(256)
+    with StepCounter() as c:
+        y = x + 1  # new: 1 KiB
+        y.add_(1)  # in place: nothing new
+        v = y[10:]  # a view: nothing new
+        del y, v
+        z = x * 2  # new: the first one is gone by now
+    assert c.ops == 4 and c.bytes == 2 * 1024 and c.peak == 1024 and z.numel() == 256
+
+
+def test_compression_benchmark_compares_stored_tensors_bit_for_bit():
+    from benchmarks.gear_compress import STORED, compare
+
+    a = {n: torch.arange(4.0) for n in STORED} | {"recon": torch.ones(3)}
+    b = {**a, "scale": torch.arange(4.0) + 1e-3, "recon": torch.ones(3) * 1.5}
+    r = compare([a, a], [a, b])
+    assert all(r["key"]["identical"].values()) and r["key"]["recon_max_abs_diff"] == 0
+    assert [n for n, ok in r["value"]["identical"].items() if not ok] == ["scale"] and r["value"]["recon_max_abs_diff"] == 0.5

@@ -54,6 +54,9 @@ def test_pack_roundtrip_and_fp16_parameters(bits):
     assert scale.dtype == mn.dtype == torch.float16 and scale.shape[-1] == 4
     q = quant.unpack(codes, bits)
     assert torch.equal(quant.pack(q, bits), codes)
+    per = 8 // bits  # the byte layout: code j of a byte in bits [j bits, (j + 1) bits)
+    byte = sum(q.unflatten(-1, (-1, per))[..., j].int() << (j * bits) for j in range(per))
+    assert torch.equal(codes, byte.to(torch.uint8)) and torch.equal(quant.pack(q.float(), bits), codes)
     # codes are the nearest level for the *stored* fp16 parameters
     xh = quant.dequantize(q.float(), mn, scale)
     assert ((xh - x).abs() <= scale.float().repeat_interleave(32, -1) / 2 + 1e-4).all()
@@ -134,23 +137,40 @@ def test_power_iteration_reaches_eckart_young_and_is_orthonormal():
 @pytest.mark.parametrize("kind", ["key", "value"])
 @pytest.mark.parametrize("storage", ["packed", "simulated"])
 def test_row_blocks_give_what_one_block_gives(monkeypatch, kind, storage):
-    """On the CPU a chunk is compressed in row blocks (whole heads for keys, whole tokens for values):
-    codes, parameters, outliers and factors bit-identical to one block of the whole chunk."""
+    """On the CPU a chunk is compressed in blocks (row blocks: whole heads for keys, whole tokens for
+    values; then the low-rank fit per (sequence, head) matrix): codes, parameters, outliers, factors
+    and reconstruction bit-identical to one block of the whole chunk, and to the unblocked recipe."""
     import methods.gear.compress as gc
 
     x = structured_kv(n=128, d=32).half()
     c = codec(s=0.05, storage=storage)
     p0 = torch.rand(32, 4, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(gc, "CPU_BLOCK", 1)  # the smallest blocks: one head / one token each
-    assert len(gc.row_blocks(tuple(x.shape), c.quant(kind).layout, x.device)) == x.shape[1 if kind == "key" else 2]
+    B, H, n, _ = x.shape
+    monkeypatch.setattr(gc, "CPU_BLOCK", 1)  # the smallest blocks: one head / one token of one sequence each
+    assert len(gc.row_blocks(tuple(x.shape), c.quant(kind).layout, x.device)) == B * (H if kind == "key" else n)
+    assert len(gc.head_blocks(tuple(x.shape), x.device)) == B * H
     small = gc.compress(x, kind, c, 4, p0)
     monkeypatch.setattr(gc, "CPU_BLOCK", x.numel())
-    assert len(gc.row_blocks(tuple(x.shape), c.quant(kind).layout, x.device)) == 1
+    assert len(gc.row_blocks(tuple(x.shape), c.quant(kind).layout, x.device)) == len(gc.head_blocks(x.shape, x.device)) == 1
     whole = gc.compress(x, kind, c, 4, p0)
     for name in ("codes", "scale", "mn", "out_idx", "out_val", "lr_q", "lr_p", "dense"):
         a, b = getattr(small, name), getattr(whole, name)
         assert (a is None and b is None) or torch.equal(a, b), name
     assert torch.equal(small.materialize(), whole.materialize())
+    # the recipe unblocked, from the module's own steps (compress's docstring): the same tensors
+    spec = c.quant(kind)
+    rows = to_rows(x.float(), spec.layout)
+    rows, idx, val = split_outliers(rows, gc.outlier_k(c.outlier_frac, c.outlier_count, tuple(x.shape), spec.layout))
+    mn, scale = quant.quant_params(rows, spec.bits, spec.group, torch.float16 if storage == "packed" else torch.float32)
+    q = quant.quantize(rows, mn, scale, spec.bits)
+    base = from_rows(quant.dequantize(q, mn, scale).scatter(-1, idx, val), spec.layout, x.shape).half()
+    Q, P = power_iteration(x.float() - base.float(), 4, c.loops, p0)
+    if storage == "packed":
+        assert torch.equal(small.codes, quant.pack(q, spec.bits)) and torch.equal(small.scale, scale)
+        assert torch.equal(small.out_idx, idx.int()) and torch.equal(small.out_val, val.half())
+        assert torch.equal(small.lr_q, Q.half()) and torch.equal(small.lr_p, P.half())
+    else:
+        assert torch.equal(small.dense, (base.float() + Q @ P.transpose(-1, -2)).half())
 
 
 def test_reductions_r0_s0_and_kivi_bit_exact():
