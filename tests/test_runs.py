@@ -54,8 +54,7 @@ def smoke_overrides(compose, experiment):
     if runner == "lm":
         data = typed(cfg.data)
         kind = type(data).kind
-        big = (cfg.model.get("hidden_size", 0) > 256 or getattr(data, "hf_path", "text") != "text"
-               or kind == "positives" and hasattr(data, "train_file"))
+        big = cfg.model.get("hidden_size", 0) > 256 or getattr(data, "hf_path", "text") != "text"
         offline = {"preference": OFFLINE_PREFERENCE, "positives": OFFLINE_POSITIVES}.get(kind, OFFLINE_LM)
         extra = offline if big else []
     # a smoke key the experiment's model or data does not have (an MLP reward model's data has no

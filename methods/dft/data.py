@@ -213,6 +213,18 @@ ALPACA = ("Below is an instruction that describes a task. Write a response that 
           "\n\n### Instruction:\n{prompt}\n\n### Response:")
 
 
+def text_of(value) -> str:
+    """A field's text: a string, or a conversation (HF ``messages`` lists, e.g. H4 UltraFeedback's ``chosen``):
+    the content of its last assistant turn."""
+    if isinstance(value, str):
+        return value
+    turns = [m["content"] for m in value if isinstance(m, dict) and m.get("role") == "assistant"]
+    if not turns:
+        raise ConfigError(f"a conversation field has no assistant turn ({str(value)[:80]}...): point data.answer_field "
+                          "to the answers.")
+    return turns[-1]
+
+
 def read_jsonl(path: Path, fields: list[str], limit: Optional[int]) -> list[dict]:
     if not path.is_file():
         raise DataFileNotFoundError(f"{path} does not exist: set data.data_dir (paths.data_dir) to the folder with the "
@@ -275,12 +287,12 @@ class TextSource(PositivesSource):
         ids = self._encode(body, first=False) + ([self.eos_id] if self.eos_id is not None else [])
         return ids[: self.cfg.max_length - prompt_len]
 
-    def example(self, row: dict, distractor: Optional[str]) -> Example:
+    def example(self, row: dict, distractor) -> Example:
         prompt = self.prompt_tokens(row[self.cfg.prompt_field], None)
         system = self.cfg.system_prompt if self.cfg.template == "zephyr" else None
         gen = self.prompt_tokens(row[self.cfg.prompt_field], system)
-        d = None if distractor is None else self.answer_tokens(distractor, len(prompt))
-        answer = self.answer_tokens(row[self.cfg.answer_field], len(prompt))
+        d = None if distractor is None else self.answer_tokens(text_of(distractor), len(prompt))
+        answer = self.answer_tokens(text_of(row[self.cfg.answer_field]), len(prompt))
         if not answer:
             raise ConfigError(f"a prompt of {self.cfg.train_file} has no answer tokens after masking (an empty "
                               f"{self.cfg.answer_field!r}, or the prompt took data.max_length={self.cfg.max_length}): drop "

@@ -10,12 +10,13 @@ model's log-probs of the negatives when they were cached with them. Validation b
 from __future__ import annotations
 
 import torch
-
-from methods.preference import sequence_logps
+import torch.nn.functional as F
 
 
 def answer_logps(model, input_ids, labels, attention_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(B,)`` summed answer log-probs (fp32 log-softmax, labels != -100) and ``(B,)`` answer lengths.
+    """``(B,)`` summed answer log-probs (fp32 log-softmax, labels != -100) and ``(B,)`` answer lengths; the
+    same numbers as `methods.preference.sequence_logps`, through the fused cross-entropy (no (B, T, V)
+    log-softmax kept for backward).
 
     A row with no answer token left after masking (a prompt that filled the whole length) is an error:
     its DFT2 score would be 0/0 and its DFT score a constant 0.
@@ -25,7 +26,9 @@ def answer_logps(model, input_ids, labels, attention_mask=None) -> tuple[torch.T
         rows = (lengths == 0).nonzero().flatten().tolist()
         raise ValueError(f"rows {rows[:8]} of the batch have no answer tokens after masking (the prompt took the whole "
                          "sequence): raise data.max_length or lower data.max_prompt_length so that answers survive.")
-    return sequence_logps(model, input_ids, labels, attention_mask), lengths.to(torch.float32)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    nll = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none")
+    return -nll.view_as(labels).sum(-1), lengths.to(torch.float32)
 
 
 def positive_and_negative_logps(model, batch: dict):
