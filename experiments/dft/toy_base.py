@@ -24,7 +24,7 @@ def base_metrics(run: Path) -> dict:
     from runners.generate.model import load_weights
 
     cfg = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"), resolve=True)
-    model = CausalLM(**cfg["model"]).build(9)
+    model = CausalLM(**cfg["model"]).build(9)  # the run's model config
     load_weights(model, str(run), "--runs")
     model.eval()
     sums: dict = {}
