@@ -94,11 +94,12 @@ def outlier_k(frac: float, mode: str, shape, layout: str) -> int:
     return min(k, L // 2)
 
 
-def split_outliers(rows: torch.Tensor, k: int, fill: str = "mean"):
+def split_outliers(rows: torch.Tensor, k: int, fill: str = "mean", inplace: bool = False):
     """Take the k smallest and k largest entries of every row (signed values).
 
     Returns (filled rows, index [.., 2k] int64, value [.., 2k]); ``filled`` has the outliers
-    replaced by the row mean (``fill="mean"``) or by the smallest remaining entry (``"inside"``).
+    replaced by the row mean (``fill="mean"``) or by the smallest remaining entry (``"inside"``);
+    it is ``rows`` itself, overwritten, with ``inplace``.
     """
     small_v, small_i = rows.topk(k, dim=-1, largest=False)
     large_v, large_i = rows.topk(k, dim=-1, largest=True)
@@ -108,7 +109,7 @@ def split_outliers(rows: torch.Tensor, k: int, fill: str = "mean"):
         f = rows.topk(min(k + 1, rows.shape[-1]), dim=-1, largest=False).values[..., -1:].expand_as(small_v)
     else:
         raise ValueError(f"outlier_fill={fill!r} is not one of {list(FILLS)}.")
-    filled = rows.scatter(-1, small_i, f).scatter_(-1, large_i, f)
+    filled = (rows if inplace else rows.clone()).scatter_(-1, small_i, f).scatter_(-1, large_i, f)
     return filled, torch.cat([small_i, large_i], -1), torch.cat([small_v, large_v], -1)
 
 
@@ -271,10 +272,10 @@ def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Option
     idx = empty(B, n_rows, 2 * k, dtype=torch.int32 if packed else torch.int64) if k else None
     val = empty(B, n_rows, 2 * k, dtype=torch.float16 if packed else torch.float32) if k else None
     for bs, rs, at in row_blocks(shape, spec.layout, x.device):
-        xb = x[at].float()
-        rows = to_rows(xb, spec.layout)
+        xb = x[at]
+        rows = to_rows(xb, spec.layout, torch.float32)
         if k:
-            rows, i, v = split_outliers(rows, k, codec.outlier_fill)
+            rows, i, v = split_outliers(rows, k, codec.outlier_fill, inplace=True)
             idx[bs, rs], val[bs, rs] = i, v
         mn_b, scale_b = quant.quant_params(rows, spec.bits, group, params_dtype)
         mn[bs, rs], scale[bs, rs] = mn_b, scale_b
@@ -283,15 +284,15 @@ def compress(x: torch.Tensor, kind: str, codec: CodecSpec, rank: int, p0: Option
             codes[bs, rs] = quant.pack(q, spec.bits)
         deq = quant.dequantize(q, mn_b, scale_b)
         if k:
-            deq = deq.scatter(-1, i, v)
-        base[at] = from_rows(deq, spec.layout, xb.shape)
+            deq.scatter_(-1, i, v)
+        from_rows(deq, spec.layout, xb.shape, out=base[at])
     lr_q = lr_p = None
     if rank > 0:
         factor = torch.float16 if packed else torch.float32
         # Q column-major per matrix, as the QR returns it (and as a rounded copy of it would keep it)
         lr_q, lr_p = empty(B, H, rank, n, dtype=factor).mT, empty(B, H, d, rank, dtype=factor)
         for bs, hs in head_blocks(shape, x.device):
-            R = x[bs, hs].float() - base[bs, hs].float()  # X − fp16(D̂ + S)
+            R = torch.empty(x[bs, hs].shape, device=x.device).copy_(x[bs, hs]).sub_(base[bs, hs])  # X − fp16(D̂ + S)
             Q, P = power_iteration(R, rank, codec.loops, p0 if p0.dim() == 2 else p0[bs, hs])
             lr_q[bs, hs], lr_p[bs, hs] = Q, P
             if not packed:

@@ -23,22 +23,22 @@ import torch
 LAYOUTS = ("channel", "token", "tensor", "dim")
 
 
-def to_rows(x: torch.Tensor, layout: str) -> torch.Tensor:
-    """[B, H, n, d] -> [B, rows, row_len] (a copy)."""
+def to_rows(x: torch.Tensor, layout: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """[B, H, n, d] -> [B, rows, row_len]: a new tensor, in ``dtype`` if given (one pass: the permuted
+    copy converts as it goes)."""
     B, H, n, d = x.shape
-    if layout == "channel":
-        return x.permute(0, 1, 3, 2).reshape(B, H * d, n)
-    if layout == "token":
-        return x.permute(0, 2, 1, 3).reshape(B, n, H * d)
-    if layout == "tensor":
-        return x.reshape(B, 1, H * n * d).clone()
-    if layout == "dim":
-        return x.permute(0, 3, 1, 2).reshape(B, d, H * n)
-    raise ValueError(f"layout={layout!r} is not one of {list(LAYOUTS)}.")
+    views = {"channel": lambda: (x.permute(0, 1, 3, 2), (B, H * d, n)), "token": lambda: (x.permute(0, 2, 1, 3), (B, n, H * d)),
+             "tensor": lambda: (x, (B, 1, H * n * d)), "dim": lambda: (x.permute(0, 3, 1, 2), (B, d, H * n))}
+    if layout not in views:
+        raise ValueError(f"layout={layout!r} is not one of {list(LAYOUTS)}.")
+    view, shape = views[layout]()
+    out = torch.empty(view.shape, dtype=dtype or x.dtype, device=x.device).copy_(view)
+    return out.view(shape)
 
 
-def from_rows(rows: torch.Tensor, layout: str, shape) -> torch.Tensor:
-    """Inverse of `to_rows`: [B, rows, row_len] -> [B, H, n, d] (contiguous)."""
+def from_rows(rows: torch.Tensor, layout: str, shape, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Inverse of `to_rows`: [B, rows, row_len] -> [B, H, n, d] (contiguous), or written into ``out``
+    (any strides and dtype: one converting pass)."""
     B, H, n, d = shape
     if layout == "channel":
         x = rows.reshape(B, H, d, n).permute(0, 1, 3, 2)
@@ -50,7 +50,7 @@ def from_rows(rows: torch.Tensor, layout: str, shape) -> torch.Tensor:
         x = rows.reshape(B, d, H, n).permute(0, 2, 3, 1)
     else:
         raise ValueError(f"layout={layout!r} is not one of {list(LAYOUTS)}.")
-    return x.contiguous()
+    return x.contiguous() if out is None else out.copy_(x)
 
 
 def row_length(layout: str, shape) -> int:
