@@ -34,10 +34,11 @@ def _fits(group: str, option: str) -> list[str] | None:
         return RUNNER_NEEDS.get(option, [])
     if group == "data":
         kind = _data_kind(option)
-        return [f"objective={next(n for n, c in sorted(plugins('objective').items()) if c().data_kind == kind)}"]
+        return [f"objective={next(n for n, c in sorted(plugins('objective').items()) if c().data_kind == kind and not c.needs_temperature)}"]
     if role == "objective":
         kind = plugins("objective")[option]().data_kind  # may depend on the plugin's fields
-        return [f"data={next(n for n in options('data') if _data_kind(n) == kind)}"]
+        tau = ["temperature=global_tau"] if plugins("objective")[option].needs_temperature else []
+        return [f"data={next(n for n in options('data') if _data_kind(n) == kind)}", *tau]
     if role == "kv_cache":
         return ["runner=generate"]
     if role == "solver":
