@@ -88,20 +88,31 @@ def make_optimizers(m: int, n: int, rank: int) -> dict:
 
 def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
     grads = [torch.randn(m, n, generator=torch.Generator().manual_seed(100 + i)) for i in range(4)]
+    from kernels.cosmos import newton_schulz5, ns_dtype_for
+    from methods.cosmos.optimizer import complement_pays
+
     opts = make_optimizers(m, n, rank)
     counter = {"i": 0}
+    # Newton-Schulz alone, at auto precision, on the matrix each optimizer orthogonalises (COSMOS: m x (n - r)
+    # where it takes the complement): what is left of a step once it is taken away is the rest of its work
+    ns_cols = {"NS of Muon": n, "NS of COSMOS": n - rank if complement_pays(m, n, rank) else n}
+    ns_in = {name: torch.randn(1, m, cols, generator=torch.Generator().manual_seed(7)) for name, cols in ns_cols.items()}
+    dtype = ns_dtype_for(grads[0])
 
     def step(name):
+        if name in ns_in:
+            newton_schulz5(ns_in[name], 5, "muon", dtype)
+            return
         p, opt = opts[name]
         p.grad = grads[counter["i"] % len(grads)]
         counter["i"] += 1
         opt.step()
 
-    for name in opts:  # warm-up: first steps (SVD, SOAP init) and one full SOAP period
+    names = list(opts) + list(ns_in)
+    for name in names:  # warm-up: first steps (SVD, SOAP init) and one full SOAP period
         for _ in range(SOAP_PERIOD + 1 if name == "SOAP" else 2):
             step(name)
-    samples = {name: [] for name in opts}
-    names = list(opts)
+    samples = {name: [] for name in names}
     for rep in range(reps):  # rotate the order so that each optimizer follows each other one equally often
         for name in names[rep % len(names):] + names[:rep % len(names)]:
             k = SOAP_PERIOD if name == "SOAP" else 1
@@ -110,6 +121,8 @@ def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
                 step(name)
             samples[name].append((time.perf_counter() - t0) / k)
     ms = {name: median_ms(s) for name, s in samples.items()}
+    ms["COSMOS rest"] = ms["COSMOS"] - ms["NS of COSMOS"]
+    ms["Muon rest"] = ms["Muon"] - ms["NS of Muon"]
     formulas = state_formulas(m, n, rank)
     state = {}
     for name, (p, opt) in opts.items():
@@ -163,14 +176,24 @@ def markdown(rows: list[dict], threads: int) -> str:
             f"{space} | {ms['COSMOS (full NS)']:.3g} | {ratio['COSMOS/Muon']:.2f} ({ok('COSMOS/Muon')}) | "
             f"{ratio['COSMOS (full NS)/Muon']:.2f} | {ratio['COSMOS/SOAP']:.2f} ({ok('COSMOS/SOAP')}) |{fp32} "
             f"{'exact' if exact else '**differs**'} |")
+    lines += ["", f"Where the time goes ({precision} Newton-Schulz timed alone on the matrix each step orthogonalises, "
+              "in the same repetitions; \"rest\" = the step minus it: for COSMOS the rank-r GEMMs, the QR, the "
+              "rotations into and out of the complement, the moments and the update, all fp32):", "",
+              "| shape | Muon ms | its NS ms | Muon rest ms | COSMOS ms | its NS ms | COSMOS rest ms | SOAP ms | "
+              "COSMOS rest / Muon |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ms = r["ms"]
+        lines.append(f"| {r['shape'][0]}x{r['shape'][1]} | {ms['Muon']:.3g} | {ms['NS of Muon']:.3g} | "
+                     f"{ms['Muon rest']:.3g} | {ms['COSMOS']:.3g} | {ms['NS of COSMOS']:.3g} | {ms['COSMOS rest']:.3g} | "
+                     f"{ms['SOAP']:.3g} | {ms['COSMOS rest'] / ms['Muon']:.2f} |")
     lo, hi = (f(r["ratios"]["COSMOS/Muon"] for r in rows) for f in (min, max))
     slo, shi = (f(r["ratios"]["COSMOS/SOAP"] for r in rows) for f in (min, max))
     lines += ["", f"At {precision} Newton-Schulz COSMOS/Muon is {lo:.2f}-{hi:.2f} and COSMOS/SOAP {slo:.2f}-{shi:.2f} in "
               "this run."]
     if other:
         speed = [r["ratios"]["Muon (fp32)/Muon"] for r in rows]
-        lines[-1] += (f" bf16 Newton-Schulz makes Muon's step {min(speed):.1f}-{max(speed):.1f}x faster than fp32's "
-                      "(column Muon fp32 ms over Muon ms).")
+        lines[-1] += (f" Muon's step with fp32 Newton-Schulz takes {min(speed):.2f}-{max(speed):.2f}x its time with "
+                      "bf16 (column Muon fp32 ms over Muon ms).")
     lines += ["", "Every COSMOS step runs five Newton-Schulz iterations on its residual: on m x (n - r) where it takes "
               "the complement of the basis, else on m x n like Muon (methods/cosmos/optimizer.py, `ns_space`); they "
               "cost 5 (4 k^2 N + 2 k^3) flops (k <= N the two sides), SOAP's step 6 mn (m + n) plus its refresh "
