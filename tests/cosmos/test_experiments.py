@@ -104,7 +104,10 @@ def test_cpu_benchmark_runs_and_checks_state_formulas():
 
     (row,) = main(["--shapes", "40x24", "--rank", "8", "--reps", "1", "--no-write"])
     assert all(s["exact"] for s in row["state"].values())
-    assert set(row["ratios"]) == {"COSMOS/Muon", "COSMOS/SOAP", "Muon/SOAP", "COSMOS/AdamW", "COSMOS (full NS)/Muon"}
+    fp32 = {"COSMOS (fp32)/Muon (fp32)", "COSMOS (fp32)/SOAP", "Muon (fp32)/Muon"} if row["precision"] == "bf16" else set()
+    assert set(row["ratios"]) == {"COSMOS/Muon", "COSMOS/SOAP", "Muon/SOAP", "COSMOS/AdamW", "COSMOS (full NS)/Muon"} | fp32
+    ms = row["ms"]  # Newton-Schulz timed alone, and the rest of each step
+    assert ms["COSMOS rest"] == ms["COSMOS"] - ms["NS of COSMOS"] and ms["Muon rest"] == ms["Muon"] - ms["NS of Muon"]
 
 
 def test_gpu_benchmark_cpu_smoke():
