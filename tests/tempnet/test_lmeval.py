@@ -40,6 +40,16 @@ def _by_hand(model, context: str, continuation: str) -> float:
     return float(logp.gather(-1, torch.tensor(cont)[:, None]).sum())
 
 
+def _tiny_task(folder, docs: list[dict]) -> None:
+    """A local multiple-choice task ``tiny_mc`` (docs: question, choices, label) in ``folder``."""
+    (folder / "tiny.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    (folder / "tiny_mc.yaml").write_text(
+        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {folder / 'tiny.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
+        "doc_to_text: '{{question}}'\ndoc_to_target: '{{label}}'\ndoc_to_choice: '{{choices}}'\n"
+        "metric_list:\n  - metric: acc\n")
+
+
 def test_loglikelihood_uses_the_tempered_logits():
     model = _model()
     lm = ReprolabLM(model, ByteTokenizer())
@@ -58,13 +68,7 @@ def test_loglikelihood_uses_the_tempered_logits():
 
 @pytest.mark.slow  # lm-eval's task machinery and datasets take about a minute to start
 def test_harness_runs_a_local_task_end_to_end(tmp_path):
-    docs = [{"question": f"Q{i}: 2 + {i} =", "choices": [f" {2 + i}", f" {i}"], "label": 0} for i in range(4)]
-    (tmp_path / "tiny.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
-    (tmp_path / "tiny_mc.yaml").write_text(
-        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {tmp_path / 'tiny.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
-        "doc_to_text: '{{question}}'\ndoc_to_target: '{{label}}'\ndoc_to_choice: '{{choices}}'\n"
-        "metric_list:\n  - metric: acc\n")
+    _tiny_task(tmp_path, [{"question": f"Q{i}: 2 + {i} =", "choices": [f" {2 + i}", f" {i}"], "label": 0} for i in range(4)])
     out = evaluate(_model(), ByteTokenizer(), ["tiny_mc"], include_path=str(tmp_path))
     acc = out["results"]["tiny_mc"]["acc,none"]
     assert 0.0 <= acc <= 1.0 and out["n-samples"]["tiny_mc"]["effective"] == 4
@@ -93,13 +97,7 @@ def test_lmeval_runner_scores_a_checkpoint_with_its_tempnet(run_job, tmp_path):
                       "objective.rho=2", "temperature=tempnet", "temperature.hidden=8", "temperature.frozen_model=true"])
     tasks = tmp_path / "tasks"  # a folder of task YAMLs only (the harness indexes every YAML under it)
     tasks.mkdir()
-    docs = [{"question": f"Q{i}", "choices": [" a", " b"], "label": i % 2} for i in range(4)]
-    (tasks / "tiny.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
-    (tasks / "tiny_mc.yaml").write_text(
-        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {tasks / 'tiny.jsonl'}\ntest_split: test\noutput_type: multiple_choice\n"
-        "doc_to_text: '{{question}}'\ndoc_to_target: '{{label}}'\ndoc_to_choice: '{{choices}}'\n"
-        "metric_list:\n  - metric: acc\n")
+    _tiny_task(tasks, [{"question": f"Q{i}", "choices": [" a", " b"], "label": i % 2} for i in range(4)])
     out, ev = run_job(["experiment=tempnet_eval", "hardware=cpu", "logger=csv", "model.hidden_size=32",
                        "model.intermediate_size=64", "temperature=tempnet", "temperature.hidden=8", "runner.dtype=float32",
                        f"runner.checkpoint='{job.output_dir}'", "runner.tasks=[tiny_mc]", f"runner.include_path={tasks}",
