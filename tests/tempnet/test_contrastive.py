@@ -162,3 +162,20 @@ def test_tempnet_clip_prototypes_start_from_the_other_modality():
     before = net.image.prototypes.data.clone()
     net(text.float(), image.float())  # only the first training batch sets them
     assert torch.equal(net.image.prototypes.data, before)
+
+
+def test_rn50_distilbert_dual_encoder_builds_and_embeds():
+    """The paper-scale CLIP model (transformers ResNetModel + DistilBertModel, model=clip_rn50_distilbert),
+    built from config at toy sizes: normalised embeddings of embed_dim for both towers."""
+    from reprolab.models.config import ClipRN50DistilBert
+
+    cfg = ClipRN50DistilBert(pretrained=False, embed_dim=16, image_width=64, image_depths=[1, 1, 1, 1], text_width=32,
+                             text_layers=1, text_heads=2, text_vocab=100)
+    model = cfg.build().eval()
+    batch = {"pixel_values": torch.randn(3, 3, 64, 64), "input_ids": torch.randint(0, 100, (3, 7)),
+             "attention_mask": torch.ones(3, 7, dtype=torch.long)}
+    with torch.no_grad():
+        image, text = model(batch)
+    assert image.shape == text.shape == (3, 16)
+    torch.testing.assert_close(image.norm(dim=-1), torch.ones(3))
+    assert ClipRN50DistilBert().image_depths == [3, 4, 6, 3]  # ResNet-50's stages
