@@ -59,9 +59,10 @@ def cross_checks(cfg: DictConfig, objs: dict) -> list[str]:
         errors.append(f"cpu_threads={threads!r} must be a whole number >= 1, or null for torch's default.")
     positions = getattr(objs.get("model"), "max_position_embeddings", None)
     seq_len = getattr(objs.get("data"), "seq_len", None)
+    key = f"data.{getattr(objs.get('data'), 'seq_len_key', 'seq_len')}"  # the field that sets it (data.max_length ...)
     if positions and seq_len and seq_len > positions:
-        errors.append(f"data.seq_len={seq_len} is longer than model.max_position_embeddings={positions}, the positions "
-                      f"the model has: use data.seq_len={positions} or less, or (a model built from config, not "
+        errors.append(f"{key}={seq_len} is longer than model.max_position_embeddings={positions}, the positions "
+                      f"the model has: use {key}={positions} or less, or (a model built from config, not "
                       f"pretrained) model.max_position_embeddings={seq_len}.")
     return errors
 

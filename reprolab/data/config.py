@@ -417,6 +417,7 @@ class PreferenceTextData:
     """
 
     kind: ClassVar[str] = "preference"
+    seq_len_key: ClassVar[str] = "max_length"  # the field a too-long seq_len names
     hf_path: str = "json"
     hf_name: Optional[str] = None
     hf_data_dir: Optional[str] = None

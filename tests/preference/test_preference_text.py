@@ -143,3 +143,12 @@ def test_dpo_on_hh_pairs_with_the_tiny_llama(run_job):
                           "data.train_pairs=200", "data.val_pairs=8", "data.max_length=256", "data.max_prompt_length=192",
                           "data.batch_size=4", *TINY])
     assert results["train/steps"] == 4 and 0 <= results["table/val_reward_acc"] <= 1
+
+
+def test_pairs_longer_than_the_models_positions_name_data_max_length(compose):
+    from reprolab.config import validate
+
+    cfg, _ = compose(["data=hh_rlhf_local", "model=llama_tiny", "objective=dpo", "data.max_length=2048"])
+    with pytest.raises(ConfigError, match=r"data.max_length=2048 is longer than model.max_position_embeddings=1024.*"
+                                          r"use data.max_length=1024 or less"):
+        validate(cfg)
