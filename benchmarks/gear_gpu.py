@@ -77,11 +77,27 @@ def kernels(device, B=8, H=32, d=128, n=1024, reps=20) -> dict:
 CACHES = ("fp16", "KIVI-2", "GEAR-L", "GEAR")
 
 
+PROBE_BATCH, PROBE_STEPS = 4, 4
+
+
+def budget_batch(run, budget: float, weights: int, prompt: int, new: int) -> tuple[int, dict]:
+    """The largest batch whose weights + KV + activations fit ``budget`` bytes for one cache, from a
+    probe (``run(batch, steps)`` -> (peak bytes allocated, KV bytes held)) at PROBE_BATCH sequences:
+    KV bytes per token per sequence times prompt + new, plus the probe's other peak bytes per sequence."""
+    peak, kv = run(PROBE_BATCH, PROBE_STEPS)
+    kv_token = kv / (PROBE_BATCH * (prompt + PROBE_STEPS))
+    act = max(0.0, (peak - weights - kv) / PROBE_BATCH)
+    per_seq = kv_token * (prompt + new) + act
+    return max(0, int((budget - weights) // per_seq)), {"kv_bytes_per_token": kv_token, "act_bytes_per_seq": act}
+
+
 def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, batches=(1, 8, 32), prompt=1000, new=500,
-           dtype=torch.float16, caches=CACHES):
+           dtype=torch.float16, caches=CACHES, budget_gib=None):
     """Yields one row per (batch, cache), batch-major, caches in the order given: a run cut short
     still compares every cache at the batches it reached. Each row splits off the prefill's time;
-    at the last batch one more decode step (after the timed ones) is profiled."""
+    at the last batch one more decode step (after the timed ones) is profiled. With ``budget_gib``
+    (CUDA) each cache runs once, at the largest batch that fits that budget (`budget_batch`, from
+    the allocator's peak in a probe run), instead of at ``batches``."""
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
     from methods.gear import GearConfig
@@ -99,43 +115,72 @@ def decode(device, layers=32, hidden=4096, heads=32, inter=11008, vocab=32000, b
     known = {"fp16": lambda: None, "KIVI-2": lambda: KIVIConfig(attention=attention),
              "GEAR-L": lambda: GearConfig(outlier_frac=0.0, attention=attention), "GEAR": lambda: GearConfig(attention=attention)}
     methods = {name: known[name]() for name in caches}
-    for B in batches:
+
+    def use(name):
+        m = methods[name]
+        if m is not None:
+            m.prepare_model(model)
+        model.set_attn_implementation(m.attn_implementation if m is not None and m.attn_implementation else "sdpa")
+        return lambda: DynamicCache(config=cfg) if m is None else m.make_cache(cfg)
+
+    def probe(name):
+        make = use(name)
+
+        def run(batch, steps):
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            ids = torch.randint(0, vocab, (batch, prompt), device=device)
+            with torch.no_grad():
+                s = Stepper(model, make(), ids, torch.ones_like(ids))
+                for _ in range(steps):
+                    s.step(s.logits.argmax(-1))
+            torch.cuda.synchronize()
+            return torch.cuda.max_memory_allocated(), kv_stats(s.cache)[0]
+        return run
+
+    if budget_gib is not None:
+        weights = sum(t.numel() * t.element_size() for t in model.parameters())
+        plan = []
+        for name in methods:
+            B, sizes = budget_batch(probe(name), budget_gib * 2**30, weights, prompt, new)
+            print({"cache": name, "budget_gib": budget_gib, "batch": B, **sizes}, flush=True)
+            plan.append((B, name, sizes))
+    else:
+        plan = [(B, name, {}) for B in batches for name in methods]
+    for B, name, sizes in plan:
         ids = torch.randint(0, vocab, (B, prompt), device=device)
-        for name, m in methods.items():
-            if m is not None:
-                m.prepare_model(model)
-            model.set_attn_implementation(m.attn_implementation if m is not None and m.attn_implementation else "sdpa")
-            row = {"cache": name, "batch": B}
-            try:
+        make = use(name)
+        row = {"cache": name, "batch": B, **sizes}
+        try:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            cache = make()
+            with torch.no_grad():
+                s = Stepper(model, cache, ids, torch.ones_like(ids))
                 if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
                     torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                cache = DynamicCache(config=cfg) if m is None else m.make_cache(cfg)
+                prefill = time.perf_counter() - t0
+                for _ in range(new - 1):
+                    s.step(s.logits.argmax(-1))
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            sec = time.perf_counter() - t0
+            measured, nominal, fp16 = kv_stats(cache)
+            row.update(tokens_per_s=B * new / sec, seconds=sec, prefill_s=prefill,
+                       decode_tokens_per_s=B * (new - 1) / (sec - prefill), kv_gb=measured / 2**30,
+                       kv_fraction=measured / fp16)
+            if budget_gib is None and B == batches[-1]:
                 with torch.no_grad():
-                    s = Stepper(model, cache, ids, torch.ones_like(ids))
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    prefill = time.perf_counter() - t0
-                    for _ in range(new - 1):
-                        s.step(s.logits.argmax(-1))
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                    row["peak_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
-                sec = time.perf_counter() - t0
-                measured, nominal, fp16 = kv_stats(cache)
-                row.update(tokens_per_s=B * new / sec, seconds=sec, prefill_s=prefill,
-                           decode_tokens_per_s=B * (new - 1) / (sec - prefill), kv_gb=measured / 2**30,
-                           kv_fraction=measured / fp16)
-                if B == batches[-1]:
-                    with torch.no_grad():
-                        row["profile"] = profile_once(lambda: s.step(s.logits.argmax(-1)), device.type == "cuda")
-                del cache, s
-            except torch.cuda.OutOfMemoryError:
-                row["error"] = "out of memory"
-            print(row, flush=True)
-            yield row
+                    row["profile"] = profile_once(lambda: s.step(s.logits.argmax(-1)), device.type == "cuda")
+            del cache, s
+        except torch.cuda.OutOfMemoryError:
+            row["error"] = "out of memory"
+        print(row, flush=True)
+        yield row
 
 
 def main(argv=None) -> None:
@@ -146,6 +191,8 @@ def main(argv=None) -> None:
     p.add_argument("--new", type=int, default=500)
     p.add_argument("--caches", default=",".join(CACHES), help=f"comma-separated, in the order to run: {CACHES}")
     p.add_argument("--name", default="gear_gpu", help="results file name under benchmarks/results")
+    p.add_argument("--budget-gib", type=float, help="run each cache once, at the largest batch that fits this many GiB "
+                   "(weights + KV + activations; issue 20: 40, where GEAR's tokens/s should be >= 2x fp16's)")
     args = p.parse_args(argv)
     caches = args.caches.split(",")
     if unknown := sorted(set(caches) - set(CACHES)):
@@ -159,7 +206,7 @@ def main(argv=None) -> None:
     k = kernels(device)
     rows = []
     for row in decode(device, layers=args.layers, batches=[int(b) for b in args.batches.split(",")], prompt=args.prompt,
-                      new=args.new, caches=caches):
+                      new=args.new, caches=caches, budget_gib=args.budget_gib):
         rows.append(row)  # written after every row: a run stopped at its time limit keeps what it measured
         write(args.name, {"kernels": k, "decode": rows, **vars(args)}, markdown(k, rows, args) + "\n")
     print(markdown(k, rows, args))
@@ -179,6 +226,18 @@ def markdown(k: dict, rows: list[dict], args) -> str:
             md.append(f"| {r['cache']} | {r['batch']} | {r['tokens_per_s']:.1f} | {r['prefill_s']:.2f} | "
                       f"{r['decode_tokens_per_s']:.1f} | {r['peak_mem_gb']:.2f} | {r['kv_gb']:.3f} | "
                       f"{r['kv_fraction']:.3f} |")
+    fp16 = next((r for r in rows if r["cache"] == "fp16" and "error" not in r), None)
+    if args.budget_gib is not None:
+        md += ["", f"Fixed budget of {args.budget_gib:g} GiB: each cache at the largest batch whose weights + KV + "
+               "activations fit it (a probe run's allocator peak; `budget_batch`). Target (issue 20): GEAR's tokens/s "
+               ">= 2x fp16's (the paper's 2.1-5.07x is measured this way)."]
+    elif fp16 is not None:
+        md += ["", "Target (issue 20) at equal batch 32: GEAR not slower than fp16."]
+    for r in rows:
+        if fp16 is not None and "error" not in r and r["cache"] != "fp16" and (args.budget_gib is not None
+                                                                                or r["batch"] == fp16["batch"]):
+            md.append(f"- {r['cache']} / fp16 tokens/s at batch {r['batch']} vs {fp16['batch']}: "
+                      f"{r['tokens_per_s'] / fp16['tokens_per_s']:.2f}x")
     for r in rows:
         if "profile" in r:
             prof = r["profile"]

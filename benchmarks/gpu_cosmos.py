@@ -24,7 +24,10 @@ from benchmarks.common import command_line, profile_once, write
 from reprolab.params import optimizer_state_bytes
 
 MODELS = {"llama_60m": dict(hidden_size=512, intermediate_size=1376, num_layers=8, num_heads=8),
-          "llama_130m": dict(hidden_size=768, intermediate_size=2048, num_layers=12, num_heads=12)}
+          "llama_130m": dict(hidden_size=768, intermediate_size=2048, num_layers=12, num_heads=12),
+          "llama_350m": dict(hidden_size=1024, intermediate_size=2736, num_layers=24, num_heads=16)}
+# issue 20's GPU targets: COSMOS's optimizer step against SOAP's and Muon's, its training step against AdamW's
+TARGETS = {("optimizer_ms", "SOAP"): 0.9, ("optimizer_ms", "Muon"): 1.3, ("ms_per_step", "AdamW"): 1.3}
 TINY_MODEL = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4)
 
 
@@ -171,14 +174,17 @@ def profile_step(opt, backward, device: str) -> dict:
     return profile_once(opt.step, device.startswith("cuda"))
 
 
-def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int):
-    """Yields one row per (model, optimizer)."""
+def bench_training(device: str, tiny: bool, steps: int, batch: int, seq: int, models=None, optimizers=None):
+    """Yields one row per (model, optimizer): ``models`` (names in MODELS) and ``optimizers`` (rows of
+    OPTIMIZERS) default to all."""
     from reprolab.models.config import CausalLM
 
-    models = {"tiny": TINY_MODEL} if tiny else MODELS
+    models = {"tiny": TINY_MODEL} if tiny else {name: MODELS[name] for name in (models or MODELS)}
     vocab = 256 if tiny else 32000
     for model_name, sizes in models.items():
         for opt_name, (_, options) in OPTIMIZERS.items():
+            if optimizers and opt_name not in optimizers:
+                continue
             if options.get("backend") == "triton" and not device.startswith("cuda"):
                 continue  # compiled Triton needs a GPU (the CPU smoke test runs the twins)
             torch.manual_seed(0)
@@ -246,6 +252,16 @@ def markdown(kernels: list[dict], qr: list[dict], training: list[dict], batch: i
         peak = "n/a" if t["peak_gb"] is None else f"{t['peak_gb']:.2f}"
         lines.append(f"| {t['model']} | {t['optimizer']} | {t['ms_per_step']:.1f} | {t['optimizer_ms']:.1f} | {peak} | "
                      f"{t['state_bytes']:,} |")
+    for model in dict.fromkeys(t["model"] for t in training):
+        by = {t["optimizer"]: t for t in training if t["model"] == model}
+        if "COSMOS" not in by:
+            continue
+        for (key, other), target in TARGETS.items():
+            if other in by:
+                ratio = by["COSMOS"][key] / by[other][key]
+                what = "optimizer step" if key == "optimizer_ms" else "training step"
+                lines.append(f"- {model}: COSMOS {what} / {other}'s = {ratio:.2f} (target <= {target}: "
+                             f"{'met' if ratio <= target else '**missed**'})")
     for t in training:
         if "profile" in t:
             prof = t["profile"]
@@ -262,7 +278,12 @@ def main(argv: list[str] | None = None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seq", type=int, default=1024)
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {list(MODELS)}")
+    p.add_argument("--optimizers", help=f"comma-separated rows of the training table (default all: {list(OPTIMIZERS)})")
     args = p.parse_args(argv)
+    if unknown := sorted(set(args.models.split(",")) - set(MODELS)) + sorted(
+            set((args.optimizers or "AdamW").split(",")) - set(OPTIMIZERS)):
+        p.error(f"unknown --models/--optimizers {unknown}; models: {list(MODELS)}, optimizers: {list(OPTIMIZERS)}")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("benchmarks.gpu_cosmos: no CUDA device here, skipped (run it on one H100/H200).")
         return None
@@ -271,7 +292,8 @@ def main(argv: list[str] | None = None):
     kernels = bench_kernels(args.device, args.tiny, args.reps)
     qr = bench_qr(args.device, args.tiny, args.reps)
     training = []
-    for row in bench_training(args.device, args.tiny, args.steps, args.batch, args.seq):
+    for row in bench_training(args.device, args.tiny, args.steps, args.batch, args.seq, args.models.split(","),
+                              args.optimizers.split(",") if args.optimizers else None):
         training.append(row)
         if not args.tiny:  # written after every row: a run stopped at its time limit keeps what it measured
             md = markdown(kernels, qr, training, args.batch, args.seq)

@@ -44,3 +44,15 @@ def test_compression_benchmark_compares_stored_tensors_bit_for_bit():
     r = compare([a, a], [a, b])
     assert all(r["key"]["identical"].values()) and r["key"]["recon_max_abs_diff"] == 0
     assert [n for n, ok in r["value"]["identical"].items() if not ok] == ["scale"] and r["value"]["recon_max_abs_diff"] == 0.5
+
+
+def test_budget_batch_is_the_largest_batch_that_fits():
+    """weights + B x (KV per token x (prompt + new) + activations per sequence) <= budget, from a probe."""
+    from benchmarks.gear_gpu import PROBE_BATCH, PROBE_STEPS, budget_batch
+
+    weights, kv_token, act, prompt, new = 10 * 2**30, 1000, 5000, 1000, 500
+    kv = PROBE_BATCH * (prompt + PROBE_STEPS) * kv_token
+    B, sizes = budget_batch(lambda b, s: (weights + kv + PROBE_BATCH * act, kv), 20 * 2**30, weights, prompt, new)
+    assert sizes == {"kv_bytes_per_token": kv_token, "act_bytes_per_seq": act}
+    per_seq = kv_token * (prompt + new) + act
+    assert weights + B * per_seq <= 20 * 2**30 < weights + (B + 1) * per_seq
