@@ -141,6 +141,22 @@ def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
             "state": state}
 
 
+def profile_cosmos(m: int, n: int, rank: int, steps: int = 10) -> str:
+    """Top ops by self CPU time over ``steps`` COSMOS steps (after warm-up), as torch.profiler's table."""
+    from benchmarks.common import profile_once
+
+    p, opt = make_optimizers(m, n, rank)["COSMOS"]
+    grads = [torch.randn(m, n, generator=torch.Generator().manual_seed(100 + i)) for i in range(4)]
+
+    def run(k):
+        for i in range(k):
+            p.grad = grads[i % len(grads)]
+            opt.step()
+
+    run(3)
+    return profile_once(lambda: run(steps), cuda=False, rows=16)["table"]
+
+
 def markdown(rows: list[dict], threads: int) -> str:
     from kernels.cosmos import BF16_CPU_FLAGS, cpu_flags
 
@@ -220,9 +236,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                    "20x as many for shapes of at most 512x512 (milliseconds each, and the noisiest)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: steadier on a shared CPU)")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--profile", action="store_true", help="instead: profile 10 COSMOS steps per shape (top ops by self "
+                   "CPU time), to see what the rest of a step is")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+    if args.profile:
+        for m, n in shapes:
+            print(f"== {m}x{n}, rank {min(args.rank, m, n)}\n" + profile_cosmos(m, n, min(args.rank, m, n)))
+        return []
     rows = []
     for m, n in shapes:
         reps = min(args.reps, 5) if m >= 2048 else args.reps * (20 if m * n <= 512 * 512 else 1)
