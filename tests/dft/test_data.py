@@ -188,3 +188,34 @@ def test_text_source_formats_like_the_official_code():
     assert tok.decode(ex.answer).endswith("</s>\n")
     assert source.negative_answer(tok.encode("  an answer</s>\nmore"), ex) == tok.encode("an answer</s>\n")
     assert source.val[0].distractor is not None
+
+
+def test_shared_prompt_forward_equals_one_forward_per_sequence(toy_run):
+    """The DFT step forwards each prompt once and its answers after it: same log-probs and gradients as
+    full sequences (right-padded rows of different prompt and answer lengths)."""
+    from methods.dft.data import padded
+    from methods.dft.objective import answer_logps, positive_and_negative_logps
+
+    model = tiny_lm(vocab=20)
+    prompts = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 4]]
+    answers = [[[5, 6, 7], [8], [9, 10, 11, 12]], [[3, 3], [4, 5, 6, 7, 8, 9], [1]], [[7], [7, 8], [19, 18, 17]]]
+    rows = [padded([(p, a[k]) for p, a in zip(prompts, answers)], 0) for k in range(3)]
+    t = max(r["input_ids"].shape[1] for r in rows)
+
+    def pad(x, v):
+        return torch.nn.functional.pad(x, (0, t - x.shape[1]), value=v)
+
+    batch = {f"pos_{k}": pad(rows[0][k], -100 if k == "labels" else 0) for k in rows[0]}
+    for k in rows[0]:
+        batch[f"neg_{k}"] = torch.stack([pad(r[k], -100 if k == "labels" else 0) for r in rows[1:]], 1)
+    lp_pos, n_pos, lp_neg, n_neg = positive_and_negative_logps(model, batch)
+    (lp_pos.sum() + 2 * lp_neg.sum()).backward()
+    shared = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    full = [answer_logps(model, r["input_ids"], r["labels"], r["attention_mask"]) for r in rows]
+    torch.testing.assert_close(lp_pos, full[0][0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(lp_neg, torch.stack([full[1][0], full[2][0]], 1), rtol=1e-5, atol=1e-5)
+    assert n_pos.tolist() == [3, 2, 1] and n_neg[:, 1].tolist() == [4, 1, 3]
+    (full[0][0].sum() + 2 * (full[1][0].sum() + full[2][0].sum())).backward()
+    for a, p in zip(shared, model.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-5)
