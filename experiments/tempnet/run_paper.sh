@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY="${PYTHON:-python}"
 LOGS="${REPROLAB_LOG_DIR:-logs}"
-GPT2_TEMPNET=(temperature=tempnet temperature.tau_min=0.5 temperature.tau_max=5 temperature.vocab_size=50304)
+# TempNet of the GPT-NeoX code: tau in [0.5, 5], its own constant lr 2e-6 with weight decay 0.1, the padded vocabulary
+GPT2_TEMPNET=(temperature=tempnet temperature.tau_min=0.5 temperature.tau_max=5 temperature.vocab_size=50304 temperature.lr=2e-6
+              temperature.weight_decay=0.1)
 EVAL=(experiment=tempnet_eval "paths.log_dir=$LOGS")
 run() { "$PY" run.py "paths.log_dir=$LOGS" "$@"; }
 
@@ -22,16 +24,16 @@ F="$LOGS/tempnet_gpt2_finetune"
 GPT2=(model=gpt2_small model.vocab_size=50304 model.max_position_embeddings=2048 model.tie_embeddings=false runner.tokenizer=openai-community/gpt2)
 "$PY" run.py "${EVAL[@]}" "${GPT2[@]}" runner.label=gpt2_scratch_tau1 "runner.checkpoint='$D/objective=next_token'"
 "$PY" run.py "${EVAL[@]}" "${GPT2[@]}" "${GPT2_TEMPNET[@]}" runner.label=gpt2_scratch_tempnet \
-    "runner.checkpoint='$D/objective.rho=8,objective=dro_lm,temperature.tau_max=5,temperature.tau_min=0.5,temperature.vocab_size=50304,temperature=tempnet'"
+    "runner.checkpoint='$D/objective.rho=8,objective=dro_lm,temperature.lr=2e-6,temperature.tau_max=5,temperature.tau_min=0.5,temperature.vocab_size=50304,temperature.weight_decay=0.1,temperature=tempnet'"
 "$PY" run.py "${EVAL[@]}" "${GPT2[@]}" temperature=global_tau runner.label=gpt2_scratch_dro_global \
     "runner.checkpoint='$D/objective.rho=8,objective=dro_lm,temperature.learnable=true,temperature=global_tau'"
 "$PY" run.py "${EVAL[@]}" "${GPT2[@]}" "${GPT2_TEMPNET[@]}" runner.label=gpt2_scratch_tempnet_ce \
-    "runner.checkpoint='$D/objective=next_token,temperature.tau_max=5,temperature.tau_min=0.5,temperature.vocab_size=50304,temperature=tempnet'"
+    "runner.checkpoint='$D/objective=next_token,temperature.lr=2e-6,temperature.tau_max=5,temperature.tau_min=0.5,temperature.vocab_size=50304,temperature.weight_decay=0.1,temperature=tempnet'"
 GPT2F=(model=gpt2_small runner.tokenizer=openai-community/gpt2)
 "$PY" run.py "${EVAL[@]}" "${GPT2F[@]}" runner.label=gpt2_finetune_tau1 "runner.checkpoint='$F/objective=next_token'"
 "$PY" run.py "${EVAL[@]}" "${GPT2F[@]}" temperature=tempnet temperature.tau_min=0.5 temperature.tau_max=5 \
     runner.label=gpt2_finetune_tempnet \
-    "runner.checkpoint='$F/objective.rho=8,objective=dro_lm,temperature.tau_max=5,temperature.tau_min=0.5,temperature.vocab_size=50304,temperature=tempnet'"
+    "runner.checkpoint='$F/objective.rho=8,objective=dro_lm,temperature.lr=2e-6,temperature.tau_max=5,temperature.tau_min=0.5,temperature.vocab_size=50304,temperature.weight_decay=0.1,temperature=tempnet'"
 
 # Frozen LLaMA-2 7B / 13B: the pretrained model (tau = 1), then TempNet trained on it
 for size in 7b 13b; do

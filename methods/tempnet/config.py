@@ -38,6 +38,9 @@ class TempNetConfig(TemperatureMethod):
       logits its training saw; false keeps training and decoding alike.
     frozen_model: train only TempNet (spec §2.4 (c), `LLaMA-2/pretrain_gpt.py`): every other parameter
       gets requires_grad=False, so the LM stays bit-identical; false: train jointly (GPT-2 from scratch).
+    lr / weight_decay: TempNet's own optimizer group at a constant lr (spec §2.4: GPT-2 from scratch 2e-6 with
+      weight decay 0.1, `GPT-2/megatron/model/utils.py`; the frozen LLaMA-2 run its one lr 1e-4); lr null: the
+      model's groups and schedule.
     """
 
     identity: ClassVar[dict] = {"tau_min": 1.0, "tau_max": 1.0}
@@ -49,16 +52,24 @@ class TempNetConfig(TemperatureMethod):
     vocab_size: Optional[int] = None
     shift_max: bool = False
     frozen_model: bool = False
+    lr: Optional[float] = None
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         checks.positive("method.hidden", self.hidden)
         check_bounds(self.tau_min, self.tau_max)
+        if self.lr is not None:
+            checks.positive("method.lr", self.lr)
+        checks.non_negative("method.weight_decay", self.weight_decay)
         checks.in_range("method.dropout", self.dropout, 0.0, 1.0, hi_open=True)
         if self.vocab_size is not None:
             checks.positive("method.vocab_size", self.vocab_size)
 
     def trains_alone(self) -> bool:
         return self.frozen_model
+
+    def param_group(self):
+        return None if self.lr is None else {"lr": self.lr, "weight_decay": self.weight_decay}
 
     def module(self, hidden_size: int):
         """The TempNet over logits of ``hidden_size`` classes (the model's vocabulary)."""

@@ -32,6 +32,11 @@ class TemperatureMethod(Method, ABC):
         """True: every parameter outside the tau network is frozen (TempNet on a frozen LM)."""
         return False
 
+    def param_group(self) -> "dict | None":
+        """Options of the tau network's own optimizer group (``{"lr": ..., "weight_decay": ...}``), whose lr
+        the runner's schedule leaves constant (TempNet's separate lr); None: it trains in the model's groups."""
+        return None
+
     @abstractmethod
     def module(self, hidden_size: int) -> "torch.nn.Module":
         """The tau network for inputs of size ``hidden_size`` (the vocabulary when ``reads == "logits"``)."""

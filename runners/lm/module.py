@@ -37,6 +37,7 @@ class LMModule(L.LightningModule):
         self.optimizer_method = roles.optimizer
         self.objective = roles.objective
         self.adapter = roles.adapter
+        self.temperature = roles.temperature
         self.runner_cfg = runner_cfg
         self.entropy_floor = entropy_floor
         self.__dict__["reference"] = reference  # kept out of the module tree (see the class docstring)
@@ -79,9 +80,31 @@ class LMModule(L.LightningModule):
             self.adapter.on_train_step(self.model, self.global_step, self.trainer.max_steps)
 
     def configure_optimizers(self):
-        opt = self.optimizer_method.build_optimizer(self.model)
         max_steps = self.trainer.max_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.runner_cfg.lr_factor(s, max_steps))
+        own = self.temperature.param_group() if self.temperature is not None else None
+        if own is None:
+            opt = self.optimizer_method.build_optimizer(self.model)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self.runner_cfg.lr_factor(s, max_steps))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        # the tau network in a group of its own (TempNet's lr), at a constant lr: built without it, then added
+        tau = [p for p in self.model.temperature.parameters() if p.requires_grad]
+        ids = {id(p) for p in tau}
+        if not any(p.requires_grad and id(p) not in ids for p in self.model.parameters()):  # TempNet trains alone
+            opt = self.optimizer_method.build_optimizer(self.model)
+            for group in opt.param_groups:
+                group.update(own)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        for p in tau:
+            p.requires_grad_(False)
+        try:
+            opt = self.optimizer_method.build_optimizer(self.model)
+        finally:
+            for p in tau:
+                p.requires_grad_(True)
+        opt.add_param_group({"params": tau, **own})
+        factors = [lambda s: self.runner_cfg.lr_factor(s, max_steps)] * (len(opt.param_groups) - 1) + [lambda s: 1.0]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factors)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     # ---- validation -----------------------------------------------------------------------

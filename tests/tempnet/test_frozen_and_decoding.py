@@ -96,3 +96,46 @@ def test_greedy_decoding_with_any_cache_follows_the_tempered_logits():
                 assert torch.equal(got, seq[:, 6:])
             else:  # a compressed cache may change a token; the first step sees the full prompt
                 assert torch.equal(got[:, 0], seq[:, 6])
+
+
+def _optimizers(temperature, frozen_lm: bool = False):
+    """The lm runner's optimizer and schedule for a tiny LM with ``temperature`` (cosine schedule, 100 steps)."""
+    from types import SimpleNamespace
+
+    from reprolab.slots import Roles
+    from runners.lm.config import LMRunner
+    from runners.lm.module import LMModule
+
+    model = tiny_lm()
+    attach_temperature(model, temperature)
+    module = LMModule(model, Roles(optimizer=AdamWConfig(lr=1e-3, weight_decay=0.1), objective=DroLmConfig(),
+                                   temperature=temperature), LMRunner(schedule="cosine", min_lr_ratio=0.1))
+    module._trainer = SimpleNamespace(max_steps=100)
+    out = module.configure_optimizers()
+    return model, out["optimizer"], out["lr_scheduler"]["scheduler"]
+
+
+def test_tempnet_has_one_group_of_its_own_at_a_constant_lr():
+    """Spec §6.8: TempNet's parameters are in exactly one group, with its lr, unscheduled; the LM's follow the schedule."""
+    model, opt, sched = _optimizers(TempNetConfig(hidden=8, lr=2e-6, weight_decay=0.1))
+    tau = {id(p) for p in model.temperature.parameters()}
+    groups = [g for g in opt.param_groups if any(id(p) in tau for p in g["params"])]
+    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == tau
+    assert groups[0]["lr"] == 2e-6 and groups[0]["weight_decay"] == 0.1
+    others = [g for g in opt.param_groups if g is not groups[0]]
+    assert others and all(not any(id(p) in tau for p in g["params"]) for g in others)
+    for _ in range(60):
+        opt.step()
+        sched.step()
+    assert groups[0]["lr"] == 2e-6 and all(g["lr"] < 1e-3 for g in others)  # the LM's cosine moved on
+    _, opt, _ = _optimizers(TempNetConfig(hidden=8))  # no lr: TempNet trains in the model's groups
+    assert all(g["lr"] == 1e-3 for g in opt.param_groups)
+
+
+def test_frozen_lm_tempnet_lr_applies_to_its_only_group():
+    model, opt, sched = _optimizers(TempNetConfig(hidden=8, lr=5e-4, frozen_model=True))
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.temperature.parameters()}
+    for _ in range(60):
+        opt.step()
+        sched.step()
+    assert all(g["lr"] == 5e-4 for g in opt.param_groups)

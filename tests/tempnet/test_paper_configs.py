@@ -9,8 +9,8 @@ from reprolab.config import validate
 
 @pytest.mark.parametrize("overrides, expect", [
     (["experiment=tempnet_gpt2_scratch", "objective=dro_lm", "objective.rho=8", "temperature=tempnet",
-      "temperature.tau_min=0.5", "temperature.tau_max=5"],
-     {"objective.rho": 8.0, "temperature.tau_min": 0.5, "model.vocab_size": 50304, "optimizer.lr": 6e-4,
+      "temperature.tau_min=0.5", "temperature.tau_max=5", "temperature.lr=2e-6", "temperature.weight_decay=0.1"],
+     {"objective.rho": 8.0, "temperature.tau_min": 0.5, "temperature.lr": 2e-6, "model.vocab_size": 50304, "optimizer.lr": 6e-4,
       "trainer.max_steps": 50000, "seed": 12}),
     (["experiment=tempnet_gpt2_finetune", "objective=next_token"], {"model.pretrained": True, "model.vocab_size": 50257}),
     (["experiment=tempnet_llama2_7b"], {"objective.rho": 8.5, "temperature.frozen_model": True, "temperature.tau_max": 2.0,
