@@ -92,8 +92,8 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
       "muon"   (KellerJordan/Muon): B = b A + c A A;  X <- a X + B X
     Equal in exact arithmetic, not bitwise equal in bf16 (cosmos.md §2.6). In bf16/fp16 each step
     is written exactly as in the official code, so the twin is bitwise comparable with it; in
-    fp32/fp64 (the CPU default) the axpys are folded into `torch.addmm` (one pass instead of four
-    over X; the same association up to rounding: c (A B) rather than (c A) B).
+    fp32/fp64 (what auto takes on a CPU without bf16 GEMMs) the axpys are folded into `torch.addmm`
+    (one pass instead of four over X; the same association up to rounding: c (A B) rather than (c A) B).
     """
     if association not in ASSOCIATIONS:
         raise ValueError(f"association={association!r} is not one of {ASSOCIATIONS}")

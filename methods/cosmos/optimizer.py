@@ -305,7 +305,7 @@ class COSMOS(HybridOptimizer):
             association = "cosmos" if parity else "muon"  # equal in exact arithmetic; muon's is cheaper
             O = newton_schulz5(R, group["ns_steps"], association, ns_dtype_for(G, group["ns_dtype"]), backend=backend)
             coef = self._muon_coef(O, keep, G, group)
-        # O is Newton-Schulz's fresh output: in fp32 (CPU), H accumulates into it, no m x n temporary
+        # O is Newton-Schulz's fresh output: in fp32 (ns_dtype fp32), H accumulates into it, no m x n temporary
         in_place = O is not None and O.dtype == D.dtype
         return P_G, gemm_epilogue(D, U.mT, c=O, beta=coef, out=O if in_place else None, backend=backend)
 
