@@ -50,7 +50,7 @@ def run(cfg, run_dir, objs: dict) -> dict:
     pad = tokenizer.pad_id if tokenizer.pad_id is not None else 0
 
     scorer = Scorer(base, tokenizer, pad, runner.score_batch_size, task.single_token_targets)
-    pre = [scorer.before(r, i) for i, r in enumerate(requests)]
+    pre = [scorer.before(r) for r in requests]
     rows = load(run_dir.last_ckpt)["rows"] if run_dir.resuming else []  # the edits a previous attempt finished
     if rows:
         log.info(f"resumed after {len(rows)} edits from {run_dir.last_ckpt}")
@@ -65,9 +65,8 @@ def run(cfg, run_dir, objs: dict) -> dict:
         rows += [{k: math.nan if v is None else v for k, v in r.items()} for r in new]
         save_atomic({"rows": rows}, run_dir.last_ckpt)
         write_rows(run_dir.path / "metrics.csv", list(rows[0]), rows)
-        for r in new:
-            if wandb is not None:
-                wandb.log({k: v for k, v in r.items() if k != "step" and v is not None}, step=r["step"])
+        for r in new if wandb is not None else ():
+            wandb.log({k: v for k, v in r.items() if k != "step" and v is not None}, step=r["step"])
         log.info(f"edits {batch[0]}..{batch[-1]}: {steps} steps, loss {loss:.4f}, "
                  f"edit succ {rows[-1]['edit_succ']:.2f}, locality {rows[-1]['locality']:.3f}")
     return summary(rows)
@@ -130,7 +129,7 @@ class Scorer:
                 "locality": [encode(self.tok, p, a) for p, a in request.locality],
                 "portability": [encode(self.tok, p, a) for p, a in request.portability]}
 
-    def before(self, request, index) -> dict:
+    def before(self, request) -> dict:
         from runners.edit.metrics import accuracy, encode, predictions
 
         enc = self.pairs(request)
