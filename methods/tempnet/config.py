@@ -17,9 +17,36 @@ def check_bounds(tau_min: float, tau_max: float) -> None:
                                  "swap them (tau is (tau_max - tau_min) sigmoid(z) + tau_min).")
 
 
+@dataclass
+class TempNetHead(TemperatureMethod):
+    """What every TempNet head shares: its tau range, dropout, whether it trains alone, its own optimizer group
+    (the fields are documented by `TempNetConfig` and `methods.tempnet_clip.TempNetClipConfig`)."""
+
+    identity: ClassVar[dict] = {"tau_min": 1.0, "tau_max": 1.0}
+    tau_min: float = 0.01
+    tau_max: float = 2.0
+    dropout: float = 0.5
+    frozen_model: bool = False
+    lr: Optional[float] = None
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        check_bounds(self.tau_min, self.tau_max)
+        checks.in_range("method.dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        if self.lr is not None:
+            checks.positive("method.lr", self.lr)
+        checks.non_negative("method.weight_decay", self.weight_decay)
+
+    def trains_alone(self) -> bool:
+        return self.frozen_model
+
+    def param_group(self):
+        return None if self.lr is None else {"lr": self.lr, "weight_decay": self.weight_decay}
+
+
 @schema("temperature", "tempnet")
 @dataclass
-class TempNetConfig(TemperatureMethod):
+class TempNetConfig(TempNetHead):
     """TempNet for LLMs: a per-token temperature predicted from the detached logits, the logits divided
     by it (Qiu et al., "To Cool or not to Cool? Temperature Network Meets Large Foundation Models via
     DRO", ICML 2024, arXiv:2404.04575; ../shared/papers/tempnet.md §2.3, `methods.tempnet.module.TempNet`).
@@ -43,33 +70,16 @@ class TempNetConfig(TemperatureMethod):
       model's groups and schedule.
     """
 
-    identity: ClassVar[dict] = {"tau_min": 1.0, "tau_max": 1.0}
     reads: ClassVar[str] = "logits"
     hidden: int = 256
-    tau_min: float = 0.01
-    tau_max: float = 2.0
-    dropout: float = 0.5
     vocab_size: Optional[int] = None
     shift_max: bool = False
-    frozen_model: bool = False
-    lr: Optional[float] = None
-    weight_decay: float = 0.0
 
     def __post_init__(self):
+        super().__post_init__()
         checks.positive("method.hidden", self.hidden)
-        check_bounds(self.tau_min, self.tau_max)
-        if self.lr is not None:
-            checks.positive("method.lr", self.lr)
-        checks.non_negative("method.weight_decay", self.weight_decay)
-        checks.in_range("method.dropout", self.dropout, 0.0, 1.0, hi_open=True)
         if self.vocab_size is not None:
             checks.positive("method.vocab_size", self.vocab_size)
-
-    def trains_alone(self) -> bool:
-        return self.frozen_model
-
-    def param_group(self):
-        return None if self.lr is None else {"lr": self.lr, "weight_decay": self.weight_decay}
 
     def module(self, hidden_size: int):
         """The TempNet over logits of ``hidden_size`` classes (the model's vocabulary)."""
