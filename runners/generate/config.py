@@ -32,7 +32,8 @@ class Rescale:
 class GenerateRunner:
     """Inference-time evaluation of a decoder with a pluggable KV cache (``method``: a `CacheMethod`).
 
-    task: the task config (``runner/task=<name>``: gsm8k, aqua, bbh, perplexity, recall).
+    task: the task config (``runner/task=<name>``: gsm8k, aqua, bbh, perplexity, recall; recall_qa, qa_squad,
+      qa_nq_swap, qa_hotpot carry highlightable context sentences for the steering slot).
     checkpoint: a run folder of the lm runner (its checkpoints/last.ckpt) or a .ckpt file; the model
       group must describe the same architecture. None: ``model.pretrained`` or random init. Run folder
       names contain '=' and ',': quote them on the command line, runner.checkpoint="'logs/x/a=1,b=2'".
