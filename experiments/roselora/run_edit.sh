@@ -19,4 +19,5 @@ COMMON=(seed=0,1,2 logger=csv paper=null "paths.log_dir=$LOGS")
     "${COMMON[@]}" "$@"
 
 "$PY" -m experiments.report roselora --runs "$LOGS" --out "$LOGS/reports/roselora" --no-wandb > /dev/null
+mkdir -p experiments/roselora/results
 cp "$LOGS"/reports/roselora/facts_edit.* experiments/roselora/results/

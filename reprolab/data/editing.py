@@ -124,15 +124,17 @@ class FactWorld:
                 for s in range(self.S) for r in range(self.R)]
         return torch.tensor(rows)
 
-    def requests(self, n_edits: int, n_locality: int, seed: int) -> list[EditRequest]:
-        """``n_edits`` distinct facts, each moved to another object; the paraphrase scores generalisation, up
-        to ``n_locality`` other facts sharing its subject or relation score locality (with their true objects)."""
+    def requests(self, n_edits: int, n_locality: int, seed: int, counterfactual: bool = True) -> list[EditRequest]:
+        """``n_edits`` distinct facts, each moved to another object (``counterfactual=False``: taught its true
+        object, i.e. fine-tuning on the world's own facts); the paraphrase scores generalisation, up to
+        ``n_locality`` other facts sharing its subject or relation score locality (with their true objects)."""
         gen = torch.Generator().manual_seed(seed)
         picks = torch.randperm(self.S * self.R, generator=gen)[:n_edits].tolist()
         out = []
         for i in picks:
             s, r = divmod(i, self.R)
             new = (int(self.objects[s, r]) + 1 + int(torch.randint(0, self.O - 1, (1,), generator=gen))) % self.O
+            new = new if counterfactual else int(self.objects[s, r])
             near = [(s2, r2) for s2 in range(self.S) for r2 in range(self.R) if (s2 == s) != (r2 == r)]
             order = torch.randperm(len(near), generator=gen)[:n_locality].tolist()
             out.append(EditRequest(prompt=self.prompt(s, r), target_new=f"o{new}", ground_truth=self.object(s, r),

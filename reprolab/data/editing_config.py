@@ -78,11 +78,13 @@ class EditTask:
 class EditFacts(WorldSizes, EditTask):
     """Edits of the fact world a model learnt with ``data=facts`` (same sizes and world_seed): each edit moves
     one fact to another object; generalisation = the paraphrase template; locality = ``num_locality``
-    other facts sharing its subject or relation. ``seed`` draws the edited facts."""
+    other facts sharing its subject or relation. ``seed`` draws the edited facts. ``counterfactual: false``
+    teaches each picked fact its true object instead (fine-tuning a partly trained model on its own world)."""
 
     single_token_targets: bool = True
     num_locality: int = 200
     seed: int = 0
+    counterfactual: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,7 +92,7 @@ class EditFacts(WorldSizes, EditTask):
         checks.positive("runner.task.num_locality", self.num_locality)
 
     def requests(self, data_dir: str):
-        return self.world().requests(self.num_edits, self.num_locality, self.seed)
+        return self.world().requests(self.num_edits, self.num_locality, self.seed, self.counterfactual)
 
     def tokenizer(self):
         return self.world().tokenizer
