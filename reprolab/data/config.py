@@ -459,3 +459,43 @@ class PreferenceTextData:
         from reprolab.data.preference_text import PreferenceTextSource
 
         return PreferenceTextSource(self, seed)
+
+
+@schema("data", "image_text")
+@dataclass
+class ImageTextData:
+    """Image-caption pairs for CLIP-style dual encoders (`reprolab.data.contrastive.ImageTextSource`): CC3M as
+    webdataset shards (``pixparse/cc3m-wds``, TempNet's data, ../shared/papers/tempnet.md §2.5: image res 256, text
+    max_len 30, batch 256 per GPU), or local shards (``hf_path: webdataset`` with ``data_files``).
+    tokenizer: the text tower's (``distilbert-base-uncased``; ``byte`` offline). Images: shorter side resized to
+    image_size, centre crop, ImageNet normalisation (the official loop's random-resized-crop augmentation is not
+    reproduced). shuffle_buffer: the streaming shuffle; val_pairs: the first pairs of ``val_split``, retrieved
+    among themselves at validation.
+    """
+
+    kind: ClassVar[str] = "contrastive"
+    hf_path: str = "pixparse/cc3m-wds"
+    hf_name: Optional[str] = None
+    data_files: Optional[dict[str, list[str]]] = None
+    train_split: str = "train"
+    val_split: str = "validation"
+    image_field: str = "jpg"
+    text_field: str = "txt"
+    tokenizer: str = "distilbert-base-uncased"
+    image_size: int = 256
+    max_len: int = 30
+    batch_size: int = 256
+    val_pairs: int = 1000
+    shuffle_buffer: int = 10_000
+
+    def __post_init__(self):
+        for key in ("image_size", "max_len", "batch_size", "val_pairs", "shuffle_buffer"):
+            checks.positive(f"data.{key}", getattr(self, key))
+        if self.batch_size < 2 or self.val_pairs < 2:
+            raise checks.ConfigError(f"data.batch_size={self.batch_size}, data.val_pairs={self.val_pairs}: a contrastive "
+                                     "batch needs at least 2 pairs (each pair's negatives are the other pairs).")
+
+    def build(self, seed: int):
+        from reprolab.data.contrastive import ImageTextSource
+
+        return ImageTextSource(self, seed)

@@ -16,6 +16,10 @@ from reprolab.config import validate
     (["experiment=tempnet_llama2_7b"], {"objective.rho": 8.5, "temperature.frozen_model": True, "temperature.tau_max": 2.0,
                                         "data.seq_len": 512, "trainer.max_steps": 30000, "optimizer.lr": 1e-4}),
     (["experiment=tempnet_llama2_13b"], {"model.hidden_size": 5120, "temperature.frozen_model": True}),
+    (["experiment=tempnet_clip_cc3m", "objective.rho=7", "temperature=tempnet_clip", "temperature.lr=3e-5"],
+     {"objective.rho": 7.0, "objective.gamma": 0.8, "temperature.lr": 3e-5, "temperature.tau_max": 0.05,
+      "model.embed_dim": 256, "data.max_len": 30, "optimizer.lr": 8e-4}),
+    (["experiment=tempnet_clip_cc3m", "objective=clip"], {"objective.tau": 0.01}),
 ])
 def test_paper_experiment_validates(compose, overrides, expect):
     from omegaconf import OmegaConf
