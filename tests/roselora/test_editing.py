@@ -86,13 +86,19 @@ def test_fact_world_requests():
         assert r.target_new != r.ground_truth and len(r.locality) == 15
         assert all((p.split()[1] == s) != (p.split()[2] == rel) for p, _ in r.locality)  # shares exactly one
         assert r.rephrase == (f"<bos> the {rel} of {s} is",)
+    truth = world.requests(10, 15, seed=1, counterfactual=False)  # fine-tuning: the same facts, their true objects
+    assert [r.prompt for r in truth] == [r.prompt for r in reqs]
+    for r in truth:
+        s, rel = (int(w[1:]) for w in r.prompt.split()[1:3])
+        assert r.target_new == r.ground_truth == world.object(s, rel)
 
 
 # ---- the runner -----------------------------------------------------------------------------------------
 def edit_run(run_job, *extra):
     return run_job(["runner=edit", "model=llama_tiny", *SMALL, "~experiment", "runner.num_steps=4",
                     "runner.task.n_subjects=12", "runner.task.n_relations=3", "runner.task.n_objects=10",
-                    "runner.task.num_edits=3", "runner.task.num_locality=10", "optimizer=adamw", "optimizer.lr=5e-2", *extra])
+                    "runner.task.num_edits=3", "runner.task.num_locality=10", "optimizer=adamw", "optimizer.lr=5e-2",
+                    *extra])
 
 
 def test_edit_runner_on_the_fact_world(run_job):
