@@ -35,7 +35,8 @@ def test_edit_runner_resumes_after_the_finished_edits(run_job, tmp_path, monkeyp
 
     args = ["runner=edit", "model=llama_tiny", "model.hidden_size=32", "model.intermediate_size=64", "logger=csv",
             "callbacks=none", "~experiment", "runner.num_steps=3", "runner.task.n_subjects=12",
-            "runner.task.n_relations=3", "runner.task.n_objects=10", "runner.task.num_edits=3", "runner.task.num_locality=6", "adapter=lora"]
+            "runner.task.n_relations=3", "runner.task.n_objects=10", "runner.task.num_edits=3",
+            "runner.task.num_locality=6", "adapter=lora"]
     straight, _ = run_job(args, log_dir=tmp_path / "straight")
     real, calls = edit_runner.edit, []
 
