@@ -100,3 +100,19 @@ def test_tempnet_on_a_dual_encoder_or_tempnet_clip_on_an_lm_names_the_fix():
         attach_temperature(tiny_lm(), TempNetClipConfig())
     with pytest.raises(ConfigError, match="no output head"):
         attach_temperature(ClipMLP().build(), TempNetConfig())
+
+
+def test_shift_max_feeds_logits_minus_their_max():
+    """shift_max (the root tempnet.py's generation branch) = the plain head on logits - max(logits); it differs
+    from the plain head on the raw logits (the L2 normalisation is not shift-invariant)."""
+    torch.manual_seed(5)
+    plain = TempNet(20, hidden=8, tau_min=0.1, tau_max=3.0).eval()
+    shifted = TempNet(20, hidden=8, tau_min=0.1, tau_max=3.0, shift_max=True).eval()
+    shifted.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        for p in plain.parameters():
+            p.add_(torch.randn_like(p))
+        shifted.load_state_dict(plain.state_dict())
+    logits = torch.randn(4, 20) + 3.0
+    torch.testing.assert_close(shifted(logits), plain(logits - logits.amax(-1, keepdim=True)))
+    assert not torch.allclose(shifted(logits), plain(logits))
