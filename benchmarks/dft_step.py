@@ -1,9 +1,9 @@
 """DFT's cost per step against SFT's, on the same prompts, and the batched generation of its negatives.
 
 The tiny LLaMA (d 128, byte tokens) on UltraFeedback prompts of ../shared/data/preference (zephyr
-template, answers cut to data.max_length): an SFT step (token-mean CE of the B positives), a DFT step (the
-B positives and m = 2 negatives each in one forward, the negatives' reference log-probs read from the
-negatives cache, as the official precompute path), a DFT2 step, and DFT scoring the negatives with a
+template, answers cut to data.max_length): an SFT step (token-mean CE of the B positives), a DFT step (each
+prompt forwarded once, its positive and m = 2 negatives after it; the negatives' reference log-probs read
+from the negatives cache, as the official precompute path), a DFT2 step, and DFT scoring the negatives with a
 frozen reference at every step (for comparison); each step = forward, backward, AdamW, zero_grad, on the
 same batches. Repetitions interleave the four; medians. Target: DFT / SFT <= 2.2. Generation: the negatives
 of the training prompts sampled by `runners.generate.sampling.generate` in batches, against one prompt at a
@@ -102,8 +102,9 @@ def main(argv=None) -> None:
           f"m = 2, CPU, {args.threads} thread)\n\n"
           f"Tokens per step (padded rows' real tokens, mean): positives {tokens['pos']}, negatives {tokens['neg']}.\n\n"
           "| step | ms (median of {r} x {s} steps) | / SFT |\n|---|---|---|\n".format(r=args.reps, s=args.steps) + rows +
-          f"\n\nDFT / SFT = **{ratio['DFT (cached reference)']:.2f}** (target <= 2.2): three sequences a prompt instead "
-          "of one, in one forward and backward; the per-step optimizer and Python costs are shared.\n\n"
+          f"\n\nDFT / SFT = **{ratio['DFT (cached reference)']:.2f}** (target <= 2.2): the prompt once, then its positive "
+          "and its m negatives after it (each group padded to its own longest answer); the optimizer step is shared."
+          "\n\n"
           "## Negatives generation (runners.generate.sampling.generate, T 0.7, top-k 50, 64 new tokens)\n\n"
           "| | tokens/s |\n|---|---|\n"
           f"| {args.prompts} prompts x 2 negatives, batches of 32 rows (+ reference scoring: {prepare_s:.1f} s all) | "

@@ -32,49 +32,63 @@ def answer_logps(model, input_ids, labels, attention_mask=None) -> tuple[torch.T
 
 
 def positive_and_negative_logps(model, batch: dict):
-    """(lp_pos (B,), len_pos, lp_neg (B, m), len_neg): each prompt forwarded once, its 1 + m answers after it.
-
-    The prompt's keys and values (with their gradient) are repeated for its answers
-    (``DynamicCache.batch_repeat_interleave``), so a DFT step costs the prompt once and the answers 1 + m
-    times, not 1 + m full sequences; the log-probs equal one forward per full sequence (tests/dft).
-    """
+    """(lp_pos (B,), len_pos, lp_neg (B, m), len_neg): each prompt forwarded once, then its positive and (the
+    prompt's keys and values repeated m times, with their gradient) its m negatives after it, each group padded
+    to its own longest answer. A DFT step so costs the prompt once and the answers, not 1 + m full sequences;
+    the log-probs equal one forward per full sequence (tests/dft)."""
     from transformers import DynamicCache
 
     b, m, t = batch["neg_labels"].shape
-    labels = torch.cat([batch["pos_labels"][:, None], batch["neg_labels"]], 1).reshape(b * (1 + m), t)  # prompt-major
-    scored = labels != -100
-    lengths = scored.sum(-1)
-    if (lengths == 0).any():
-        raise ValueError(f"{int((lengths == 0).sum())} answers of the batch have no tokens after masking: raise "
-                         "data.max_length or lower data.max_prompt_length so that answers survive.")
-    first = scored.int().argmax(-1)  # where each answer starts in its row: the prompt has first + 1 tokens
-    prompt_len = first.view(b, 1 + m)[:, 0] + 1
-    if (first.view(b, 1 + m) != first.view(b, 1 + m)[:, :1]).any():
+    pos_first, neg_first = _answer_starts(batch["pos_labels"]), _answer_starts(batch["neg_labels"].reshape(b * m, t))
+    if (neg_first.view(b, m) != pos_first[:, None]).any():
         raise ValueError("a negative's prompt is not its positive's: the rows of a positives batch must share the "
                          "prompt (methods.dft.data builds them so).")
+    prompt_len = pos_first + 1
     tp = int(prompt_len.max())
-    prompt_mask = (torch.arange(tp, device=labels.device) < prompt_len[:, None]).long()
+    prompt_mask = (torch.arange(tp, device=prompt_len.device) < prompt_len[:, None]).long()
     cache = DynamicCache(config=model.config)
     out = model(input_ids=batch["pos_input_ids"][:, :tp] * prompt_mask, attention_mask=prompt_mask, cache=cache,
                 use_cache=True)
-    first_logp = out.logits[torch.arange(b, device=labels.device), prompt_len - 1].float().log_softmax(-1)
+    first_logp = out.logits[torch.arange(b, device=prompt_len.device), prompt_len - 1].float().log_softmax(-1)
+    lp_pos, n_pos = _answers_after(model, cache, prompt_mask, prompt_len, first_logp, batch["pos_labels"], pos_first, 1)
+    if cache.get_seq_length() > tp:  # back to the prompts alone (a negative count: tokens to drop)
+        cache.crop(tp - cache.get_seq_length())
+    lp_neg, n_neg = _answers_after(model, cache, prompt_mask, prompt_len, first_logp,
+                                   batch["neg_labels"].reshape(b * m, t), neg_first, m)
+    return lp_pos, n_pos, lp_neg.view(b, m), n_neg.view(b, m)
+
+
+def _answer_starts(labels: torch.Tensor) -> torch.Tensor:
+    """``(R,)`` the index of each row's first scored label (= its prompt length - 1)."""
+    scored = labels != -100
+    if (scored.sum(-1) == 0).any():
+        raise ValueError(f"{int((scored.sum(-1) == 0).sum())} answers of the batch have no tokens after masking: raise "
+                         "data.max_length or lower data.max_prompt_length so that answers survive.")
+    return scored.int().argmax(-1)
+
+
+def _answers_after(model, cache, prompt_mask, prompt_len, first_logp, labels, first, repeats: int):
+    """Summed log-probs and lengths of answer rows (``labels``, prompt-major, ``repeats`` per prompt) continuing the
+    prompts held in ``cache`` (repeated in place for them)."""
+    t = labels.shape[1]
+    lengths = (labels != -100).sum(-1)
     ta = int(lengths.max())
     offsets = torch.arange(ta, device=labels.device)
     answers = labels.gather(1, (first[:, None] + offsets).clamp(max=t - 1))
     answer_mask = offsets < lengths[:, None]
     answers = answers.masked_fill(~answer_mask, 0)
-    lp = first_logp.repeat_interleave(1 + m, 0).gather(1, answers[:, :1]).squeeze(1)
+    lp = first_logp.repeat_interleave(repeats, 0).gather(1, answers[:, :1]).squeeze(1)
     if ta > 1:
-        cache.batch_repeat_interleave(1 + m)
-        mask = torch.cat([prompt_mask.repeat_interleave(1 + m, 0), answer_mask[:, :-1].long()], 1)
-        positions = prompt_len.repeat_interleave(1 + m)[:, None] + offsets[:-1]
+        if repeats > 1:
+            cache.batch_repeat_interleave(repeats)
+        mask = torch.cat([prompt_mask.repeat_interleave(repeats, 0), answer_mask[:, :-1].long()], 1)
+        positions = prompt_len.repeat_interleave(repeats)[:, None] + offsets[:-1]
         logits = model(input_ids=answers[:, :-1], attention_mask=mask, position_ids=positions, cache=cache,
                        use_cache=True).logits
         targets = answers[:, 1:].masked_fill(~answer_mask[:, 1:], -100)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100, reduction="none")
         lp = lp - nll.view_as(targets).sum(-1)
-    lp, n = lp.view(b, 1 + m), lengths.to(torch.float32).view(b, 1 + m)
-    return lp[:, 0], n[:, 0], lp[:, 1:], n[:, 1:]
+    return lp, lengths.to(torch.float32)
 
 
 def reference_logps_of_negatives(reference, batch: dict) -> torch.Tensor:
