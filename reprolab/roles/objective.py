@@ -22,7 +22,8 @@ class ObjectiveMethod(Method, ABC):
     builds a frozen copy of the initial model (no grads, never checkpointed) and passes it.
     ``needs_temperature``: the run must fill the temperature slot (the loss reads ``model.temperature``).
     ``contrastive`` batches are paired ``image``/``text`` features with their dataset ``index``
-    (`reprolab.data.contrastive`), for a dual encoder.
+    (`reprolab.data.contrastive`), for a dual encoder. ``positives`` batches hold prompts with their one good
+    answer and m negatives sampled from the base model (`methods.dft.data`), for DFT and SFT on its data.
 
     ``loss(model, batch, reference)`` returns ``{"loss": scalar, ...}``: the scalar to
     backpropagate and other scalars logged under ``train/``. ``evaluate(model, batch, reference)``
