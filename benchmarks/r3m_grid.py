@@ -59,7 +59,8 @@ def main(argv=None) -> None:
     from benchmarks.common import write
 
     p = argparse.ArgumentParser()
-    p.add_argument("--logs", default="logs/bench_r3m_grid", help="the runs' folder (must not hold finished runs)")
+    p.add_argument("--logs", default=f"logs/bench_r3m_grid/{time.strftime('%Y%m%d-%H%M%S')}",
+                   help="the runs' folder (must not hold finished runs; default: a new one per call)")
     args = p.parse_args(argv)
     if Path(args.logs).exists() and any(Path(args.logs).rglob("results.json")):
         raise SystemExit(f"{args.logs} holds finished runs, which the grid would report instead of running: "
