@@ -219,3 +219,13 @@ def test_shared_prompt_forward_equals_one_forward_per_sequence(toy_run):
     (full[0][0].sum() + 2 * (full[1][0].sum() + full[2][0].sum())).backward()
     for a, p in zip(shared, model.parameters()):
         torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("objective,data,fits", [("dft", "markov", "dft_text, dft_toy"),
+                                                  ("simpo", "dft_toy", "dft_text_pairs, dft_toy_pairs")])
+def test_an_objective_on_the_wrong_data_kind_names_the_data_that_fits(compose, objective, data, fits):
+    from reprolab.config import validate
+
+    cfg, job = compose([f"objective={objective}", f"data={data}"])
+    with pytest.raises(ConfigError, match=f"pick data of kind .*\\({fits}"):
+        validate(cfg, job.overrides)
