@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -m pip install -q "$(TORCH_CPU)"; fi
-	$(PY) -m pip install -q -e ".[test,slurm,sweep]"
+	$(PY) -m pip install -q -e ".[test,slurm,sweep,eval]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

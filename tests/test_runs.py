@@ -22,7 +22,8 @@ from tests.conftest import TINY
 
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
-    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1"],
+    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1",
+                  "temperature.vocab_size=null"],
     # generate: a random tiny model on the offline recall task (paper-scale files need the HF hub and a GPU;
     # tests/gear/test_experiments.py runs each GEAR file with its own task).
     "generate": ["model=llama_tiny", "model.pretrained=false", "runner/task=recall", "runner.task.num_pairs=4",
@@ -39,15 +40,38 @@ SMOKE = {
 # Numeric experiments on the LIBSVM files solve the synthetic toy in the smoke run (the logistic problems
 # read ../shared/data and compute a cached F* first; tests/numeric/test_libsvm.py covers them).
 OFFLINE_NUMERIC = ["problem=l1_least_squares"]
-OFFLINE_LM = ["model=llama_tiny", "data=markov"]  # for paper-scale experiments (LLaMA-1B on C4 ...)
+# paper-scale LM experiments (LLaMA-1B on C4, GPT-2 on OpenWebText at 2048 tokens ...)
+OFFLINE_LM = ["model=llama_tiny", "model.pretrained=false", "data=markov", "data.seq_len=64"]
 OFFLINE_PREFERENCE = ["model=llama_tiny", "data=preference_markov"]  # paper-scale DPO family (Llama-2 7B on HH-RLHF)
 OFFLINE_POSITIVES = ["model=llama_tiny", "data=dft_toy"]  # DFT on text files (UltraFeedback, MetaMathQA: Mistral-7B)
+OFFLINE_CONTRASTIVE = ["model=clip_mlp", "data=gmm_pairs"]  # CLIP-style training (ResNet-50 + DistilBERT on CC3M)
+# generate experiments with highlightable contexts (AutoPASTA) keep their task family: recall_qa stays, with few
+# examples; the QA ones (NQ-Swap, HotpotQA: the hub) read a two-paragraph SQuAD-format file written by the test
+HIGHLIGHT_SMOKE = ["runner.task.profile_examples=2", "runner.checkpoint=null", "runner.batch_size=2",
+                   "runner.device=cpu", "runner.dtype=float32", "model=llama_tiny", "model.pretrained=false"]
+QA_SMOKE = ["runner/task=qa_squad", "runner.tokenizer=byte", "runner.task.chat=false", "runner.task.max_examples=2",
+            "runner.task.max_new_tokens=3", "runner.task.file=squad.json", "runner.task.profile_file=squad.json"]
+SQUAD = {"version": "1.1", "data": [{"title": "t", "paragraphs": [
+    {"context": "The cat sat on the mat. The dog ran in the park. Rain fell all day.",
+     "qas": [{"id": "q1", "question": "Where did the dog run?", "answers": [{"text": "in the park", "answer_start": 36}]},
+             {"id": "q2", "question": "What fell all day?", "answers": [{"text": "Rain", "answer_start": 49}]}]},
+    {"context": "Paris is in France. Rome is in Italy.",
+     "qas": [{"id": "q3", "question": "Where is Rome?", "answers": [{"text": "Italy", "answer_start": 31}]}]}]}]}
 
 
-def smoke_overrides(compose, experiment):
+def smoke_overrides(compose, experiment, tmp_path):
     cfg, job = compose([f"experiment={experiment}"])
     runner = job.choices["runner"]
+    if runner == "lmeval":
+        pytest.skip("runner=lmeval scores lm-eval tasks from the hub; tests/tempnet/test_lmeval.py runs "
+                    "experiment=tempnet_eval on a local task (slow, needs the eval extra)")
     assert runner in SMOKE, f"add tiny smoke overrides for runner {runner!r} to tests/test_runs.py"
+    task = job.choices.get("runner/task", "")
+    if runner == "generate" and task == "recall_qa":
+        return [f"experiment={experiment}", *HIGHLIGHT_SMOKE, "runner.task.num_examples=2"]
+    if runner == "generate" and task.startswith("qa_"):
+        (tmp_path / "squad.json").write_text(json.dumps(SQUAD))
+        return [f"experiment={experiment}", *HIGHLIGHT_SMOKE, *QA_SMOKE, f"runner.task.data_dir={tmp_path}"]
     extra = []
     if runner == "numeric" and job.choices.get("problem") in ("a9a", "w8a"):
         extra = OFFLINE_NUMERIC
@@ -55,7 +79,8 @@ def smoke_overrides(compose, experiment):
         data = typed(cfg.data)
         kind = type(data).kind
         big = cfg.model.get("hidden_size", 0) > 256 or getattr(data, "hf_path", "text") != "text"
-        offline = {"preference": OFFLINE_PREFERENCE, "positives": OFFLINE_POSITIVES}.get(kind, OFFLINE_LM)
+        offline = {"preference": OFFLINE_PREFERENCE, "positives": OFFLINE_POSITIVES,
+                   "contrastive": OFFLINE_CONTRASTIVE}.get(kind, OFFLINE_LM)
         extra = offline if big else []
     # a smoke key the experiment's model or data does not have (an MLP reward model's data has no
     # val_sequences) is left out: the experiment is already small there
@@ -70,13 +95,14 @@ def _has(cfg, key: str) -> bool:
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
-def test_every_experiment_smoke_runs(compose, run_job, experiment):
-    results, job = run_job(smoke_overrides(compose, experiment))
+def test_every_experiment_smoke_runs(compose, run_job, experiment, tmp_path):
+    seed = compose([f"experiment={experiment}"])[0].seed  # an experiment may fix its own (TempNet's GPT-2: 12)
+    results, job = run_job(smoke_overrides(compose, experiment, tmp_path))
     folder = job.output_dir
     for f in ("config.yaml", "overrides.yaml", "run.json", "results.json", "metrics.csv", "checkpoints/last.ckpt"):
         assert (folder / f).exists(), f
     meta = json.loads((folder / "run.json").read_text())
-    assert meta["status"] == "complete" and meta["seed"] == 0 and "torch" in meta["versions"]
+    assert meta["status"] == "complete" and meta["seed"] == seed and "torch" in meta["versions"]
     assert "commit" in meta and meta["wandb_id"]
     assert list((folder / "wandb").glob(f"offline-run-*-{meta['wandb_id']}")), "no offline W&B run"
     assert any(k.startswith("table/") for k in results)
