@@ -22,8 +22,7 @@ from tests.conftest import TINY
 
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
-    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1",
-                  "temperature.vocab_size=null"],
+    "lm": TINY + ["hardware=cpu", "data.batch_size=4", "data.val_sequences=8", "trainer.accumulate_grad_batches=1"],
     # generate: a random tiny model on the offline recall task (paper-scale files need the HF hub and a GPU;
     # tests/gear/test_experiments.py runs each GEAR file with its own task).
     "generate": ["model=llama_tiny", "model.pretrained=false", "runner/task=recall", "runner.task.num_pairs=4",
@@ -82,6 +81,8 @@ def smoke_overrides(compose, experiment, tmp_path):
         offline = {"preference": OFFLINE_PREFERENCE, "positives": OFFLINE_POSITIVES,
                    "contrastive": OFFLINE_CONTRASTIVE}.get(kind, OFFLINE_LM)
         extra = offline if big else []
+        if big and _has(cfg, "temperature.vocab_size"):  # a TempNet sized for the paper's vocabulary
+            extra = [*extra, "temperature.vocab_size=null"]
     # a smoke key the experiment's model or data does not have (an MLP reward model's data has no
     # val_sequences) is left out: the experiment is already small there
     smoke = [o for o in SMOKE[runner] if "." not in o.split("=")[0] or _has(cfg, o.split("=")[0])]
