@@ -9,6 +9,7 @@ steering (`steering=pasta`: the task's highlight; `steering=autopasta`: its own)
 from __future__ import annotations
 
 import random
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Optional
 
@@ -66,23 +67,25 @@ class HighlightTask(Task):
             return [spans[random.Random(self.highlight_seed * 1_000_003 + i).randrange(len(spans))]]
         return None
 
+    @abstractmethod
     def _examples(self, tokenizer, profile: bool) -> list[Example]:
-        raise NotImplementedError
+        """The task's test examples, or (``profile``) its held-out profiling ones."""
 
+    @abstractmethod
     def with_key(self, tokenizer, example: Example, i: int) -> Example:
         """Iterative prompting: the example's prompt with sentence ``i`` repeated before the question."""
-        raise NotImplementedError
 
     def key_prompt(self, tokenizer, example: Example) -> Optional[list[int]]:
         """The stage-1 prompt asking the model for the key sentence (None: the task has no text)."""
         return None
 
+    @abstractmethod
     def sentence_text(self, example: Example, i: int) -> str:
-        raise NotImplementedError
+        """Context sentence ``i`` as text (what stage 2 maps the model's answer onto)."""
 
+    @abstractmethod
     def sentence_prompt(self, tokenizer, example: Example, i: int) -> list[int]:
         """The answer prompt with sentence ``i`` alone as the context (AutoPASTA's ``identify=probe``)."""
-        raise NotImplementedError
 
 
 @schema("task", "recall_qa")
