@@ -80,10 +80,6 @@ class HighlightTask(Task):
         return None
 
     @abstractmethod
-    def sentence_text(self, example: Example, i: int) -> str:
-        """Context sentence ``i`` as text (what stage 2 maps the model's answer onto)."""
-
-    @abstractmethod
     def sentence_prompt(self, tokenizer, example: Example, i: int) -> list[int]:
         """The answer prompt with sentence ``i`` alone as the context (AutoPASTA's ``identify=probe``)."""
 
@@ -255,6 +251,7 @@ class QA(HighlightTask):
         return encode_segments(tokenizer, [before, r.context + after], [False, False], special=not self.chat)[0]
 
     def sentence_text(self, example, i):
+        """Context sentence ``i`` as text (what AutoPASTA's stage 2 maps the model's answer onto; text tasks only)."""
         return example.meta["record"].sentence(i)
 
     def sentence_prompt(self, tokenizer, example, i):
