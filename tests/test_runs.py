@@ -18,7 +18,7 @@ from reprolab.checks import ConfigError
 from reprolab.config import typed
 from reprolab.registry import ROOT, options
 from reprolab.rundir import RunDir, RunExistsError
-from tests.conftest import TINY
+from tests.conftest import SHARED_DATA, TINY
 
 # Tiny overrides per runner, so that every experiment runs for a few steps on a CPU, offline.
 SMOKE = {
@@ -81,6 +81,9 @@ def smoke_overrides(compose, experiment, tmp_path):
         offline = {"preference": OFFLINE_PREFERENCE, "positives": OFFLINE_POSITIVES,
                    "contrastive": OFFLINE_CONTRASTIVE}.get(kind, OFFLINE_LM)
         extra = offline if big else []
+        if not big and OmegaConf.select(cfg, "data.train_file") and not (SHARED_DATA / "SOURCES.md").exists():
+            pytest.skip(f"{experiment} trains on a file of ../shared/data, which is absent ({SHARED_DATA}); set "
+                        "REPROLAB_DATA_DIR to the folder with the real small datasets")
         if big and _has(cfg, "temperature.vocab_size"):  # a TempNet sized for the paper's vocabulary
             extra = [*extra, "temperature.vocab_size=null"]
     # a smoke key the experiment's model or data does not have (an MLP reward model's data has no
