@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The DFT CPU toy (../shared/papers/dft.md §5.1): the base model (experiment=dft_toy_base, seed 0), then SFT,
 # DFT and DFT2 from it at the large lr (experiment=dft_toy: AdamW 1e-3, 32 prompts a step, 96 steps) and the
-# small lr (experiment=dft_toy_small_lr: 5e-5, 32 a step, 160 steps) x 3 seeds = 18 runs; the negatives are
+# small lr (experiment=dft_toy_small_lr: 5e-5, 64 a step, 320 steps: the spec's budget) x 3 seeds = 18 runs; the negatives are
 # sampled once from the base and cached (logs/cache/dft_negatives); then the table experiments/dft/toy.yaml
 # into experiments/dft/results/.
 #   experiments/dft/run_toy.sh [extra Hydra overrides]
