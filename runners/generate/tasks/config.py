@@ -7,6 +7,7 @@ from typing import Optional
 from reprolab import checks
 from reprolab.registry import schema
 from runners.generate.tasks.base import Example, Task
+from runners.generate.tasks.math import MATH  # noqa: F401  (registers the MATH task schema)
 from runners.generate.tasks.qa import QA, RecallQA  # noqa: F401  (registers the QA task schemas)
 
 SOURCES = ("local", "hf")
