@@ -86,6 +86,8 @@ def smoke_overrides(compose, experiment, tmp_path):
                         "REPROLAB_DATA_DIR to the folder with the real small datasets")
         if big and _has(cfg, "temperature.vocab_size"):  # a TempNet sized for the paper's vocabulary
             extra = [*extra, "temperature.vocab_size=null"]
+        if big and OmegaConf.select(cfg, "runner.eval") is not None:  # paper test sets the offline data cannot encode
+            extra = [*extra, "runner.eval=null", "~kv_cache"]  # (tests/roselora/test_llm_adapters.py scores one)
     # a smoke key the experiment's model or data does not have (an MLP reward model's data has no
     # val_sequences) is left out: the experiment is already small there
     smoke = [o for o in SMOKE[runner] if "." not in o.split("=")[0] or _has(cfg, o.split("=")[0])]

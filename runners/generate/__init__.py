@@ -106,6 +106,7 @@ def evaluate(model, method, task, tokenizer, *, device, batch_size: int = 1, ref
     out = _summary(acc, task.mode)
     if acc.correct:
         out["table/accuracy"] = task.accuracy(examples, acc.correct)
+        out.update({f"table/accuracy_{k}": v for k, v in task.breakdown(examples, acc.correct).items()})
     if acc.correct_ref:
         out["table/accuracy_fp16"] = task.accuracy(examples, acc.correct_ref)
     return acc, out

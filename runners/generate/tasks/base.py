@@ -50,5 +50,9 @@ class Task(ABC):
         """The task's accuracy from per-example ``correct`` (the mean; BBH averages its subtasks)."""
         return sum(correct) / len(correct)
 
+    def breakdown(self, examples: list[Example], correct: list[float]) -> dict[str, float]:
+        """Per-part accuracies reported beside ``accuracy`` as ``accuracy_<part>`` (e.g. per test set); none by default."""
+        return {}
+
     def _take(self, items: list) -> list:
         return items if self.max_examples is None else items[: self.max_examples]

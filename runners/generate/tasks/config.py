@@ -259,3 +259,66 @@ class Recall(Task):
 
         s = self.task.score(example.target[None], torch.tensor([generated]))
         return {"correct": s["value_acc"], "exact": s["exact"]}
+
+
+@schema("task", "llm_adapters")
+@dataclass
+class LLMAdapters(Task):
+    """LLM-Adapters' test sets (`runners.generate.tasks.llm_adapters`): the RoseLoRA fine-tuning tables (commonsense:
+    boolq, piqa, social_i_qa, hellaswag, winogrande, ARC-Easy, ARC-Challenge, openbookqa; arithmetic: gsm8k, AQuA,
+    mawps, SVAMP, and AddSub, MultiArith, SingleEq of the original table). Each dataset is read in place from
+    ``<data_dir>/<dir>/<name>/test.json`` (LLM-Adapters' ``dataset/`` folder); zero-shot, the official evaluation
+    template, answers extracted as the official scripts do. ``accuracy`` is the mean over ``datasets`` (the tables'
+    Avg column); ``accuracy_<name>`` each dataset's. Official budgets: 32 new tokens (commonsense), 256 (arithmetic).
+    ``max_examples`` applies per dataset.
+    """
+
+    data_dir: str = "${paths.data_dir}"
+    dir: str = "llm_adapters/dataset"
+    datasets: list = field(default_factory=lambda: ["boolq"])
+    max_new_tokens: int = 32
+
+    def __post_init__(self):
+        from runners.generate.tasks.llm_adapters import DATASETS
+
+        if not self.datasets:
+            raise checks.ConfigError("runner.task.datasets is empty: name at least one LLM-Adapters test set.")
+        for name in self.datasets:
+            checks.one_of("runner.task.datasets[]", name, DATASETS)
+        checks.positive("runner.task.max_new_tokens", self.max_new_tokens)
+
+    def examples(self, tokenizer) -> list[Example]:
+        from pathlib import Path
+
+        from runners.generate.tasks import llm_adapters
+
+        out = []
+        for name in self.datasets:
+            path = Path(self.data_dir) / self.dir / name / "test.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"LLM-Adapters test set not found: {path}. Put LLM-Adapters' dataset/ folder "
+                                        "there (github AGI-Edgerunners/LLM-Adapters) or set runner.task.dir.")
+            out += [Example(tokenizer.encode(llm_adapters.prompt(r["instruction"], r.get("input"))), target=r["answer"],
+                            meta={"dataset": name}) for r in self._take(llm_adapters.read_records(path))]
+        return out
+
+    def is_done(self, tokenizer, generated):
+        eos = getattr(tokenizer, "eos_id", None)
+        return eos is not None and len(generated) > 0 and generated[-1] == eos
+
+    def score(self, tokenizer, example, generated):
+        from runners.generate.tasks import llm_adapters
+
+        eos = getattr(tokenizer, "eos_id", None)
+        cut = generated[: generated.index(eos)] if eos is not None and eos in generated else generated
+        return {"correct": float(llm_adapters.correct(example.meta["dataset"], tokenizer.decode(cut), example.target))}
+
+    def accuracy(self, examples, correct):
+        per = self.breakdown(examples, correct)
+        return sum(per.values()) / len(per)
+
+    def breakdown(self, examples, correct) -> dict[str, float]:
+        per = {}
+        for e, c in zip(examples, correct):
+            per.setdefault(e.meta["dataset"], []).append(c)
+        return {name: sum(v) / len(v) for name, v in per.items()}
