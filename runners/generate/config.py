@@ -43,6 +43,7 @@ class GenerateRunner:
     batch_size: prompts decoded together (left-padded).
     reference: also decode with an fp16 DynamicCache in lockstep, for agreement and per-step KL.
     rescale: plant KV channel outliers before decoding (alpha = 1: off).
+    label: a free name of what is evaluated (the paper tables' rows match it, e.g. dft for a DFT-finetuned model).
     sampling: how the free run (and the lockstep reference, with the same per-example seeds) chooses
       tokens (`runners.generate.sampling.Sampling`; default greedy). max_new_tokens null: the task's budget.
       One sample per example (tasks score one generation).
@@ -53,6 +54,7 @@ class GenerateRunner:
     slots: ClassVar[dict] = {"kv_cache": Slot(required=True), "steering": Slot(), "temperature": Slot()}
     _target_: str = "runners.generate.run"
     task: Any = None
+    label: str = ""
     checkpoint: Optional[str] = None
     tokenizer: Optional[str] = None
     dtype: str = "float32"

@@ -9,6 +9,16 @@ import logging
 
 log = logging.getLogger(__name__)
 ACCURACY_TASKS = ("piqa", "hellaswag", "arc_easy", "arc_challenge", "openbookqa")
+# DFT's UltraFeedback table (../shared/papers/dft.md §4.1): MMLU, TruthfulQA mc2, HellaSwag acc_norm, Winogrande,
+# GSM8K strict-match, ARC-Challenge acc_norm, IFEval prompt-level strict; its Avg. is their plain mean
+DFT_UF_COLUMNS = ("mmlu", "truthfulqa_mc2", "hellaswag_norm", "winogrande", "gsm8k", "arc_challenge_norm",
+                  "ifeval_prompt_strict")
+# generation tasks: (harness task, its metric key) -> our name
+GENERATED = {("gsm8k", "exact_match,strict-match"): "gsm8k",
+             ("ifeval", "prompt_level_strict_acc,none"): "ifeval_prompt_strict",
+             ("ifeval", "prompt_level_loose_acc,none"): "ifeval_prompt_loose",
+             ("ifeval", "inst_level_strict_acc,none"): "ifeval_inst_strict",
+             ("ifeval", "inst_level_loose_acc,none"): "ifeval_inst_loose"}
 
 
 def summarize(results: dict) -> dict:
@@ -25,7 +35,21 @@ def summarize(results: dict) -> dict:
         out["table/wikitext_ppl"] = results["wikitext"]["word_perplexity,none"]
     if all(f"table/{t}" in out for t in ACCURACY_TASKS):
         out["table/avg"] = sum(out[f"table/{t}"] for t in ACCURACY_TASKS) / len(ACCURACY_TASKS)
+    for (task, key), name in GENERATED.items():
+        if key in results.get(task, {}):
+            out[f"table/{name}"] = 100 * results[task][key]
+    if all(f"table/{c}" in out for c in DFT_UF_COLUMNS):
+        out["table/avg_dft_uf"] = sum(out[f"table/{c}"] for c in DFT_UF_COLUMNS) / len(DFT_UF_COLUMNS)
     return out
+
+
+def shot_groups(tasks: list[str], num_fewshot, fewshot: dict) -> list[tuple[list[str], int | None]]:
+    """``tasks`` grouped by shot count (``fewshot[task]``, else ``num_fewshot``), in their first appearance order:
+    one harness call per group."""
+    groups: dict = {}
+    for task in tasks:
+        groups.setdefault(fewshot.get(task, num_fewshot), []).append(task)
+    return [(names, shots) for shots, names in groups.items()]
 
 
 def run(cfg, run_dir, objs: dict) -> dict:
@@ -42,10 +66,13 @@ def run(cfg, run_dir, objs: dict) -> dict:
     model = build_model(model_cfg, runner.checkpoint, tokenizer.vocab_size, runner.dtype, device,
                         objs["roles"].temperature)
     wandb_run = init_wandb(cfg, run_dir)
-    res = evaluate(model, tokenizer, list(runner.tasks), device, limit=runner.limit, include_path=runner.include_path,
-                   num_fewshot=runner.num_fewshot)
-    (run_dir.path / "lmeval.json").write_text(json.dumps(res["results"], indent=2, default=str) + "\n")
-    out = summarize(res["results"])
+    results = {}
+    for tasks, shots in shot_groups(list(runner.tasks), runner.num_fewshot, dict(runner.fewshot)):
+        res = evaluate(model, tokenizer, tasks, device, limit=runner.limit, include_path=runner.include_path,
+                       num_fewshot=shots)
+        results.update(res["results"])
+    (run_dir.path / "lmeval.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    out = summarize(results)
     with open(run_dir.path / "metrics.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["metric", "value"])

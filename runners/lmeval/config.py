@@ -24,9 +24,13 @@ class LMEvalRunner:
       TempNet it trained when ``temperature`` is set); null: ``model.pretrained`` (or random init).
     tokenizer: ``byte`` or an HF id; null takes ``model.hf_id`` for pretrained models, else byte.
     limit: examples per task (null: all); num_fewshot: null = each task's default (0 for Table 1's);
+    fewshot: per-task shot counts overriding num_fewshot for the tasks it names (DFT's UltraFeedback table:
+      MMLU 5, HellaSwag 10, ARC-Challenge 25 ...); the tasks are run in one harness call per shot count.
     include_path: a folder of extra task YAMLs. dtype / device: the model's (``auto``: cuda if available).
     Results: ``table/<task>`` = accuracy in % (``_norm``: length-normalised), ``table/lambada_ppl`` and
-    ``table/wikitext_ppl`` (word perplexity), ``table/avg`` = the mean of Table 1's five accuracies.
+    ``table/wikitext_ppl`` (word perplexity), ``table/avg`` = the mean of Table 1's five accuracies;
+    ``table/gsm8k`` (strict-match exact match), ``table/ifeval_prompt_strict`` (and ``_loose``, ``ifeval_inst_*``),
+    ``table/avg_dft_uf`` = the mean of DFT's seven UltraFeedback columns (`runners.lmeval.DFT_UF_COLUMNS`).
     """
 
     slots: ClassVar[dict] = {"temperature": Slot()}
@@ -37,6 +41,7 @@ class LMEvalRunner:
     tokenizer: Optional[str] = None
     limit: Optional[int] = None
     num_fewshot: Optional[int] = None
+    fewshot: dict[str, int] = field(default_factory=dict)
     include_path: Optional[str] = None
     dtype: str = "float32"
     device: str = "auto"
@@ -47,3 +52,6 @@ class LMEvalRunner:
             raise checks.ConfigError("runner.tasks is empty: name at least one lm-eval task (e.g. runner.tasks=[piqa]).")
         if self.limit is not None:
             checks.positive("runner.limit", self.limit)
+        for task, shots in self.fewshot.items():
+            checks.one_of("runner.fewshot key", task, list(self.tasks))
+            checks.non_negative(f"runner.fewshot.{task}", shots)

@@ -120,10 +120,18 @@ def test_a_row_without_an_answer_is_an_error():
         gold_answer({"problem": "p", "solution": "it is 7"})
 
 
-def test_generate_runner_scores_math_end_to_end(run_job):
-    """The task through the generate runner (a random tiny model: it answers nothing right)."""
-    results, _ = run_job(["~experiment", "runner=generate", "kv_cache=fp16", "runner/task=math", "model=llama_tiny", "model.pretrained=false",
+def test_metamath_eval_scores_math_and_fills_the_table(run_job, tmp_path):
+    """experiment=dft_metamath_eval on the fixture (a random tiny model: it answers nothing right) fills the MATH
+    cell of its label's row in experiments/dft/math.yaml."""
+    from experiments.report import build
+    from experiments.tables import load_runs, paper_tables
+
+    logs = tmp_path / "logs"
+    results, _ = run_job(["experiment=dft_metamath_eval", "runner.label=dft2", "model=llama_tiny", "model.pretrained=false",
                           "runner.task.source=local", f"runner.task.data_dir={DATA}", "runner.task.test_file=math_tiny.jsonl",
                           "runner.task.max_new_tokens=4", "runner.tokenizer=byte", "runner.checkpoint=null", "logger=csv",
-                          "runner.device=cpu", "runner.dtype=float32", "runner.reference=false"])
+                          "runner.device=cpu", "runner.dtype=float32"], log_dir=logs)
     assert results["table/accuracy"] == 0.0
+    cells = build(next(t for t in paper_tables("dft") if t.name == "math"), load_runs(logs))
+    assert cells["MetaMath-Mistral-7B-DFT2", "MATH"].n == 1 and cells["MetaMath-Mistral-7B-DFT2", "MATH"].mean == 0.0
+    assert cells["MetaMath-Mistral-7B-DFT2", "GSM8K"].n == 0 and cells["MetaMath-Mistral-7B-DFT", "MATH"].n == 0
