@@ -41,18 +41,63 @@ class TempNet(nn.Module):
         nn.init.zeros_(self.last.bias)
 
     def pooled(self, logits: torch.Tensor) -> torch.Tensor:
-        """z, the pre-sigmoid output ``(..., 1)``."""
+        """z, the pre-sigmoid output ``(..., 1)``, in few ops (it runs at every decode step): the first layer
+        reads the raw logits and divides by their norm after the matmul, Linear(x / |x|) = (x W^T) / |x| + b
+        (|x| clamped at F.normalize's 1e-12), one fused addcdiv; the modules are called as functions, dropout
+        only in training. Equal to the formula above up to rounding (tests/tempnet/test_tempnet_head.py)."""
         x = logits.detach()
         if self.shift_max:
             x = x - x.amax(-1, keepdim=True)
-        if x.dtype != self.scaler.dtype:
-            x = x.to(self.scaler.dtype)
-        x = self.proj(F.normalize(x, dim=-1))
+        first, second = self.proj[0], self.proj[3]
+        if x.dtype != first.weight.dtype:
+            x = x.to(first.weight.dtype)
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
+        h = torch.sigmoid(torch.addcdiv(first.bias, F.linear(x, first.weight), norm))
+        if self.training:
+            h = F.dropout(h, self.proj[2].p, True)
+        x = F.linear(h, second.weight, second.bias)
         w = torch.softmax(x / self.scaler.exp(), dim=-1)
-        return self.last((w - 1.0 / self.hidden) * x)
+        return F.linear((w - 1.0 / self.hidden) * x, self.last.weight, self.last.bias)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return bounded(self.pooled(logits), self.tau_min, self.tau_max)
+        if self.training or torch.is_grad_enabled():
+            return bounded(self.pooled(logits), self.tau_min, self.tau_max)
+        return self.inference(logits)
+
+    def folded(self) -> tuple:
+        """What the inference path needs that depends on the weights alone, the pooling's temperature T = exp(s)
+        folded in: W1^T, b1, (W2 / T)^T, b2 / T, T v, c (v, c: the last layer), tau_min as a tensor; rebuilt when a
+        weight has changed (in-place version counters and storage of every parameter)."""
+        params = (self.proj[0].weight, self.proj[0].bias, self.proj[3].weight, self.proj[3].bias, self.scaler,
+                  self.last.weight, self.last.bias)
+        key = tuple((p._version, p.data_ptr()) for p in params)
+        cached = self.__dict__.get("_folded")
+        if cached is None or cached[0] != key:
+            w1, b1, w2, b2, s, v, c = (p.detach() for p in params)
+            t = s.exp()
+            lo = torch.tensor(self.tau_min, dtype=w1.dtype, device=w1.device)
+            cached = (key, (w1.t().contiguous(), b1, (w2 / t).t().contiguous(), b2 / t, v[0] * t, c, lo))
+            self.__dict__["_folded"] = cached
+        return cached[1]
+
+    def inference(self, logits: torch.Tensor) -> torch.Tensor:
+        """tau without autograd (eval mode, no_grad: every decode step), in the fewest ops: Linear(x / |x|) = (x W1^T)
+        / |x| + b1 (|x| clamped at F.normalize's 1e-12); softmax(x / T) with x / T one addmm of the folded weights;
+        z = sum_k (w_k - 1/M) (x_k / T) (T v_k) + c one addmv; tau_min + (tau_max - tau_min) sigmoid(z) one add; the
+        logits read as a (N, V) matrix: 12 aten calls. At the tiny LLaMA a decode step is itself ~150 such calls, so
+        TempNet's share of a decode step is set by its call count there (benchmarks/tempnet_step.py). Equal to
+        `pooled` up to rounding (tests/tempnet/test_tempnet_head.py)."""
+        w1t, b1, w2t, b2, v, c, lo = self.folded()
+        x = logits.reshape(-1, logits.shape[-1])
+        if self.shift_max:
+            x = x - x.amax(-1, keepdim=True)
+        if x.dtype != w1t.dtype:
+            x = x.to(w1t.dtype)
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
+        x = torch.addmm(b2, torch.sigmoid(torch.addcdiv(b1, x.mm(w1t), norm)), w2t)
+        w = torch.softmax(x, dim=-1).sub_(1.0 / self.hidden).mul_(x)
+        tau = torch.add(lo, torch.sigmoid(torch.addmv(c, w, v)), alpha=self.tau_max - self.tau_min)
+        return tau.view(*logits.shape[:-1], 1)
 
 
 class TempGenerator(nn.Module):

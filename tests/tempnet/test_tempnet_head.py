@@ -34,6 +34,30 @@ def test_tempnet_matches_the_formula_of_the_spec():
     torch.testing.assert_close(net(logits).double(), _reference_tempnet(net, logits), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("shift_max", [False, True])
+def test_inference_path_matches_the_formula_and_follows_weight_changes(shift_max):
+    """Eval mode without autograd (every decode step) takes `TempNet.inference` (the pooling temperature folded
+    into cached weights): equal to the spec's formula on (B, T, V) logits, in fp32 and from bf16 logits (as the general path), and the
+    cache is rebuilt when a weight changes in place (a load_state_dict, an optimizer step)."""
+    torch.manual_seed(7)
+    net = TempNet(40, hidden=12, tau_min=0.05, tau_max=5.0, shift_max=shift_max).eval()
+    logits = 3 * torch.randn(3, 5, 40)
+    ref_in = logits - logits.amax(-1, keepdim=True) if shift_max else logits
+    for _ in range(2):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+            tau = net(logits)
+            assert "_folded" in net.__dict__  # the inference path ran
+            torch.testing.assert_close(tau.double(), _reference_tempnet(net, ref_in), rtol=1e-5, atol=1e-6)
+            low = logits.bfloat16()
+            torch.testing.assert_close(net(low), net.tau_min + (net.tau_max - net.tau_min) * torch.sigmoid(net.pooled(low)))
+        torch.testing.assert_close(net(logits), tau)  # with autograd: the general path, same value
+    with torch.no_grad():
+        zero = net(torch.zeros(2, 40))  # F.normalize's clamp: a zero vector reads as zero, no NaN
+    assert torch.isfinite(zero).all()
+
+
 @pytest.mark.parametrize("bounds", [(0.5, 5.0), (0.01, 2.0), (0.01, 1.2)])
 def test_tau_stays_within_bounds_and_starts_above_the_midpoint(bounds):
     torch.manual_seed(1)
