@@ -7,6 +7,13 @@ retrieval of the held-out pairs among themselves (one batch): ``ir1``/``ir5`` (t
 retrieval"), ``tr1``/``tr5`` (image -> text), ``r1`` their mean at 1, and ``loss`` = 1 - r1.
 `GlobalEstimator` is SogCLR's moving-average estimate of each anchor's sum over all negatives
 of the dataset (one scalar and one running max per sample and direction), shared by SogCLR and iSogCLR.
+
+Cross-process negatives (spec §2.2, "global batch B after all-gather"): under a process group of W > 1 the
+training loss first all-gathers the embeddings and the sample ids of every process (`gather_pairs`), so each
+process computes the loss of the whole global batch (every pair a negative of every other), as the official
+code does; the estimators and tables see the same global ids everywhere and stay equal. The gather's backward
+sums the W processes' gradients of the local shard (`AllGather`), so after the data-parallel mean of the
+gradients a step equals the one-process step on the concatenated batch (tests/tempnet/test_all_gather.py).
 """
 from __future__ import annotations
 
@@ -26,6 +33,50 @@ def check_pairs(image: torch.Tensor) -> None:
     if image.shape[0] < 2:
         raise checks.ConfigError(f"a contrastive batch of {image.shape[0]} pair has no negatives: every pair is "
                                  "contrasted with the other pairs of its batch. Use data.batch_size >= 2.")
+
+
+class AllGather(torch.autograd.Function):
+    """The W processes' ``x`` (same shape everywhere), concatenated in rank order; backward: the sum over
+    processes of the gradient of this process's rows (each process's loss reads every shard)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows, ctx.rank = x.shape[0], dist.get_rank()
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
+def distributed_world() -> int:
+    """The process group's size (1 without one)."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def gather_pairs(image: torch.Tensor, text: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """The global batch: every process's embeddings (gradients reach the local shard) and, when the batch has
+    them, sample ids, in rank order. Every process must hold as many pairs (the data loader's drop_last)."""
+    import torch.distributed as dist
+
+    sizes = [torch.zeros(1, dtype=torch.long, device=image.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, torch.tensor([image.shape[0]], device=image.device))
+    if len({int(n) for n in sizes}) > 1:
+        raise checks.ConfigError(f"contrastive batches of {[int(n) for n in sizes]} pairs on the {len(sizes)} processes: "
+                                 "the all-gather of negatives needs the same number everywhere (drop the last, short batch).")
+    if "index" in batch:
+        batch = {**batch, "index": AllGather.apply(batch["index"].to(image.device))}
+    return AllGather.apply(image), AllGather.apply(text), batch
 
 
 def similarity_diffs(image: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +143,8 @@ class ContrastiveObjective(ObjectiveMethod):
 
     def loss(self, model, batch, reference=None):
         image, text = model(batch)
+        if distributed_world() > 1:
+            image, text, batch = gather_pairs(image, text, batch)
         check_pairs(image)
         return self.pair_loss(model, image.float(), text.float(), batch)
 
