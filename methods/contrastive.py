@@ -93,6 +93,27 @@ def recall_at(scores: torch.Tensor, k: int) -> float:
     return float(((scores > own).sum(1) < k).float().mean())
 
 
+def caption_retrieval(image: torch.Tensor, text: torch.Tensor, image_of_text: torch.Tensor, k: int = 1) -> dict:
+    """Zero-shot retrieval R@k with several captions per image (Flickr30K / MSCOCO Karpathy test splits: 5 each;
+    spec §4 Table 2), from normalised embeddings ``image (N, D)``, ``text (M, D)`` and ``image_of_text (M,)`` (each
+    caption's image): ``ir`` = share of captions whose image is among the k most similar images, ``tr`` = share of
+    images with one of their captions among the k most similar captions; in %."""
+    sim = image @ text.t()  # (N, M)
+    top_images = sim.t().topk(min(k, sim.shape[0]), dim=1).indices  # (M, k)
+    ir = (top_images == image_of_text[:, None]).any(1).float().mean()
+    top_texts = sim.topk(min(k, sim.shape[1]), dim=1).indices  # (N, k)
+    tr = (image_of_text[top_texts] == torch.arange(sim.shape[0], device=sim.device)[:, None]).any(1).float().mean()
+    return {"ir": 100 * float(ir), "tr": 100 * float(tr)}
+
+
+def zero_shot_accuracy(image: torch.Tensor, labels: torch.Tensor, class_text: torch.Tensor) -> float:
+    """Zero-shot top-1 in % (spec §4 Table 2: CIFAR10/100, ImageNet1K, class-name prompt templates), CLIP's
+    recipe: each class's embedding is the normalised mean of its templates' normalised text embeddings
+    ``class_text (C, T, D)``; an image gets the class of the most similar one."""
+    classes = torch.nn.functional.normalize(torch.nn.functional.normalize(class_text, dim=-1).mean(1), dim=-1)
+    return 100 * float(((image @ classes.t()).argmax(1) == labels).float().mean())
+
+
 class GlobalEstimator:
     """Per sample (dataset ``index``) and direction: ``s`` (the moving average of the sum over negatives
     of exp(d - b)) and ``b`` (the running max of d, for stability); grown on demand, kept in checkpoints."""

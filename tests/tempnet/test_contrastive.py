@@ -179,3 +179,30 @@ def test_rn50_distilbert_dual_encoder_builds_and_embeds():
     assert image.shape == text.shape == (3, 16)
     torch.testing.assert_close(image.norm(dim=-1), torch.ones(3))
     assert ClipRN50DistilBert().image_depths == [3, 4, 6, 3]  # ResNet-50's stages
+
+
+def test_caption_retrieval_with_several_captions_per_image():
+    """3 images, 5 captions (image 0 has captions 0, 1, 2; image 1 caption 3; image 2 caption 4), by hand."""
+    from methods.contrastive import caption_retrieval
+
+    image = torch.eye(3)
+    text = torch.tensor([[1.0, 0, 0], [0, 0.9, 0.1], [0.2, 0.1, 0], [0, 1.0, 0], [0.5, 0, 0.4]])
+    image_of_text = torch.tensor([0, 0, 0, 1, 2])
+    # caption -> image: 0 -> 0 yes, 1 -> 1 no, 2 -> 0 yes, 3 -> 1 yes, 4 -> 0 no  => 3 / 5
+    # image -> caption: 0 -> caption 0 (image 0) yes, 1 -> caption 3 yes, 2 -> caption 4 yes => 3 / 3
+    r1 = caption_retrieval(image, text, image_of_text, 1)
+    assert r1 == pytest.approx({"ir": 60.0, "tr": 100.0})
+    # at k = 2: caption 1 ranks image 1 then image 2 (0.9, 0.1), image 0 not in => still missed; caption 4 -> {0, 2} yes
+    assert caption_retrieval(image, text, image_of_text, 2)["ir"] == pytest.approx(80.0)
+
+
+def test_zero_shot_accuracy_averages_the_normalised_templates():
+    from methods.contrastive import zero_shot_accuracy
+
+    # class 0's two templates point at e0 and e1 (mean: between them), class 1's at e1 only (but 10x longer: it is
+    # normalised first, so its length does not count)
+    class_text = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 10.0], [0.0, 10.0]]])
+    image = F.normalize(torch.tensor([[1.0, 0.1], [0.1, 1.0], [1.0, 1.2]]), dim=-1)
+    # image 0 -> class 0; image 1 -> class 1; image 2 (angle 50 deg) -> class 0 (45 deg) over class 1 (90 deg)
+    assert zero_shot_accuracy(image, torch.tensor([0, 1, 0]), class_text) == pytest.approx(100.0)
+    assert zero_shot_accuracy(image, torch.tensor([0, 0, 1]), class_text) == pytest.approx(100 / 3)
