@@ -24,6 +24,6 @@ COMMON=("runner.init_from='$BASE'" objective=sft,dft,dft2 seed=0,1,2 launcher=jo
 
 "$PY" -m experiments.report dft --runs "$LOGS" --out "$LOGS/reports/dft" --no-wandb > /dev/null
 mkdir -p experiments/dft/results
-cp "$LOGS"/reports/dft/* experiments/dft/results/
+cp "$LOGS"/reports/dft/*.md "$LOGS"/reports/dft/*.csv "$LOGS"/reports/dft/toy.png experiments/dft/results/
 "$PY" -m experiments.dft.toy_base --runs "$LOGS" > /dev/null
 "$PY" -m experiments.dft.toy_curves --runs "$LOGS" > /dev/null
