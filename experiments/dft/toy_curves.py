@@ -1,6 +1,7 @@
 """The DFT toy's validation curves: held-out exact match, the margin log pi(y*) - log pi(d) and its two terms at
 every validation step of the toy runs (experiment=dft_toy and dft_toy_small_lr), mean ± std over seeds, per
-objective. Writes ``toy_curves.md``.
+objective (and per other override of a run, e.g. a sensitivity run with data.negatives_per_step=4, kept apart).
+Writes ``toy_curves.md``.
 
     python -m experiments.dft.toy_curves [--runs logs] [--out experiments/dft/results]
 """
@@ -22,18 +23,24 @@ METRICS = (("val/exact_match", "exact match", "{:.3f}"), ("val/margin", "margin"
            ("val/logp_chosen", "log pi(y*)", "{:.2f}"), ("val/logp_distractor", "log pi(d)", "{:.2f}"))
 
 
+def row_name(meta: dict) -> str:
+    """The run's objective, with its overrides beyond the objective, the seed and the base it starts from."""
+    extra = [p for p in meta.get("key", "").split(",") if p and not p.startswith(("seed=", "objective=", "runner.init_from="))]
+    return meta["choices"]["objective"] + (f" [{', '.join(extra)}]" if extra else "")
+
+
 def read_curves(runs: Path, experiment: str) -> dict:
-    """{objective: {step: {metric: [one value per seed]}}} of the finished runs of ``experiment``."""
+    """{row (`row_name`): {step: {metric: [one value per seed]}}} of the finished runs of ``experiment``."""
     out: dict = {}
     for meta_file in sorted((runs / experiment).glob("*/run.json")):
         meta = json.loads(meta_file.read_text())
         if meta.get("status") != "complete":
             continue
-        objective = meta["choices"]["objective"]
+        name = row_name(meta)
         with open(meta_file.parent / "metrics.csv") as f:
             for row in csv.DictReader(f):
                 if row.get("val/exact_match"):
-                    at = out.setdefault(objective, {}).setdefault(int(row["step"]) + 1, {})
+                    at = out.setdefault(name, {}).setdefault(int(row["step"]) + 1, {})
                     for key, _, _ in METRICS:
                         at.setdefault(key, []).append(float(row[key]))
     return out
@@ -54,11 +61,12 @@ def main(argv=None) -> None:
     for experiment, title in EXPERIMENTS.items():
         curves = read_curves(Path(args.runs), experiment)
         lines += [f"## experiment={experiment}: {title}", "",
-                  "| objective | step | " + " | ".join(name for _, name, _ in METRICS) + " |",
+                  "| run | step | " + " | ".join(name for _, name, _ in METRICS) + " |",
                   "|---|---|" + "---|" * len(METRICS)]
-        for objective in OBJECTIVES:
-            for step, at in sorted(curves.get(objective, {}).items()):
-                lines.append(f"| {objective} | {step} | " + " | ".join(_cell(at[k], fmt) for k, _, fmt in METRICS) + " |")
+        rows = [o for o in OBJECTIVES if o in curves] + sorted(r for r in curves if r not in OBJECTIVES)
+        for row in rows:
+            for step, at in sorted(curves[row].items()):
+                lines.append(f"| {row} | {step} | " + " | ".join(_cell(at[k], fmt) for k, _, fmt in METRICS) + " |")
         lines.append("")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -47,17 +47,20 @@ def test_toy_curves_average_each_validation_step_over_seeds(tmp_path):
     from experiments.dft.toy_curves import main, read_curves
 
     header = "epoch,step,train/loss,val/exact_match,val/margin,val/logp_chosen,val/logp_distractor\n"
-    for objective, seed, status, em in [("sft", 0, "complete", 0.2), ("sft", 1, "complete", 0.4),
-                                        ("dft", 0, "complete", 0.5), ("dft", 1, "running", 0.9)]:
-        run = tmp_path / "dft_toy_small_lr" / f"objective={objective},seed={seed}"
+    for objective, seed, status, em, extra in [("sft", 0, "complete", 0.2, ""), ("sft", 1, "complete", 0.4, ""),
+                                               ("dft", 0, "complete", 0.5, ""), ("dft", 1, "running", 0.9, ""),
+                                               ("dft", 0, "complete", 0.7, "data.negatives_per_step=4,")]:
+        key = f"{extra}objective={objective},runner.init_from='logs/dft_toy_base/seed=0',seed={seed}"
+        run = tmp_path / "dft_toy_small_lr" / key.replace("'", "_").replace("/", "_")
         run.mkdir(parents=True)
-        (run / "run.json").write_text(json.dumps({"status": status, "choices": {"objective": objective}}))
+        (run / "run.json").write_text(json.dumps({"status": status, "choices": {"objective": objective}, "key": key}))
         (run / "metrics.csv").write_text(header + "0,9,1.5,,,,\n" + f"0,9,,{em},{em - 1},-1.0,{-em}\n"
                                          + f"0,19,,{em + 0.1},{em},-0.5,-1.0\n")
     curves = read_curves(tmp_path, "dft_toy_small_lr")
-    assert sorted(curves) == ["dft", "sft"] and sorted(curves["sft"]) == [10, 20]
+    assert sorted(curves) == ["dft", "dft [data.negatives_per_step=4]", "sft"] and sorted(curves["sft"]) == [10, 20]
     assert curves["sft"][10]["val/exact_match"] == [0.2, 0.4] and curves["dft"][20]["val/margin"] == [0.5]
     main(["--runs", str(tmp_path), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "toy_curves.md").read_text()
     assert "| sft | 10 | 0.300 ± 0.141 (n=2) | -0.70 ± 0.14 (n=2) |" in text  # mean and sample std of 0.2, 0.4
-    assert "| dft | 20 | 0.600 ± 0.000 (n=1) |" in text
+    assert "| dft | 20 | 0.600 ± 0.000 (n=1) |" in text  # the other setting is a row of its own
+    assert "| dft [data.negatives_per_step=4] | 10 | 0.700 ± 0.000 (n=1) |" in text
