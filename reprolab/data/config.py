@@ -191,7 +191,8 @@ class RecallDistractorsData(LMData):
     """Associative recall with distractors (`reprolab.data.qa_recall`, AutoPASTA's CPU analog): N
     sentences ``k v .`` or ``NOT k* v' .``, then ``Q k* EQ`` -> v*. Train on short contexts
     (``min_sentences``..``max_sentences``), ``questions`` questions per sequence (more labels per step); the
-    generate runner's ``recall_qa`` task tests longer contexts with one question.
+    generate runner's ``recall_qa`` task tests longer contexts with one question. ``eq=false``: questions
+    ``Q k*`` without EQ (plain induction; see the module docstring).
     """
 
     num_keys: int = 64
@@ -200,6 +201,7 @@ class RecallDistractorsData(LMData):
     max_sentences: int = 6
     distractor_p: float = 0.3
     questions: int = 4
+    eq: bool = True
     seq_len: int = 48
     val_seed: int = 1234
 
@@ -209,7 +211,7 @@ class RecallDistractorsData(LMData):
 
         try:
             need = RecallQATask(self.num_keys, self.num_values, self.min_sentences, self.max_sentences,
-                                self.distractor_p, self.questions).max_len - 1
+                                self.distractor_p, self.questions, self.eq).max_len - 1
         except ValueError as e:
             raise checks.ConfigError(f"data.{e}") from None
         if self.seq_len < need:

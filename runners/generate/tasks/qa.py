@@ -89,13 +89,14 @@ class HighlightTask(Task):
 class RecallQA(HighlightTask):
     """Associative recall with distractors (`reprolab.data.qa_recall`): ``sentences`` context sentences
     (``k v .`` facts, ``NOT k* v' .`` distractors with probability ``distractor_p``), then ``Q k* EQ``; one
-    token is generated and must be v*. Use the key/value sizes the model was trained with
-    (``data=recall_distractors``); ``seed`` draws the test examples, ``seed + 10000`` the profiling ones."""
+    token is generated and must be v*. Use the key/value sizes and the question format (``eq``) the model was
+    trained with (``data=recall_distractors``); ``seed`` draws the test examples, ``seed + 10000`` the profiling ones."""
 
     num_keys: int = 64
     num_values: int = 64
     sentences: int = 16
     distractor_p: float = 0.3
+    eq: bool = True
     num_examples: int = 500
     seed: int = 98765
     max_new_tokens: int = 1
@@ -112,7 +113,7 @@ class RecallQA(HighlightTask):
     def task(self):
         from reprolab.data.qa_recall import RecallQATask
 
-        return RecallQATask(self.num_keys, self.num_values, self.sentences, self.sentences, self.distractor_p)
+        return RecallQATask(self.num_keys, self.num_values, self.sentences, self.sentences, self.distractor_p, eq=self.eq)
 
     @property
     def own_vocab(self) -> int:
@@ -132,7 +133,7 @@ class RecallQA(HighlightTask):
     def sentence_prompt(self, tokenizer, example, i):
         a, b = example.meta["sentences"][i]
         p = example.prompt
-        return p[:1] + p[a:b] + p[-3:]
+        return p[:1] + p[a:b] + p[example.meta["record"].question_at :]
 
     def score(self, tokenizer, example, generated):
         ok = float(generated[:1] == [example.target])
