@@ -95,3 +95,38 @@ def test_recall_with_distractors_examples():
         ga, gb = e.sentences[e.gold]
         assert longer.prompt[: len(e.prompt) - 3] == e.prompt[:-3] and longer.prompt[-3:] == e.prompt[-3:]
         assert longer.prompt[len(e.prompt) - 3 : -3] == e.prompt[ga:gb]
+
+
+def test_recall_questions_without_eq():
+    """``eq=False``: the question is ``Q k*`` (2 tokens) and the answer follows the key; iterative prompting
+    inserts the key sentence before ``Q``; the probe prompt keeps the 2-token question; a training batch
+    labels exactly the answers (the token after each questioned key), as ``eq=True`` labels the token after EQ."""
+    from types import SimpleNamespace
+
+    from reprolab.data.qa_recall import EOS, EQ, Q, RecallQASource, RecallQATask
+    from runners.generate.tasks.qa import RecallQA as RecallTask
+
+    task = RecallQATask(64, 64, 16, 16, 0.5, eq=False)
+    for e in task.sample(10, torch.Generator().manual_seed(1)):
+        assert e.prompt[-2] == Q and EQ not in e.prompt and e.question_at == len(e.prompt) - 2
+        a, b = e.sentences[e.gold]
+        assert e.prompt[a:b][:2] == [e.prompt[-1], e.answer]
+        longer = e.with_key(e.gold)
+        assert longer.prompt == e.prompt[:-2] + e.prompt[a:b] + e.prompt[-2:]
+    t = RecallTask(sentences=4, eq=False, num_examples=3)
+    ex = t.examples(None)[0]
+    a, b = ex.meta["sentences"][0]
+    assert t.sentence_prompt(None, ex, 0) == ex.prompt[:1] + ex.prompt[a:b] + ex.prompt[-2:]
+    for eq in (True, False):
+        cfg = SimpleNamespace(num_keys=64, num_values=64, min_sentences=2, max_sentences=6, distractor_p=0.5,
+                              questions=4, eq=eq, seq_len=48, batch_size=32, val_seed=1, val_sequences=8)
+        batch = next(RecallQASource(cfg, 0).train_batches(0, 0, 1))
+        x, labels = batch["input_ids"], batch["labels"]
+        if eq:
+            expect = x == EQ
+        else:
+            expect = torch.zeros_like(x, dtype=torch.bool)
+            expect[:, 1:] = x[:, :-1] == Q
+        assert torch.equal(labels != -100, expect)
+        nxt = torch.cat([x[:, 1:], torch.full_like(x[:, :1], EOS)], 1)
+        assert torch.equal(labels[expect], nxt[expect])  # the label is the next token: the answer
