@@ -103,12 +103,13 @@ def evaluate(embed: Embedder, task: Task, rows, classnames: list[str] | None = N
 
 
 def main(argv=None) -> None:
+    from omegaconf import OmegaConf
+
     from experiments.tables import load_runs
     from reprolab import hub
     from reprolab.models.assemble import attach_temperature
     from reprolab.registry import register_schemas
     from runners.generate.model import load_state
-    from omegaconf import OmegaConf
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a finished tempnet_clip_cc3m run folder")

@@ -57,9 +57,9 @@ def test_retrieval_and_classification_tasks(embed):
 
 
 def test_task_columns_are_table2s():
-    import yaml
-
     from pathlib import Path
+
+    import yaml
 
     table = yaml.safe_load((Path(__file__).resolve().parents[2] / "experiments/tempnet/table2.yaml").read_text())
     metrics = {c["metric"] for c in table["columns"].values()}
