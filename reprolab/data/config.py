@@ -192,7 +192,8 @@ class RecallDistractorsData(LMData):
     sentences ``k v .`` or ``NOT k* v' .``, then ``Q k* EQ`` -> v*. Train on short contexts
     (``min_sentences``..``max_sentences``), ``questions`` questions per sequence (more labels per step); the
     generate runner's ``recall_qa`` task tests longer contexts with one question. ``eq=false``: questions
-    ``Q k*`` without EQ (plain induction; see the module docstring).
+    ``Q k*`` without EQ (plain induction; see the module docstring). ``resample``: later questions drawn with
+    replacement, distractors on the first question's key only (`RecallQATask`).
     """
 
     num_keys: int = 64
@@ -202,6 +203,7 @@ class RecallDistractorsData(LMData):
     distractor_p: float = 0.3
     questions: int = 4
     eq: bool = True
+    resample: bool = False
     seq_len: int = 48
     val_seed: int = 1234
 
@@ -211,7 +213,7 @@ class RecallDistractorsData(LMData):
 
         try:
             need = RecallQATask(self.num_keys, self.num_values, self.min_sentences, self.max_sentences,
-                                self.distractor_p, self.questions, self.eq).max_len - 1
+                                self.distractor_p, self.questions, self.eq, self.resample).max_len - 1
         except ValueError as e:
             raise checks.ConfigError(f"data.{e}") from None
         if self.seq_len < need:

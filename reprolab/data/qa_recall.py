@@ -56,10 +56,13 @@ class RecallQATask:
     """Samples `RecallQA` examples with ``min_sentences``..``max_sentences`` sentences. ``questions`` > 1
     (training): the first question is the example; the sequence goes on with more questions about other
     facts (``Q k EQ v`` each, every answer labelled), and each distractor negates one of the asked keys.
-    ``eq``: questions end with EQ (see the module docstring)."""
+    ``eq``: questions end with EQ (see the module docstring). ``resample``: the questions after the first ask
+    about facts drawn with replacement (a key may come again) and the distractors negate the first question's
+    key only, as at test: no elimination shortcut (the last answers as the values not yet given), which kept a
+    d-64 model at a plateau loss without binding keys to values."""
 
     def __init__(self, num_keys: int, num_values: int, min_sentences: int, max_sentences: int, distractor_p: float,
-                 questions: int = 1, eq: bool = True):
+                 questions: int = 1, eq: bool = True, resample: bool = False):
         if not 1 <= min_sentences <= max_sentences:
             raise ValueError(f"sentences: need 1 <= min_sentences={min_sentences} <= max_sentences={max_sentences}.")
         if max_sentences > num_keys or 2 * max_sentences > num_values:
@@ -71,7 +74,7 @@ class RecallQATask:
             raise ValueError(f"questions={questions} must be >= 1.")
         self.K, self.V = num_keys, num_values
         self.lo, self.hi, self.p, self.q = min_sentences, max_sentences, distractor_p, questions
-        self.eq = eq
+        self.eq, self.resample = eq, resample
         self.vocab_size = N_SPECIAL + num_keys + num_values
         self.max_len = 1 + 4 * max_sentences + (3 + eq) * questions + 1  # context, questions with answers, EOS
 
@@ -81,7 +84,7 @@ class RecallQATask:
     def sample_one(self, gen: torch.Generator) -> tuple[RecallQA, list[int]]:
         """(the example: context and first question, the further ``Q k EQ v`` tokens of a training sequence)."""
         n = int(torch.randint(self.lo, self.hi + 1, (1,), generator=gen))
-        q = min(self.q, n)
+        q = 1 if self.resample else min(self.q, n)  # distinct asked keys
         keys = (torch.randperm(self.K, generator=gen)[:n] + N_SPECIAL).tolist()
         values = (torch.randperm(self.V, generator=gen)[: 2 * n] + N_SPECIAL + self.K).tolist()
         asked = torch.randperm(n, generator=gen)[:q].tolist()  # the gold sentences, in question order
@@ -96,7 +99,11 @@ class RecallQATask:
             spans.append((len(prompt), len(prompt) + len(sent)))
             prompt += sent
         g = asked[0]
-        more = [t for j in asked[1:] for t in (*self.question(keys[j]), values[j])]
+        later = asked[1:]
+        if self.resample:
+            facts = [i for i in range(n) if i in asked or not distract[i]]
+            later = [facts[j] for j in torch.randint(len(facts), (self.q - 1,), generator=gen).tolist()]
+        more = [t for j in later for t in (*self.question(keys[j]), values[j])]
         return RecallQA(prompt + self.question(keys[g]), spans, g, values[g], 2 + self.eq), more
 
     def sample(self, n: int, gen: torch.Generator) -> list[RecallQA]:
@@ -112,7 +119,7 @@ class RecallQASource(Source):
     def __init__(self, cfg, seed: int):
         self.cfg, self.seed = cfg, seed
         self.task = RecallQATask(cfg.num_keys, cfg.num_values, cfg.min_sentences, cfg.max_sentences, cfg.distractor_p,
-                                 cfg.questions, cfg.eq)
+                                 cfg.questions, cfg.eq, cfg.resample)
         self.vocab_size = self.task.vocab_size
         if cfg.seq_len + 1 < self.task.max_len:
             raise ValueError(f"data.seq_len={cfg.seq_len} is too short for {cfg.max_sentences} sentences: set "

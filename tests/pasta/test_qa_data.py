@@ -119,7 +119,7 @@ def test_recall_questions_without_eq():
     assert t.sentence_prompt(None, ex, 0) == ex.prompt[:1] + ex.prompt[a:b] + ex.prompt[-2:]
     for eq in (True, False):
         cfg = SimpleNamespace(num_keys=64, num_values=64, min_sentences=2, max_sentences=6, distractor_p=0.5,
-                              questions=4, eq=eq, seq_len=48, batch_size=32, val_seed=1, val_sequences=8)
+                              questions=4, eq=eq, resample=False, seq_len=48, batch_size=32, val_seed=1, val_sequences=8)
         batch = next(RecallQASource(cfg, 0).train_batches(0, 0, 1))
         x, labels = batch["input_ids"], batch["labels"]
         if eq:
@@ -130,3 +130,24 @@ def test_recall_questions_without_eq():
         assert torch.equal(labels != -100, expect)
         nxt = torch.cat([x[:, 1:], torch.full_like(x[:, :1], EOS)], 1)
         assert torch.equal(labels[expect], nxt[expect])  # the label is the next token: the answer
+
+
+def test_recall_resampled_questions():
+    """``resample``: every later question asks about a fact of the context (a key may come again, with its
+    own value), and every distractor negates the first question's key, as in a test example."""
+    from reprolab.data.qa_recall import NOT, Q, RecallQATask
+
+    task = RecallQATask(64, 64, 2, 6, 0.5, questions=9, eq=False, resample=True)
+    gen, repeats = torch.Generator().manual_seed(2), 0
+    for _ in range(50):
+        e, more = task.sample_one(gen)
+        facts = {e.prompt[a]: e.prompt[a + 1] for a, b in e.sentences if b - a == 3}
+        assert facts[e.prompt[-1]] == e.answer
+        pairs = [(more[i + 1], more[i + 2]) for i in range(0, len(more), 3)]
+        assert len(pairs) == 8 and all(more[i] == Q for i in range(0, len(more), 3))
+        assert all(facts[k] == v for k, v in pairs)
+        repeats += len(pairs) > len({k for k, _ in pairs})
+        for a, b in e.sentences:
+            if e.prompt[a] == NOT:
+                assert e.prompt[a + 1] == e.prompt[-1] and e.prompt[a + 2] != e.answer
+    assert repeats > 25  # with replacement: keys come again
