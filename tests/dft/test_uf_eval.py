@@ -3,6 +3,8 @@ harness call per count), the harness's generation metrics (GSM8K strict-match, I
 table's Avg. (the plain mean of its seven columns), and the rows of experiments/dft/uf.yaml filled from such runs."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from reprolab.checks import ConfigError
@@ -77,3 +79,39 @@ def test_runs_fill_the_uf_table(run_job, monkeypatch, tmp_path):
     cells = build(table, load_runs(logs))
     assert cells["DFT", "GSM8K"].mean == pytest.approx(45.0) and cells["SFT", "Avg."].n == 1
     assert cells["KTO", "GSM8K"].n == 0  # no run with that label: "not run"
+
+
+def _local_task(folder, name: str, n: int) -> None:
+    """A local multiple-choice harness task ``name`` of ``n`` docs (few-shot examples drawn from its test split)."""
+    docs = [{"question": f"Q{i}: 2 + {i} =", "choices": [f" {2 + i}", f" {i}"], "label": 0} for i in range(n)]
+    (folder / f"{name}.jsonl").write_text("\n".join(json.dumps(d) for d in docs))
+    (folder / f"{name}.yaml").write_text(
+        f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {folder / (name + '.jsonl')}\n"
+        "test_split: test\nfewshot_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{question}}'\n"
+        "doc_to_target: '{{label}}'\ndoc_to_choice: '{{choices}}'\nmetric_list:\n  - metric: acc\n")
+
+
+@pytest.mark.slow  # lm-eval's task machinery takes about a minute to start
+def test_the_real_harness_runs_each_task_at_its_own_shots(run_job, monkeypatch, tmp_path):
+    pytest.importorskip("lm_eval", reason="lm-eval is an optional extra: pip install '.[eval]'")
+    import reprolab.lmeval
+
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    _local_task(tasks, "tiny_zero", 3)
+    _local_task(tasks, "tiny_two", 4)
+    real, shots = reprolab.lmeval.evaluate, {}
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        shots.update({t: c["num_fewshot"] for t, c in out["configs"].items()})
+        return out
+
+    monkeypatch.setattr(reprolab.lmeval, "evaluate", spy)
+    results, job = run_job(["~experiment", "runner=lmeval", "model=llama_tiny", "model.pretrained=false", "hardware=cpu",
+                            "runner.tokenizer=byte", "runner.device=cpu", "logger=csv", "runner.label=test",
+                            "runner.tasks=[tiny_zero,tiny_two]", "runner.num_fewshot=0", "+runner.fewshot.tiny_two=2",
+                            f"runner.include_path={tasks}"])
+    assert shots == {"tiny_zero": 0, "tiny_two": 2}
+    assert 0 <= results["table/tiny_zero"] <= 100 and 0 <= results["table/tiny_two"] <= 100
+    assert set(json.loads((job.output_dir / "lmeval.json").read_text())) == {"tiny_zero", "tiny_two"}
