@@ -6,8 +6,8 @@
 # N = 24 reuses them), iterative prompting, direct prompting, PASTA on the gold sentence (oracle) and on a random
 # sentence, with the AutoPASTA heads; then the table experiments/autopasta/recall.yaml into
 # experiments/autopasta/results/.
-#   experiments/autopasta/run_analog.sh            (trains the three models first: ~10-25 min each on one thread)
-#   SKIP_TRAIN=1 experiments/autopasta/run_analog.sh   (the models of $LOGS/autopasta_recall_train/seed={0,1,2})
+#   experiments/autopasta/run_analog.sh            (trains the three models first: 2 x 1000 steps, ~15-30 min each on one thread)
+#   SKIP_TRAIN=1 experiments/autopasta/run_analog.sh   (the models of $LOGS/autopasta_recall_train_more/seed={0,1,2})
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
@@ -18,6 +18,9 @@ HEADS='steering.heads_file=${paths.log_dir}/autopasta_heads/recall_seed${seed}.j
 for s in $SEEDS; do
   if [ -z "${SKIP_TRAIN:-}" ]; then
     "$PY" run.py experiment=autopasta_recall_train logger=csv "paths.log_dir=$LOGS" seed=$s
+    # 1000 more steps from those weights (a fresh warmup and cosine): a seed still at the plateau gets another go
+    "$PY" run.py experiment=autopasta_recall_train logger=csv "paths.log_dir=$LOGS" seed=$s \
+        name=autopasta_recall_train_more "runner.init_from=$LOGS/autopasta_recall_train/seed=$s"
   fi
   COMMON=(experiment=autopasta_recall logger=csv paper=null "paths.log_dir=$LOGS" seed=$s)
   "$PY" run.py "${COMMON[@]}" runner.task.sentences=16 steering=autopasta "$HEADS"     # profiles, saves the heads
