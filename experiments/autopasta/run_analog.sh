@@ -20,7 +20,7 @@ for s in $SEEDS; do
     "$PY" run.py experiment=autopasta_recall_train logger=csv "paths.log_dir=$LOGS" seed=$s
     # 1000 more steps from those weights (a fresh warmup and cosine): a seed still at the plateau gets another go
     "$PY" run.py experiment=autopasta_recall_train logger=csv "paths.log_dir=$LOGS" seed=$s \
-        name=autopasta_recall_train_more "runner.init_from=$LOGS/autopasta_recall_train/seed=$s"
+        name=autopasta_recall_train_more "runner.init_from='$LOGS/autopasta_recall_train/seed=$s'"
   fi
   COMMON=(experiment=autopasta_recall logger=csv paper=null "paths.log_dir=$LOGS" seed=$s)
   "$PY" run.py "${COMMON[@]}" runner.task.sentences=16 steering=autopasta "$HEADS"     # profiles, saves the heads
