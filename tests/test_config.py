@@ -14,7 +14,8 @@ from reprolab.config import typed, validate
 from reprolab.registry import CONF_DIR, ROLES, ROOT, options, plugins, role_of
 
 GROUPS = ["model", "data", "runner", "trainer", "hardware", "logger", "callbacks", "paths", "launcher",
-          "experiment", "problem"]
+          "experiment", "problem",
+          "r3m_grid_method"]  # the R3M grid's rows as presets, so experiments/r3m/run_grid.sh is one multirun
 ROLE_GROUPS = [r for r in ROLES if (CONF_DIR / r).is_dir()]
 RUNNER_NEEDS = {"generate": ["kv_cache=fp16"], "numeric": ["solver=nag_mf", "+problem=matrix_factorization"]}
 
