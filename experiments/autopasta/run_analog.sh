@@ -3,8 +3,8 @@
 # recall with distractors (2-6 sentences; experiment=autopasta_recall_train, one training per seed), then, with
 # that seed's model, test examples, held-out profiling examples and random control, at 16- and 24-sentence
 # contexts: AutoPASTA (profiles the steered heads on 200 held-out examples at N = 16 and saves them per seed;
-# N = 24 reuses them), iterative prompting, direct prompting, PASTA on the gold sentence (oracle) and on a random
-# sentence, with the AutoPASTA heads; then the table experiments/autopasta/recall.yaml into
+# N = 24 reuses them; stage 1 by attention, and by probing as a second row), iterative prompting, direct prompting,
+# PASTA on the gold sentence (oracle) and on a random sentence, with the AutoPASTA heads; then the table experiments/autopasta/recall.yaml into
 # experiments/autopasta/results/.
 #   experiments/autopasta/run_analog.sh            (trains the three models first: 2 x 1000 steps, ~15-30 min each on one thread)
 #   SKIP_TRAIN=1 experiments/autopasta/run_analog.sh   (the models of $LOGS/autopasta_recall_train_more/seed={0,1,2})
@@ -22,10 +22,15 @@ for s in $SEEDS; do
     "$PY" run.py experiment=autopasta_recall_train logger=csv "paths.log_dir=$LOGS" seed=$s \
         name=autopasta_recall_train_more "runner.init_from='$LOGS/autopasta_recall_train/seed=$s'"
   fi
-  COMMON=(experiment=autopasta_recall logger=csv paper=null "paths.log_dir=$LOGS" seed=$s)
-  "$PY" run.py "${COMMON[@]}" runner.task.sentences=16 steering=autopasta "$HEADS"     # profiles, saves the heads
-  "$PY" run.py "${COMMON[@]}" runner.task.sentences=24 steering=autopasta "$HEADS"
-  "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24 steering=autopasta steering.apply=append
+  CKPT="$(ls -d "$LOGS"/autopasta_recall_train_more/*seed=$s/ | head -1)"   # its folder name carries the init_from
+  COMMON=(experiment=autopasta_recall logger=csv paper=null "paths.log_dir=$LOGS" seed=$s "runner.checkpoint='$CKPT'")
+  # stage 1 = the sentence a designated head of the model attends to most (the head with the best held-out
+  # precision, spec §5.1); the probe identification (each sentence alone) as a second AutoPASTA row, same heads
+  "$PY" run.py "${COMMON[@]}" runner.task.sentences=16 steering=autopasta steering.identify=attention "$HEADS"  # profiles, saves
+  "$PY" run.py "${COMMON[@]}" runner.task.sentences=24 steering=autopasta steering.identify=attention "$HEADS"
+  "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24 steering=autopasta steering.identify=probe "$HEADS"
+  "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24 steering=autopasta steering.identify=attention "$HEADS" \
+      steering.apply=append
   "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24
   "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24 steering=pasta "$HEADS" runner.task.highlight=oracle,random
 done
