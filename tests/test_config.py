@@ -17,6 +17,9 @@ GROUPS = ["model", "data", "runner", "trainer", "hardware", "logger", "callbacks
           "experiment", "problem",
           "r3m_grid_method"]  # the R3M grid's rows as presets, so experiments/r3m/run_grid.sh is one multirun
 ROLE_GROUPS = [r for r in ROLES if (CONF_DIR / r).is_dir()]
+# Groups not in the root defaults, appended (+group=option) to what they need: numeric experiments pick a problem;
+# the R3M grid's method presets go with an r3m_grid experiment.
+APPENDED = {"problem": [], "r3m_grid_method": ["experiment=r3m_grid/clean"]}
 RUNNER_NEEDS = {"generate": ["kv_cache=fp16"], "numeric": ["solver=nag_mf", "+problem=matrix_factorization"]}
 
 
@@ -53,11 +56,10 @@ def _fits(group: str, option: str) -> list[str] | None:
 def test_every_option_composes_and_validates(compose, group):
     assert options(group), f"conf/{group}/ is empty"
     # Without the default experiment (quickstart sets lm-runner and optimizer keys such as method.lr).
-    base = [] if group == "experiment" else ["~experiment"]
+    base = [] if group in ("experiment", *APPENDED) else ["~experiment"]
     for option in options(group):
-        needs = [] if group in ("experiment", "problem") else _fits(group, option)
-        # `problem` is not in the root defaults (only numeric experiments pick one): append it
-        cfg, _ = compose([*base, *(needs or []), f"{'+' if group == 'problem' else ''}{group}={option}"])
+        needs = APPENDED[group] if group in APPENDED else [] if group == "experiment" else _fits(group, option)
+        cfg, _ = compose([*base, *(needs or []), f"{'+' if group in APPENDED else ''}{group}={option}"])
         if needs is None:  # a slot no runner takes yet (steering: the attention hook is library-level)
             typed(cfg[group])
         else:
