@@ -12,8 +12,11 @@ LOGS="${REPROLAB_LOG_DIR:-logs}"
 BASE="$LOGS/dft_toy_base/seed=0"
 
 [ -d "$BASE" ] || "$PY" run.py experiment=dft_toy_base seed=0 logger=csv trainer.enable_progress_bar=false cpu_threads=1 "paths.log_dir=$LOGS"
-"$PY" run.py -m experiment=dft_toy_near_base "runner.init_from='$BASE'" objective=sft,dft,dft2 seed=0,1,2 \
-    optimizer.lr=1.0e-5,2.0e-5 launcher=joblib logger=csv trainer.enable_progress_bar=false "paths.log_dir=$LOGS" \
+"$PY" run.py experiment=dft_toy_near_base "runner.init_from='$BASE'" seed=0 logger=csv trainer.enable_progress_bar=false \
+    "paths.log_dir=$LOGS" trainer.max_steps=1 name=dft_toy_prepare cpu_threads=1 >/dev/null  # caches the negatives once, before the parallel runs
+# lr first: Hydra varies the last override fastest, so every lr 1e-5 run comes before the 2e-5 ones
+"$PY" run.py -m experiment=dft_toy_near_base optimizer.lr=1.0e-5,2.0e-5 "runner.init_from='$BASE'" \
+    objective=sft,dft,dft2 seed=0,1,2 launcher=joblib logger=csv trainer.enable_progress_bar=false "paths.log_dir=$LOGS" \
     cpu_threads=1 "$@"
 
 "$PY" -m experiments.report dft --runs "$LOGS" --out "$LOGS/reports/dft" --no-wandb > /dev/null
