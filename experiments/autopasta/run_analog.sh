@@ -22,12 +22,14 @@ for s in $SEEDS; do
     "$PY" run.py experiment=autopasta_recall_train logger=csv "paths.log_dir=$LOGS" seed=$s \
         name=autopasta_recall_train_more "runner.init_from='$LOGS/autopasta_recall_train/seed=$s'"
   fi
-  CKPT="$(ls -d "$LOGS"/autopasta_recall_train_more/*seed=$s/ | head -1)"   # its folder name carries the init_from
-  COMMON=(experiment=autopasta_recall logger=csv paper=null "paths.log_dir=$LOGS" seed=$s "runner.checkpoint='$CKPT'")
+  # the continued model under a stable name, the experiment's runner.checkpoint (its folder is named by init_from)
+  ln -sfn "$(basename "$(ls -d "$LOGS"/autopasta_recall_train_more/runner.init_from=*seed=$s/ | head -1)")" \
+      "$LOGS/autopasta_recall_train_more/seed=$s"
+  COMMON=(experiment=autopasta_recall logger=csv paper=null "paths.log_dir=$LOGS" seed=$s)
   # stage 1 = the sentence a designated head of the model attends to most (the head with the best held-out
   # precision, spec §5.1); the probe identification (each sentence alone) as a second AutoPASTA row, same heads
-  "$PY" run.py "${COMMON[@]}" runner.task.sentences=16 steering=autopasta steering.identify=attention "$HEADS"  # profiles, saves
-  "$PY" run.py "${COMMON[@]}" runner.task.sentences=24 steering=autopasta steering.identify=attention "$HEADS"
+  "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16 steering=autopasta steering.identify=attention "$HEADS"  # profiles, saves
+  "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=24 steering=autopasta steering.identify=attention "$HEADS"
   "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24 steering=autopasta steering.identify=probe "$HEADS"
   "$PY" run.py -m "${COMMON[@]}" runner.task.sentences=16,24 steering=autopasta steering.identify=attention "$HEADS" \
       steering.apply=append
