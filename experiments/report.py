@@ -80,7 +80,7 @@ def _fill(table: Table, runs: list[Run], label: str | None = None) -> Cells:
                 config = (r.setting_beyond(beyond), r.name, str(r.seed) if r.seed is not None else r.path)
                 if isinstance(v, (int, float)) and math.isfinite(v) and (table.best_of or config not in seen):
                     seen.add(config)
-                    by_setting.setdefault(r.setting if table.best_of else config[0], []).append(float(v))
+                    by_setting.setdefault(r.setting if table.best_of else config[0], []).append(float(v) * col.scale)
             if not by_setting:
                 cells[row, col.label] = Cell()
                 continue

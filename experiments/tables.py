@@ -25,6 +25,7 @@ class Column:
     higher_is_better: bool | None  # None: a reference column (e.g. an exact floor), never ranked
     match: dict = field(default_factory=dict)
     fmt: str = "{:.4g}"
+    scale: float = 1.0  # ours x scale, in the paper's unit (100: a fraction the runs record, a % the paper prints)
 
 
 @dataclass
@@ -59,8 +60,11 @@ class Table:
             hib = c["higher_is_better"]
             if hib not in (True, False, None):
                 raise TableError(f"{where}: column {label!r}: higher_is_better must be true, false or null")
+            scale = c.get("scale", 1.0)
+            if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
+                raise TableError(f"{where}: column {label!r}: scale must be a positive number, got {scale!r}")
             columns.append(Column(str(label), c["metric"], hib, c.get("match") or {},
-                                  c.get("format", "{:.4g}")))
+                                  c.get("format", "{:.4g}"), float(scale)))
         paper = spec.get("paper") or {}
         values = paper.get("values") or {}
         for row, cols in values.items():

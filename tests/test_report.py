@@ -156,10 +156,20 @@ def test_best_of_tables_report_the_best_setting(tmp_path):
 
 @pytest.mark.parametrize("bad, msg", [({"version": 2}, "version"), ({"rows": None}, "rows"),
                                       ({"colour": 1}, "unknown keys"),
-                                      ({"paper": {"values": {"Lion": {"small": 1}}}}, "unknown row")])
+                                      ({"paper": {"values": {"Lion": {"small": 1}}}}, "unknown row"),
+                                      ({"columns": {"acc": {"metric": "table/acc", "higher_is_better": True,
+                                                            "scale": 0}}}, "scale must be a positive number")])
 def test_malformed_tables_are_rejected(tmp_path, bad, msg):
     with pytest.raises(TableError, match=msg):
         table(tmp_path, {**TABLE, **bad})
+
+
+def test_a_scaled_column_reports_ours_in_the_papers_unit(tmp_path, runs):
+    spec = {**TABLE, "columns": {**TABLE["columns"], "acc": {**TABLE["columns"]["acc"], "scale": 100, "format": "{:.1f}"}}}
+    cells = rep.build(table(tmp_path, spec), load_runs(runs))
+    adamw = cells["AdamW", "acc"]  # the runs recorded 0.5 and 1.5
+    assert (adamw.mean, adamw.std) == (pytest.approx(100.0), pytest.approx(100 * statistics.stdev([0.5, 1.5])))
+    assert cells["AdamW", "small"].mean == pytest.approx(3.1)  # other columns as recorded
 
 
 def test_every_committed_table_definition_loads():
