@@ -73,9 +73,14 @@ class GenerateRunner:
                                      "per prompt: runners.generate.sampling.generate).")
         if self.task is None:
             raise checks.ConfigError("runner.task is unset: pick one with runner/task=<gsm8k|aqua|bbh|perplexity|recall>.")
-        from reprolab.data.editing_config import EditTask
+        refuse_edit_task(self.task, "runner.task")
 
-        if isinstance(self.task, EditTask):
-            raise checks.ConfigError(f"runner.task is the edit task {type(self.task).__name__}, which the generate runner "
-                                     "does not score: run edit tasks with runner=edit (e.g. experiment=roselora_facts_edit), "
-                                     "or pick a generate task with runner/task=<gsm8k|aqua|bbh|perplexity|recall|llm_adapters>.")
+
+def refuse_edit_task(task, key: str) -> None:
+    """An edit task (the `task` group's edit_*) is scored by the edit runner alone: say so for ``key``."""
+    from reprolab.data.editing_config import EditTask
+
+    if isinstance(task, EditTask):
+        raise checks.ConfigError(f"{key} is the edit task {type(task).__name__}, which only the edit runner scores: run "
+                                 "edit tasks with runner=edit (e.g. experiment=roselora_facts_edit), or pick a generate "
+                                 "task with runner/task=<gsm8k|aqua|bbh|perplexity|recall|llm_adapters>.")

@@ -54,6 +54,10 @@ class LMRunner:
         checks.in_range("runner.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         checks.non_negative("runner.checkpoint_every", self.checkpoint_every)
         checks.positive("runner.eval_batch_size", self.eval_batch_size)
+        if self.eval is not None:
+            from runners.generate.config import refuse_edit_task
+
+            refuse_edit_task(self.eval, "runner.eval")
 
     def check_roles(self, roles) -> None:
         """A KV cache serves the evaluation after training: one without the other is a mistake; a

@@ -98,8 +98,13 @@ def test_generate_runner_scores_a_tiny_fixture_offline(run_job, tmp_path):
 
 
 def test_generate_runner_refuses_edit_tasks(run_job):
-    with pytest.raises(ConfigError, match="runner=edit"):
+    with pytest.raises(ConfigError, match="runner.task is the edit task .*runner=edit"):
         run_job(["~experiment", "runner=generate", "runner/task=edit_facts", "kv_cache=fp16", *SMALL])
+
+
+def test_lm_runner_refuses_an_edit_task_as_its_eval(run_job):
+    with pytest.raises(ConfigError, match="runner.eval is the edit task .*runner=edit"):
+        run_job(["+runner/task@runner.eval=edit_facts", "kv_cache=fp16", "trainer.max_steps=2"])
 
 
 @pytest.mark.parametrize("experiment, datasets, budget", [
