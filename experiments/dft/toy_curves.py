@@ -3,7 +3,9 @@ every validation step of the toy runs (experiment=dft_toy and dft_toy_small_lr),
 objective (and per other override of a run, e.g. a sensitivity run with data.negatives_per_step=4, kept apart).
 Writes ``toy_curves.md``.
 
-    python -m experiments.dft.toy_curves [--runs logs] [--out experiments/dft/results]
+    python -m experiments.dft.toy_curves [--runs logs] [--out experiments/dft/results] [--near-base]
+
+``--near-base``: experiment=dft_toy_near_base instead, into ``toy_curves_near_base.md``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from experiments.numeric import provenance
 
 EXPERIMENTS = {"dft_toy": "large lr (AdamW 1e-3, 32 prompts x 96 steps)",
                "dft_toy_small_lr": "small lr (AdamW 5e-5, 64 prompts x 320 steps)"}
+NEAR_BASE = {"dft_toy_near_base": "near the base (AdamW 1e-5 / 1.5e-5 / 2e-5, 64 prompts x 320 steps)"}
 OBJECTIVES = ("sft", "dft", "dft2")
 METRICS = (("val/exact_match", "exact match", "{:.3f}"), ("val/margin", "margin", "{:.2f}"),
            ("val/logp_chosen", "log pi(y*)", "{:.2f}"), ("val/logp_distractor", "log pi(d)", "{:.2f}"))
@@ -55,10 +58,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="logs")
     ap.add_argument("--out", default="experiments/dft/results")
+    ap.add_argument("--near-base", action="store_true")
     args = ap.parse_args(argv)
+    experiments = NEAR_BASE if args.near_base else EXPERIMENTS
     lines = provenance("DFT toy: validation curves (held-out prompts, mean ± std over seeds)",
                        "python -m experiments.dft.toy_curves " + " ".join(sys.argv[1:] if argv is None else argv))
-    for experiment, title in EXPERIMENTS.items():
+    for experiment, title in experiments.items():
         curves = read_curves(Path(args.runs), experiment)
         lines += [f"## experiment={experiment}: {title}", "",
                   "| run | step | " + " | ".join(name for _, name, _ in METRICS) + " |",
@@ -70,7 +75,7 @@ def main(argv=None) -> None:
         lines.append("")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "toy_curves.md").write_text("\n".join(lines))
+    (out / ("toy_curves_near_base.md" if args.near_base else "toy_curves.md")).write_text("\n".join(lines))
     print("\n".join(lines))
 
 
