@@ -26,9 +26,12 @@ METRICS = (("val/exact_match", "exact match", "{:.3f}"), ("val/margin", "margin"
            ("val/logp_chosen", "log pi(y*)", "{:.2f}"), ("val/logp_distractor", "log pi(d)", "{:.2f}"))
 
 
+BASE = "runner.init_from='logs/dft_toy_base/seed=0'"  # the base of run_toy.sh: not named in the rows
+
+
 def row_name(meta: dict) -> str:
-    """The run's objective, with its overrides beyond the objective, the seed and the base it starts from."""
-    extra = [p for p in meta.get("key", "").split(",") if p and not p.startswith(("seed=", "objective=", "runner.init_from="))]
+    """The run's objective, with its overrides beyond the objective, the seed and run_toy.sh's base."""
+    extra = [p for p in meta.get("key", "").split(",") if p and p != BASE and not p.startswith(("seed=", "objective="))]
     return meta["choices"]["objective"] + (f" [{', '.join(extra)}]" if extra else "")
 
 

@@ -59,15 +59,19 @@ def per_prompt(run: Path) -> torch.Tensor:
 
 
 def finished_runs(runs: Path, experiment: str) -> dict:
-    """{lr: {objective: {seed: run folder}}} of the finished runs of ``experiment`` with the spec's m = 2."""
+    """{(lr, base run): {objective: {seed: run folder}}} of the finished runs of ``experiment`` with the spec's
+    m = 2 (runs of other bases are compared apart)."""
     out: dict = {}
     for meta_file in sorted((runs / experiment).glob("*/run.json")):
         meta = json.loads(meta_file.read_text())
         cfg = OmegaConf.load(meta_file.parent / "config.yaml")
         if meta.get("status") != "complete" or cfg.data.negatives_per_step != 2:
             continue
-        out.setdefault(float(cfg.optimizer.lr), {}).setdefault(meta["choices"]["objective"], {})[int(cfg.seed)] = \
-            meta_file.parent
+        cell = out.setdefault((float(cfg.optimizer.lr), str(cfg.runner.init_from)), {})
+        seeds = cell.setdefault(meta["choices"]["objective"], {})
+        if int(cfg.seed) in seeds:
+            raise ValueError(f"two finished runs of one cell: {seeds[int(cfg.seed)]} and {meta_file.parent}")
+        seeds[int(cfg.seed)] = meta_file.parent
     return out
 
 
@@ -83,11 +87,11 @@ def main(argv=None) -> None:
               "and the batch order. Over seeds: per prompt, the number of seeds (of 3) right; b / c = prompts "
               "where the row's count is higher / lower than SFT's.", ""]
     for experiment in EXPERIMENTS:
-        for lr, by_objective in sorted(finished_runs(Path(args.runs), experiment).items()):
+        for (lr, base), by_objective in sorted(finished_runs(Path(args.runs), experiment).items()):
             em = {o: {s: per_prompt(r) for s, r in runs.items()} for o, runs in by_objective.items()}
             if "sft" not in em:
                 continue
-            lines += [f"## experiment={experiment}, lr {lr:g}", "",
+            lines += [f"## experiment={experiment}, lr {lr:g}, base {base}", "",
                       "| row | seed | acc (row) | acc (SFT) | b | c | p |", "|---|---|---|---|---|---|---|"]
             for o in OBJECTIVES[1:]:
                 seeds = sorted(set(em.get(o, {})) & set(em["sft"]))

@@ -17,3 +17,12 @@ def test_discordant_counts_each_direction():
     assert discordant(ours, sft) == (2, 2)
     assert discordant(ours, ours) == (0, 0)
     assert discordant(torch.ones(4), torch.zeros(4)) == (4, 0)
+
+
+def test_toy_curves_keep_runs_of_another_base_apart():
+    from experiments.dft.toy_curves import row_name
+
+    key = "objective=dft,optimizer.lr=1.5e-05,runner.init_from='logs/dft_toy_base/seed={}',seed=0"
+    assert row_name({"choices": {"objective": "dft"}, "key": key.format(0)}) == "dft [optimizer.lr=1.5e-05]"
+    assert row_name({"choices": {"objective": "dft"}, "key": key.format(1)}) == \
+        "dft [optimizer.lr=1.5e-05, runner.init_from='logs/dft_toy_base/seed=1']"
