@@ -61,11 +61,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="logs")
     ap.add_argument("--out", default="experiments/dft/results")
+    ap.add_argument("--seed", type=int, default=0, help="the base run's seed (another than 0: toy_base_seed<N>.md)")
     args = ap.parse_args(argv)
-    m = base_metrics(Path(args.runs) / "dft_toy_base" / "seed=0")
+    m = base_metrics(Path(args.runs) / "dft_toy_base" / f"seed={args.seed}")
     lines = provenance("DFT toy: the base model and its cached negatives",
                        "python -m experiments.dft.toy_base " + " ".join(sys.argv[1:] if argv is None else argv))
-    lines += ["Base model (experiment=dft_toy_base, seed 0) on the 256 held-out prompts:", "",
+    lines += [f"Base model (experiment=dft_toy_base, seed {args.seed}) on the 256 held-out prompts:", "",
               "| exact match | margin log pi(y*) - log pi(d) | log pi(y*) | log pi(d) |", "|---|---|---|---|",
               f"| {m['exact_match']:.3f} | {m['margin']:.2f} | {m['logp_chosen']:.2f} | {m['logp_distractor']:.2f} |", "",
               "Cached negatives of the 256 training prompts (share of all negatives):", "",
@@ -76,7 +77,7 @@ def main(argv=None) -> None:
                      f"{r['other']:.3f} | {r['tokens_per_s']:.0f} | {r['mean_ref_logp']:.2f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "toy_base.md").write_text("\n".join(lines) + "\n")
+    (out / ("toy_base.md" if args.seed == 0 else f"toy_base_seed{args.seed}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
