@@ -3,6 +3,7 @@ negatives are (the share equal to the right answer y*, to the distractor d, othe
 tokens/s. Writes ``toy_base.md``.
 
     python -m experiments.dft.toy_base [--runs logs] [--out experiments/dft/results]
+    python -m experiments.dft.toy_base --experiment dft_toy_mlp_base --cache dft_negatives_mlp   # toy_mlp_base.md
 """
 from __future__ import annotations
 
@@ -62,22 +63,26 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", default="logs")
     ap.add_argument("--out", default="experiments/dft/results")
     ap.add_argument("--seed", type=int, default=0, help="the base run's seed (another than 0: toy_base_seed<N>.md)")
+    ap.add_argument("--experiment", default="dft_toy_base",
+                    help="the base's experiment (another: <its name without dft_>.md, e.g. toy_mlp_base.md)")
+    ap.add_argument("--cache", default="dft_negatives", help="the negatives' folder under <runs>/cache")
     args = ap.parse_args(argv)
-    m = base_metrics(Path(args.runs) / "dft_toy_base" / f"seed={args.seed}")
+    m = base_metrics(Path(args.runs) / args.experiment / f"seed={args.seed}")
     lines = provenance("DFT toy: the base model and its cached negatives",
                        "python -m experiments.dft.toy_base " + " ".join(sys.argv[1:] if argv is None else argv))
-    lines += [f"Base model (experiment=dft_toy_base, seed {args.seed}) on the 256 held-out prompts:", "",
+    lines += [f"Base model (experiment={args.experiment}, seed {args.seed}) on the 256 held-out prompts:", "",
               "| exact match | margin log pi(y*) - log pi(d) | log pi(y*) | log pi(d) |", "|---|---|---|---|",
               f"| {m['exact_match']:.3f} | {m['margin']:.2f} | {m['logp_chosen']:.2f} | {m['logp_distractor']:.2f} |", "",
               "Cached negatives of the 256 training prompts (share of all negatives):", "",
               "| file | per prompt | T | top-k | = y* | = d | other | generation tokens/s | mean log pi_ref |",
               "|---|---|---|---|---|---|---|---|---|"]
-    for r in negatives_stats(Path(args.runs) / "cache" / "dft_negatives"):
+    for r in negatives_stats(Path(args.runs) / "cache" / args.cache):
         lines.append(f"| {r['file'][:22]}... | {r['per_prompt']} | {r['T']} | {r['top_k']} | {r['y*']:.3f} | {r['d']:.3f} | "
                      f"{r['other']:.3f} | {r['tokens_per_s']:.0f} | {r['mean_ref_logp']:.2f} |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("toy_base.md" if args.seed == 0 else f"toy_base_seed{args.seed}.md")).write_text("\n".join(lines) + "\n")
+    stem = "toy_base" if args.experiment == "dft_toy_base" else args.experiment.removeprefix("dft_")
+    (out / (f"{stem}.md" if args.seed == 0 else f"{stem}_seed{args.seed}.md")).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

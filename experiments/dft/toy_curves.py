@@ -5,7 +5,8 @@ Writes ``toy_curves.md``.
 
     python -m experiments.dft.toy_curves [--runs logs] [--out experiments/dft/results] [--near-base]
 
-``--near-base``: experiment=dft_toy_near_base instead, into ``toy_curves_near_base.md``.
+``--near-base``: experiment=dft_toy_near_base instead, into ``toy_curves_near_base.md``; ``--mlp``: the MLP base's
+runs (experiment=dft_toy_mlp and dft_toy_mlp_small_lr), into ``toy_mlp_curves.md``.
 """
 from __future__ import annotations
 
@@ -21,17 +22,20 @@ from experiments.numeric import provenance
 EXPERIMENTS = {"dft_toy": "large lr (AdamW 1e-3, 32 prompts x 96 steps)",
                "dft_toy_small_lr": "small lr (AdamW 5e-5, 64 prompts x 320 steps)"}
 NEAR_BASE = {"dft_toy_near_base": "near the base (AdamW 1e-5 / 1.5e-5 / 2e-5, 64 prompts x 320 steps)"}
+MLP = {"dft_toy_mlp": "MLP base, large lr (AdamW 1e-3, 32 prompts x 96 steps)",
+       "dft_toy_mlp_small_lr": "MLP base, small lr (AdamW 5e-5, 64 prompts x 320 steps)"}
 OBJECTIVES = ("sft", "dft", "dft2")
 METRICS = (("val/exact_match", "exact match", "{:.3f}"), ("val/margin", "margin", "{:.2f}"),
            ("val/logp_chosen", "log pi(y*)", "{:.2f}"), ("val/logp_distractor", "log pi(d)", "{:.2f}"))
 
 
-BASE = "runner.init_from='logs/dft_toy_base/seed=0'"  # the base of run_toy.sh: not named in the rows
+# the bases of run_toy.sh and run_toy_mlp.sh: not named in the rows
+BASES = ("runner.init_from='logs/dft_toy_base/seed=0'", "runner.init_from='logs/dft_toy_mlp_base/seed=0'")
 
 
 def row_name(meta: dict) -> str:
     """The run's objective, with its overrides beyond the objective, the seed and run_toy.sh's base."""
-    extra = [p for p in meta.get("key", "").split(",") if p and p != BASE and not p.startswith(("seed=", "objective="))]
+    extra = [p for p in meta.get("key", "").split(",") if p and p not in BASES and not p.startswith(("seed=", "objective="))]
     return meta["choices"]["objective"] + (f" [{', '.join(extra)}]" if extra else "")
 
 
@@ -61,9 +65,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="logs")
     ap.add_argument("--out", default="experiments/dft/results")
-    ap.add_argument("--near-base", action="store_true")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--near-base", action="store_true")
+    which.add_argument("--mlp", action="store_true")
     args = ap.parse_args(argv)
-    experiments = NEAR_BASE if args.near_base else EXPERIMENTS
+    experiments = NEAR_BASE if args.near_base else MLP if args.mlp else EXPERIMENTS
     lines = provenance("DFT toy: validation curves (held-out prompts, mean ± std over seeds)",
                        "python -m experiments.dft.toy_curves " + " ".join(sys.argv[1:] if argv is None else argv))
     for experiment, title in experiments.items():
@@ -78,7 +84,8 @@ def main(argv=None) -> None:
         lines.append("")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / ("toy_curves_near_base.md" if args.near_base else "toy_curves.md")).write_text("\n".join(lines))
+    name = "toy_curves_near_base.md" if args.near_base else "toy_mlp_curves.md" if args.mlp else "toy_curves.md"
+    (out / name).write_text("\n".join(lines))
     print("\n".join(lines))
 
 

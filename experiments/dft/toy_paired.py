@@ -3,10 +3,11 @@ score the 256 held-out prompts one by one (greedy exact match), and for each see
 gets right that SFT misses (b) and those SFT gets right that DFT misses (c) are counted, with the exact
 two-sided sign test on b against c (McNemar's exact test); then over the seeds, per prompt, the number of
 seeds right under each objective (a prompt is one unit; the seeds share the prompts, so their b and c are
-not independent and are not summed). Runs: experiment=dft_toy_small_lr and dft_toy_near_base.
-Writes ``toy_paired.md``.
+not independent and are not summed). Runs: experiment=dft_toy_small_lr and dft_toy_near_base (``--experiments``:
+others, e.g. the MLP base's dft_toy_mlp_small_lr). Writes ``toy_paired.md`` (``--name``: another file).
 
     python -m experiments.dft.toy_paired [--runs logs] [--out experiments/dft/results]
+    python -m experiments.dft.toy_paired --experiments dft_toy_mlp_small_lr dft_toy_mlp --name toy_mlp_paired.md
 """
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="logs")
     ap.add_argument("--out", default="experiments/dft/results")
+    ap.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
+    ap.add_argument("--name", default="toy_paired.md")
     args = ap.parse_args(argv)
     lines = provenance("DFT toy: SFT against DFT / DFT2 prompt by prompt (held-out, greedy exact match)",
                        "python -m experiments.dft.toy_paired " + " ".join(sys.argv[1:] if argv is None else argv))
@@ -86,7 +89,7 @@ def main(argv=None) -> None:
               "p = exact two-sided sign test of b against c. Per seed: the two runs share the base, the negatives "
               "and the batch order. Over seeds: per prompt, the number of seeds (of 3) right; b / c = prompts "
               "where the row's count is higher / lower than SFT's.", ""]
-    for experiment in EXPERIMENTS:
+    for experiment in args.experiments:
         for (lr, base), by_objective in sorted(finished_runs(Path(args.runs), experiment).items()):
             em = {o: {s: per_prompt(r) for s, r in runs.items()} for o, runs in by_objective.items()}
             if "sft" not in em:
@@ -107,7 +110,7 @@ def main(argv=None) -> None:
             lines.append("")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "toy_paired.md").write_text("\n".join(lines))
+    (out / args.name).write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -49,6 +49,10 @@ def build_causal_lm(cfg, vocab_size: int | None = None) -> torch.nn.Module:
     vocab = cfg.vocab_size or vocab_size
     if not vocab:
         raise ValueError("model.vocab_size is unset and the data source gave none")
+    if cfg.arch == "window_mlp":
+        from reprolab.models import window_mlp
+
+        return window_mlp.build(cfg, vocab)
     config = hf_config(cfg, vocab)
     if cfg.reward_head:
         return _reward_model((LlamaModel if cfg.arch == "llama" else GPT2Model)(config))

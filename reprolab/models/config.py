@@ -7,13 +7,15 @@ from typing import Optional
 from reprolab import checks
 from reprolab.registry import schema
 
-ARCHS = ("llama", "gpt2")
+ARCHS = ("llama", "gpt2", "window_mlp")
 
 
 @schema("model", "causal_lm")
 @dataclass
 class CausalLM:
-    """A decoder-only LM: HF ``LlamaForCausalLM`` or ``GPT2LMHeadModel``.
+    """A decoder-only LM: HF ``LlamaForCausalLM`` or ``GPT2LMHeadModel``, or (``arch: window_mlp``) an MLP over
+    the one-hot tokens of the last ``window`` positions (`reprolab.models.window_mlp`: ``hidden_size`` wide,
+    ``num_layers`` hidden layers; the head and attention sizes are not used; built from config only).
 
     Sizes use LLaMA names; for GPT-2 they map to n_embd / n_layer / n_head (its MLP is 4x wide).
     vocab_size: None takes the data source's vocabulary.
@@ -39,9 +41,14 @@ class CausalLM:
     hf_id: Optional[str] = None
     pretrained: bool = False
     reward_head: bool = False
+    window: int = 8
 
     def __post_init__(self):
         checks.one_of("model.arch", self.arch, ARCHS)
+        checks.positive("model.window", self.window)
+        if self.arch == "window_mlp" and (self.pretrained or self.reward_head):
+            raise checks.ConfigError("model.arch=window_mlp is built from config only, as a causal LM: set "
+                                     "model.pretrained=false and model.reward_head=false, or pick arch llama / gpt2.")
         for key in ("hidden_size", "intermediate_size", "num_layers", "num_heads", "max_position_embeddings"):
             checks.positive(f"model.{key}", getattr(self, key))
         if self.hidden_size % self.num_heads:

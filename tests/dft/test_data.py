@@ -190,13 +190,18 @@ def test_text_source_formats_like_the_official_code():
     assert source.val[0].distractor is not None
 
 
-def test_shared_prompt_forward_equals_one_forward_per_sequence(toy_run):
+def test_shared_prompt_forward_equals_one_forward_per_sequence():
     """The DFT step forwards each prompt once and its answers after it: same log-probs and gradients as
     full sequences (right-padded rows of different prompt and answer lengths)."""
+    check_shared_prompt_forward(tiny_lm(vocab=20))
+
+
+def check_shared_prompt_forward(model) -> None:
+    """`test_shared_prompt_forward_equals_one_forward_per_sequence` for ``model`` (vocab >= 20; also
+    tests/dft/test_window_mlp.py)."""
     from methods.dft.data import padded
     from methods.dft.objective import answer_logps, positive_and_negative_logps
 
-    model = tiny_lm(vocab=20)
     prompts = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11, 12, 13, 14], [2, 4]]
     answers = [[[5, 6, 7], [8], [9, 10, 11, 12]], [[3, 3], [4, 5, 6, 7, 8, 9], [1]], [[7], [7, 8], [19, 18, 17]]]
     rows = [padded([(p, a[k]) for p, a in zip(prompts, answers)], 0) for k in range(3)]
