@@ -63,6 +63,9 @@ class TempNetConfig(TempNetHead):
       catch a TempNet built for another vocabulary (50304 for the padded GPT-NeoX GPT-2, 32000 LLaMA).
     shift_max: feed logits - max(logits) (the root ``tempnet.py``'s generation branch) instead of the raw
       logits its training saw; false keeps training and decoding alike.
+    compiled: decode through one AOTInductor-compiled CPU graph of the eval-mode tau and the division
+      (`methods.tempnet.compiled`: compiled once per shape and cached on disk, ~30-50 s; CPU fp32 logits only;
+      without a C++ compiler: a warning and the eager path, same values up to rounding). false: the eager path.
     frozen_model: train only TempNet (spec §2.4 (c), `LLaMA-2/pretrain_gpt.py`): every other parameter
       gets requires_grad=False, so the LM stays bit-identical; false: train jointly (GPT-2 from scratch).
     lr / weight_decay: TempNet's own optimizer group at a constant lr (spec §2.4: GPT-2 from scratch 2e-6 with
@@ -74,6 +77,7 @@ class TempNetConfig(TempNetHead):
     hidden: int = 256
     vocab_size: Optional[int] = None
     shift_max: bool = False
+    compiled: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,4 +94,4 @@ class TempNetConfig(TempNetHead):
                 f"temperature.vocab_size={self.vocab_size} and the model's head gives {hidden_size} logits: TempNet "
                 f"reads the whole logit vector, so the two must agree. Set temperature.vocab_size={hidden_size} (or null "
                 "to take the model's), or use the model whose vocabulary this TempNet was trained for.")
-        return TempNet(hidden_size, self.hidden, self.tau_min, self.tau_max, self.dropout, self.shift_max)
+        return TempNet(hidden_size, self.hidden, self.tau_min, self.tau_max, self.dropout, self.shift_max, self.compiled)

@@ -3,10 +3,16 @@ reads the detached output of a foundation model and predicts a temperature in [t
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _nn_module
+
+from methods.tempnet.compiled import compiled_runner
+
+_VERSION = operator.attrgetter("_version")
 
 
 def bounded(z: torch.Tensor, tau_min: float, tau_max: float) -> torch.Tensor:
@@ -29,8 +35,9 @@ class TempNet(nn.Module):
     """
 
     def __init__(self, feature_dim: int, hidden: int = 256, tau_min: float = 0.01, tau_max: float = 2.0,
-                 dropout: float = 0.5, shift_max: bool = False):
+                 dropout: float = 0.5, shift_max: bool = False, compiled: bool = False):
         super().__init__()
+        self.compiled = compiled
         self.feature_dim, self.hidden = feature_dim, hidden
         self.tau_min, self.tau_max, self.shift_max = tau_min, tau_max, shift_max
         self.proj = nn.Sequential(nn.Linear(feature_dim, hidden), nn.Sigmoid(), nn.Dropout(dropout),
@@ -39,6 +46,7 @@ class TempNet(nn.Module):
         self.last = nn.Linear(hidden, 1)
         nn.init.ones_(self.last.weight)
         nn.init.zeros_(self.last.bias)
+        self.register_load_state_dict_post_hook(_drop_folded)
 
     def pooled(self, logits: torch.Tensor) -> torch.Tensor:
         """z, the pre-sigmoid output ``(..., 1)``, in few ops (it runs at every decode step): the first layer
@@ -64,40 +72,86 @@ class TempNet(nn.Module):
             return bounded(self.pooled(logits), self.tau_min, self.tau_max)
         return self.inference(logits)
 
+    def _params(self) -> tuple:
+        """W1, b1, W2, b2, s, v, c (the Parameter objects)."""
+        return (self.proj[0].weight, self.proj[0].bias, self.proj[3].weight, self.proj[3].bias, self.scaler,
+                self.last.weight, self.last.bias)
+
     def folded(self) -> tuple:
-        """What the inference path needs that depends on the weights alone, the pooling's temperature T = exp(s)
-        folded in: W1^T, b1, (W2 / T)^T, b2 / T, T v, c (v, c: the last layer), tau_min as a tensor; rebuilt when a
-        weight has changed (in-place version counters and storage of every parameter)."""
-        params = (self.proj[0].weight, self.proj[0].bias, self.proj[3].weight, self.proj[3].bias, self.scaler,
-                  self.last.weight, self.last.bias)
-        key = tuple((p._version, p.data_ptr()) for p in params)
+        """What the inference path needs that depends on the weights alone, the pooling temperature T = exp(s) and
+        the last layer (v, c) folded in: W1, b1; W2 / T, b2 / T (the softmax's input x / T); W_y, b_y with
+        y_k = (x_k / T) (T v_k) - mean_j (x_j / T) (T v_j) + c, linear in the hidden units: W_y = diag(v) W2 minus its
+        column means, b_y = v * b2 - mean(v * b2) + c; tau_min as a tensor. Rebuilt when a weight has changed in
+        place (the parameters' version counters: an optimizer step, load_state_dict), after ``.to()`` / ``.half()``
+        (`_apply`) and after a load that assigns new parameters (a load_state_dict post-hook)."""
         cached = self.__dict__.get("_folded")
-        if cached is None or cached[0] != key:
-            w1, b1, w2, b2, s, v, c = (p.detach() for p in params)
-            t = s.exp()
-            lo = torch.tensor(self.tau_min, dtype=w1.dtype, device=w1.device)
-            cached = (key, (w1.t().contiguous(), b1, (w2 / t).t().contiguous(), b2 / t, v[0] * t, c, lo))
-            self.__dict__["_folded"] = cached
-        return cached[1]
+        if cached is not None and tuple(map(_VERSION, cached[0])) == cached[1]:
+            return cached[2]
+        params = self._params()
+        w1, b1, w2, b2, s, v, c = (p.detach() for p in params)
+        t = s.exp()
+        wy, by = w2 * v[0, :, None], b2 * v[0]
+        folded = (w1, b1, w2 / t, b2 / t, wy - wy.mean(0, keepdim=True), by - by.mean() + c,
+                  torch.tensor(self.tau_min, dtype=w1.dtype, device=w1.device))
+        self.__dict__["_folded"] = (params, tuple(map(_VERSION, params)), folded)
+        return folded
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__.pop("_folded", None)  # .to() / .half() / .cuda() replace the parameters' data
+        return super()._apply(fn, recurse)
 
     def inference(self, logits: torch.Tensor) -> torch.Tensor:
-        """tau without autograd (eval mode, no_grad: every decode step), in the fewest ops: Linear(x / |x|) = (x W1^T)
-        / |x| + b1 (|x| clamped at F.normalize's 1e-12); softmax(x / T) with x / T one addmm of the folded weights;
-        z = sum_k (w_k - 1/M) (x_k / T) (T v_k) + c one addmv; tau_min + (tau_max - tau_min) sigmoid(z) one add; the
-        logits read as a (N, V) matrix: 12 aten calls. At the tiny LLaMA a decode step is itself ~150 such calls, so
-        TempNet's share of a decode step is set by its call count there (benchmarks/tempnet_step.py). Equal to
-        `pooled` up to rounding (tests/tempnet/test_tempnet_head.py)."""
-        w1t, b1, w2t, b2, v, c, lo = self.folded()
-        x = logits.reshape(-1, logits.shape[-1])
-        if self.shift_max:
-            x = x - x.amax(-1, keepdim=True)
-        if x.dtype != w1t.dtype:
-            x = x.to(w1t.dtype)
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
-        x = torch.addmm(b2, torch.sigmoid(torch.addcdiv(b1, x.mm(w1t), norm)), w2t)
-        w = torch.softmax(x, dim=-1).sub_(1.0 / self.hidden).mul_(x)
-        tau = torch.add(lo, torch.sigmoid(torch.addmv(c, w, v)), alpha=self.tau_max - self.tau_min)
+        """tau ``(..., 1)`` without autograd (eval mode, no_grad), by `tau_folded` on the logits read as ``(N, 1, V)``.
+        Equal to `pooled` up to rounding (tests/tempnet/test_tempnet_head.py)."""
+        tau = tau_folded(logits.reshape(-1, 1, logits.shape[-1]), self.folded(), self.tau_max - self.tau_min, self.shift_max)
         return tau.view(*logits.shape[:-1], 1)
+
+    def temper(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits / tau(logits)``, what the output head's hook returns (`reprolab.models.assemble`). In eval mode
+        without autograd and without hooks on this module (every decode step) one fused path: `tau_folded` on the logits
+        as they come at a decode step ``(B, 1, V)`` (else read as ``(N, 1, V)``), the division in the logits' dtype,
+        no module call: at the tiny LLaMA a decode step is ~500 aten calls and TempNet's share of it is set by its
+        call count (benchmarks/tempnet_step.py). Otherwise (training, autograd, a forward hook reading tau as the
+        DRO loss does) the module is called, so its hooks see tau."""
+        if self.training or torch.is_grad_enabled() or self._forward_hooks or self._forward_pre_hooks or _global_hooks():
+            return logits / self(logits).to(logits.dtype)
+        x = logits if logits.dim() == 3 and logits.shape[1] == 1 else logits.reshape(-1, 1, logits.shape[-1])
+        folded = self.folded()
+        run = compiled_runner(self, x, folded[0]) if self.compiled else None
+        if run is not None:
+            out = run([x, *folded])[0]
+        else:
+            tau = tau_folded(x, folded, self.tau_max - self.tau_min, self.shift_max)
+            out = x / (tau if tau.dtype == x.dtype else tau.to(x.dtype))
+        return out if x is logits else out.view(logits.shape)
+
+
+def tau_folded(x: torch.Tensor, folded: tuple, span: float, shift_max: bool) -> torch.Tensor:
+    """tau ``(N, 1, 1)`` of logits ``(N, 1, V)`` from `TempNet.folded` weights (``span`` = tau_max - tau_min;
+    ``shift_max``: shifted, then cast to the weights' dtype, as `TempNet.pooled` does), without autograd, in 12 aten
+    calls: Linear(x / |x|) = (x W1^T) / |x| + b1 (|x| clamped at F.normalize's 1e-12) one addcdiv; z = sum_k
+    softmax(x / T)_k y_k = sum_k (w_k - 1/M) (x_k / T) (T v_k) + c (sum_k w_k = 1) from two linears of the hidden
+    units, softmax, mul, sum; tau_min + span sigmoid(z) one add. The eager path and the compiled graph
+    (`methods.tempnet.compiled`) both run this function."""
+    w1, b1, w2, b2, wy, by, lo = folded
+    if shift_max:
+        x = x - x.amax(-1, keepdim=True)
+    if x.dtype != w1.dtype:
+        x = x.to(w1.dtype)
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
+    h = torch.addcdiv(b1, F.linear(x, w1), norm).sigmoid_()
+    z = F.linear(h, w2, b2).softmax(-1).mul_(F.linear(h, wy, by)).sum(-1, keepdim=True)
+    return torch.add(lo, z.sigmoid_(), alpha=span)
+
+
+def _drop_folded(module: TempNet, _incompatible) -> None:
+    """After a load (which may assign new parameters): the folded weights are rebuilt at the next call."""
+    module.__dict__.pop("_folded", None)
+
+
+def _global_hooks() -> bool:
+    """Whether any global module forward (pre-)hook is registered (then the module must be called)."""
+    return bool(_nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks)
 
 
 class TempGenerator(nn.Module):

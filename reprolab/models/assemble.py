@@ -46,7 +46,10 @@ def attach_temperature(model: torch.nn.Module, temperature) -> None:
                               "(get_output_embeddings() is None) to divide by tau; use a causal LM.")
         reads_logits = temperature.reads == "logits"
         tau = temperature.module(head.out_features if reads_logits else model.config.hidden_size)
-        head.register_forward_hook(lambda _, args, logits: logits / tau(logits if reads_logits else args[0]).to(logits.dtype))
+        if hasattr(tau, "temper"):  # TempNet: logits / tau(logits), fused at a decode step (methods/tempnet/module.py)
+            head.register_forward_hook(lambda _, args, logits: tau.temper(logits))
+        else:
+            head.register_forward_hook(lambda _, args, logits: logits / tau(logits if reads_logits else args[0]).to(logits.dtype))
     if temperature.trains_alone():
         trainable = [p for p in tau.parameters() if p.requires_grad]
         model.requires_grad_(False)

@@ -1,0 +1,103 @@
+"""TempNet's eval-mode decode path as one ahead-of-time compiled CPU graph (opt-in: ``temperature.compiled=true``).
+
+At the tiny LLaMA a decode step is ~500 aten calls of a few µs each, and TempNet's eager path (`TempNet.temper`,
+12 calls + the division) costs ~7 % of it, set by its call count rather than by its arithmetic
+(benchmarks/results/tempnet_step.md). Here ``logits / tau(logits)`` (`methods.tempnet.module.tau_folded`, the eager
+twin, and the division) is exported once with the folded weights as inputs and a dynamic row count, compiled by
+AOTInductor (C++ codegen, gcc) into a shared library, and called through its C++ runner: one call per decode step.
+torch.compile (dynamo) was slower than eager here: its guards and Python wrappers cost more than the calls it saves.
+
+The package is cached on disk (``REPROLAB_TEMPNET_CACHE`` or ``~/.cache/reprolab/tempnet``), keyed by the vocabulary,
+hidden size, dtype, tau range, shift_max, the torch version and this graph's source, so a process compiles it at
+most once (~30-50 s on 2 CPU cores) and later processes load it. The weights are inputs, not constants: training
+between decodes needs no recompilation. CPU only (other devices, other logits dtypes: the eager path); where the
+compiler is missing or fails, one warning and the eager path.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+import weakref
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # TempNet -> {key: run or None}
+
+
+class TemperGraph(torch.nn.Module):
+    """``logits / tau(logits)`` from the folded weights (inputs), logits ``(N, 1, V)``: what gets compiled."""
+
+    def __init__(self, span: float, shift_max: bool):
+        super().__init__()
+        self.span, self.shift_max = span, shift_max
+
+    def forward(self, x, w1, b1, w2, b2, wy, by, lo):
+        from methods.tempnet.module import tau_folded
+
+        return x / tau_folded(x, (w1, b1, w2, b2, wy, by, lo), self.span, self.shift_max)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REPROLAB_TEMPNET_CACHE") or Path.home() / ".cache" / "reprolab" / "tempnet")
+
+
+def package_path(net, dtype: torch.dtype) -> Path:
+    """The cached package's path: one per (V, M, dtype, tau range, shift_max, torch version, graph source)."""
+    from methods.tempnet.module import tau_folded
+
+    src = inspect.getsource(tau_folded) + inspect.getsource(TemperGraph)
+    key = (f"V{net.feature_dim}-M{net.hidden}-{str(dtype).split('.')[-1]}-{net.tau_min!r}-{net.tau_max!r}-"
+           f"shift{int(net.shift_max)}-torch{torch.__version__}")
+    digest = hashlib.sha256((key + src).encode()).hexdigest()[:16]
+    return cache_dir() / f"tempnet-{digest}.pt2"
+
+
+def compile_package(net, dtype: torch.dtype, path: Path) -> Path:
+    """Export `TemperGraph` at ``net``'s folded weights (rows dynamic) and compile it with AOTInductor to ``path``."""
+    folded = [t.detach().to(dtype) for t in net.folded()]
+    x = torch.randn(2, 1, net.feature_dim, dtype=dtype)
+    graph = TemperGraph(net.tau_max - net.tau_min, net.shift_max)
+    rows = torch.export.Dim("rows", min=1)
+    with torch.no_grad():
+        ep = torch.export.export(graph, (x, *folded), dynamic_shapes=({0: rows},) + (None,) * len(folded))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.pt2")
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
+    os.replace(tmp, path)  # atomic: a concurrent process sees no half-written package
+    return path
+
+
+def load_runner(path: Path):
+    """A callable ``run([x, *folded]) -> [logits / tau]`` (the package's C++ runner, without the pytree wrapper)."""
+    model = torch._inductor.aoti_load_package(str(path))
+    loader = getattr(model, "loader", None)
+    return loader.run if loader is not None else (lambda args: [model(*args)])
+
+
+def compiled_runner(net, x: torch.Tensor, w1: torch.Tensor):
+    """The compiled ``run`` for ``net`` at logits ``x`` (``w1``: its folded first layer; compiled or loaded at the
+    first call, then kept per module and dtype), or None where the eager path must run: not on CPU, logits not in
+    TempNet's dtype, or no compiler."""
+    if x.dtype != w1.dtype or x.device.type != "cpu" or w1.device.type != "cpu":
+        return None
+    per_net = _RUNNERS.get(net)
+    if per_net is not None and x.dtype in per_net:
+        return per_net[x.dtype]
+    per_net = _RUNNERS.setdefault(net, {})
+    per_net[x.dtype] = None
+    path = package_path(net, x.dtype)
+    try:
+        if not path.exists():
+            log.info(f"TempNet: compiling the decode path with AOTInductor into {path} (once, ~30-50 s)")
+            compile_package(net, x.dtype, path)
+        per_net[x.dtype] = load_runner(path)
+    except Exception as e:  # noqa: BLE001 (no compiler, an export or codegen failure): the eager twin
+        first = str(e).splitlines()[0] if str(e) else ""
+        log.warning(f"TempNet: temperature.compiled=true but the compiled decode path is unavailable "
+                    f"({type(e).__name__}: {first}); using the eager path.")
+    return per_net[x.dtype]
