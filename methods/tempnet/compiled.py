@@ -10,8 +10,10 @@ torch.compile (dynamo) was slower than eager here: its guards and Python wrapper
 The package is cached on disk (``REPROLAB_TEMPNET_CACHE`` or ``~/.cache/reprolab/tempnet``), keyed by the vocabulary,
 hidden size, dtype, tau range, shift_max, the torch version and this graph's source, so a process compiles it at
 most once (~30-50 s on 2 CPU cores) and later processes load it. The weights are inputs, not constants: training
-between decodes needs no recompilation. CPU only (other devices, other logits dtypes: the eager path); where the
-compiler is missing or fails, one warning and the eager path.
+between decodes needs no recompilation. On CPU logits in TempNet's dtype only (else the eager path); where the
+compiler is missing or fails, one warning and the eager path. On CUDA, ``compiled=true`` runs the Triton kernel
+`kernels.tempnet.temper_triton` instead (one program per row; checked against the eager twin at its first call and
+under TRITON_INTERPRET=1 in the tests; not timed, no GPU here).
 """
 from __future__ import annotations
 
@@ -79,25 +81,50 @@ def load_runner(path: Path):
     return loader.run if loader is not None else (lambda args: [model(*args)])
 
 
-def compiled_runner(net, x: torch.Tensor, w1: torch.Tensor):
-    """The compiled ``run`` for ``net`` at logits ``x`` (``w1``: its folded first layer; compiled or loaded at the
-    first call, then kept per module and dtype), or None where the eager path must run: not on CPU, logits not in
-    TempNet's dtype, or no compiler."""
-    if x.dtype != w1.dtype or x.device.type != "cpu" or w1.device.type != "cpu":
+def triton_runner(net, x: torch.Tensor, folded: tuple):
+    """On CUDA: the Triton kernel (`kernels.tempnet.temper_triton`) as ``run``, after a first call checked against the
+    eager twin (a mismatch or a failure: None, and the eager path). Not timed on a GPU here."""
+    from kernels.tempnet import temper_triton
+    from methods.tempnet.module import tau_folded
+
+    span, shift = net.tau_max - net.tau_min, net.shift_max
+
+    def run(args):
+        return [temper_triton.temper(args[0], tuple(args[1:]), span, shift)]
+
+    twin = x / tau_folded(x, folded, span, shift).to(x.dtype)
+    got = run([x, *folded])[0]
+    if not torch.allclose(got.float(), twin.float(), rtol=1e-3, atol=1e-5):
+        raise RuntimeError(f"the Triton kernel differs from its eager twin by {(got - twin).abs().max().item():.3g}")
+    return run
+
+
+def compiled_runner(net, x: torch.Tensor, folded: tuple):
+    """The compiled ``run`` for ``net`` at logits ``x`` (``folded``: its `TempNet.folded` weights), built at the first
+    call and then kept per module, device type and dtype: on CPU the AOTInductor package (compiled or loaded; logits
+    in TempNet's dtype), on CUDA the Triton kernel; None where the eager path must run (another device or dtype, no
+    compiler, no triton, a failed check), with one warning."""
+    w1 = folded[0]
+    device = x.device.type
+    if w1.device != x.device or device not in ("cpu", "cuda") or (device == "cpu" and x.dtype != w1.dtype):
         return None
     per_net = _RUNNERS.get(net)
-    if per_net is not None and x.dtype in per_net:
-        return per_net[x.dtype]
+    key = (device, x.dtype)
+    if per_net is not None and key in per_net:
+        return per_net[key]
     per_net = _RUNNERS.setdefault(net, {})
-    per_net[x.dtype] = None
-    path = package_path(net, x.dtype)
+    per_net[key] = None
     try:
-        if not path.exists():
-            log.info(f"TempNet: compiling the decode path with AOTInductor into {path} (once, ~30-50 s)")
-            compile_package(net, x.dtype, path)
-        per_net[x.dtype] = load_runner(path)
-    except Exception as e:  # noqa: BLE001 (no compiler, an export or codegen failure): the eager twin
+        if device == "cuda":
+            per_net[key] = triton_runner(net, x, folded)
+        else:
+            path = package_path(net, x.dtype)
+            if not path.exists():
+                log.info(f"TempNet: compiling the decode path with AOTInductor into {path} (once, ~30-50 s)")
+                compile_package(net, x.dtype, path)
+            per_net[key] = load_runner(path)
+    except Exception as e:  # noqa: BLE001 (no compiler / triton, an export or codegen failure): the eager twin
         first = str(e).splitlines()[0] if str(e) else ""
-        log.warning(f"TempNet: temperature.compiled=true but the compiled decode path is unavailable "
+        log.warning(f"TempNet: temperature.compiled=true but the compiled decode path is unavailable on {device} "
                     f"({type(e).__name__}: {first}); using the eager path.")
-    return per_net[x.dtype]
+    return per_net[key]

@@ -117,7 +117,7 @@ class TempNet(nn.Module):
             return logits / self(logits).to(logits.dtype)
         x = logits if logits.dim() == 3 and logits.shape[1] == 1 else logits.reshape(-1, 1, logits.shape[-1])
         folded = self.folded()
-        run = compiled_runner(self, x, folded[0]) if self.compiled else None
+        run = compiled_runner(self, x, folded) if self.compiled else None
         if run is not None:
             out = run([x, *folded])[0]
         else:
