@@ -96,8 +96,14 @@ class TempNet(nn.Module):
         self.__dict__["_folded"] = (params, tuple(map(_VERSION, params)), folded)
         return folded
 
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("_fast", None)  # holds the compiled runner (not copyable; rebuilt at the next call)
+        return state
+
     def _apply(self, fn, recurse=True):
         self.__dict__.pop("_folded", None)  # .to() / .half() / .cuda() replace the parameters' data
+        self.__dict__.pop("_fast", None)
         return super()._apply(fn, recurse)
 
     def inference(self, logits: torch.Tensor) -> torch.Tensor:
@@ -113,12 +119,21 @@ class TempNet(nn.Module):
         no module call: at the tiny LLaMA a decode step is ~500 aten calls and TempNet's share of it is set by its
         call count (benchmarks/tempnet_step.py). Otherwise (training, autograd, a forward hook reading tau as the
         DRO loss does) the module is called, so its hooks see tau."""
-        if self.training or torch.is_grad_enabled() or self._forward_hooks or self._forward_pre_hooks or _global_hooks():
+        if (self.training or torch.is_grad_enabled() or self._forward_hooks or self._forward_pre_hooks
+                or _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks):
             return logits / self(logits).to(logits.dtype)
+        fast = self.__dict__.get("_fast")  # the compiled runner at this dtype with its argument list, weights unchanged
+        if (fast is not None and logits.dtype == fast[2] and logits.dim() == 3 and logits.shape[1] == 1
+                and tuple(map(_VERSION, fast[0])) == fast[1]):
+            args = fast[4]
+            args[0] = logits
+            return fast[3](args)[0]
         x = logits if logits.dim() == 3 and logits.shape[1] == 1 else logits.reshape(-1, 1, logits.shape[-1])
         folded = self.folded()
         run = compiled_runner(self, x, folded) if self.compiled else None
         if run is not None:
+            cached = self.__dict__["_folded"]
+            self.__dict__["_fast"] = (cached[0], cached[1], x.dtype, run, [x, *folded])
             out = run([x, *folded])[0]
         else:
             tau = tau_folded(x, folded, self.tau_max - self.tau_min, self.shift_max)
@@ -147,11 +162,7 @@ def tau_folded(x: torch.Tensor, folded: tuple, span: float, shift_max: bool) -> 
 def _drop_folded(module: TempNet, _incompatible) -> None:
     """After a load (which may assign new parameters): the folded weights are rebuilt at the next call."""
     module.__dict__.pop("_folded", None)
-
-
-def _global_hooks() -> bool:
-    """Whether any global module forward (pre-)hook is registered (then the module must be called)."""
-    return bool(_nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks)
+    module.__dict__.pop("_fast", None)
 
 
 class TempGenerator(nn.Module):

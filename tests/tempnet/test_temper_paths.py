@@ -5,6 +5,7 @@ its eager twin for any row count without recompiling, and a compiler failure fal
 from __future__ import annotations
 
 import logging
+from copy import deepcopy
 
 import pytest
 import torch
@@ -106,6 +107,17 @@ def test_compiled_graph_equals_its_eager_twin_for_any_row_count_without_recompil
     fresh, fresh_twin = _net(compiled=True, shift_max=True), _net(shift_max=True)  # same shape: the cached package
     with torch.no_grad():
         torch.testing.assert_close(fresh.temper(logits), fresh_twin.temper(logits), rtol=1e-5, atol=1e-6)
+    assert len(builds) == 1
+    copy = deepcopy(fresh)  # a frozen reference copy after decoding: the runner is not copied, the copy reloads it
+    with torch.no_grad():
+        torch.testing.assert_close(copy.temper(logits), fresh.temper(logits))
+        fresh.proj[3].bias.add_(0.5)  # a weight change after the fast path was set: followed
+        fresh_twin.proj[3].bias.add_(0.5)
+        decode = 3 * torch.randn(4, 1, 40)
+        torch.testing.assert_close(fresh.temper(decode), fresh_twin.temper(decode), rtol=1e-5, atol=1e-6)
+        fresh.proj[3].bias.add_(0.5)
+        fresh_twin.proj[3].bias.add_(0.5)
+        torch.testing.assert_close(fresh.temper(decode), fresh_twin.temper(decode), rtol=1e-5, atol=1e-6)
     assert len(builds) == 1
     assert compiled_mod.compiled_runner(fresh, logits.bfloat16(), fresh.folded()) is None  # other dtype: eager
 
