@@ -3,9 +3,15 @@
 At the tiny LLaMA a decode step is ~500 aten calls of a few µs each, and TempNet's eager path (`TempNet.temper`,
 12 calls + the division) costs ~7 % of it, set by its call count rather than by its arithmetic
 (benchmarks/results/tempnet_step.md). Here ``logits / tau(logits)`` (`methods.tempnet.module.tau_folded`, the eager
-twin, and the division) is exported once with the folded weights as inputs and a dynamic row count, compiled by
-AOTInductor (C++ codegen, gcc) into a shared library, and called through its C++ runner: one call per decode step.
-torch.compile (dynamo) was slower than eager here: its guards and Python wrappers cost more than the calls it saves.
+twin, and the division) is exported once with the folded weights as inputs and a dynamic row count (1 to `MAX_ROWS`),
+compiled by AOTInductor (C++ codegen, gcc) into a shared library, and called through its C++ runner: one call per
+decode step. Its three matrix products are written as broadcast products summed over the input dimension
+(`reduced_linear`), so inductor fuses the whole graph into its own C++ loops instead of calling the GEMM library three
+times: at a decode step between two LM steps each library call runs cold (~20-30 µs each measured in place, against
+~5 µs in a tight loop), so the fused graph costs ~40 µs in place against ~105 µs with the library's GEMMs (tiny LLaMA,
+hid 32). Those loops re-read the weights per row, so they lose to the GEMM library beyond a few rows: prefill and
+decode batches over `MAX_ROWS` rows take the eager path. torch.compile (dynamo) was slower than eager here: its guards
+and Python wrappers cost more than the calls it saves.
 
 The package is cached on disk (``REPROLAB_TEMPNET_CACHE`` or ``~/.cache/reprolab/tempnet``), keyed by the vocabulary,
 hidden size, dtype, tau range, shift_max, the torch version and this graph's source, so a process compiles it at
@@ -29,6 +35,20 @@ import torch
 log = logging.getLogger(__name__)
 
 _RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # TempNet -> {key: run or None}
+MAX_ROWS = 8  # decode rows the compiled graph takes; above it the eager path's GEMMs are faster (V 4096, hid 256: ~8)
+
+
+def takes(x: torch.Tensor) -> bool:
+    """Whether the compiled path takes these logits: a decode step ``(rows, 1, V)``, at most `MAX_ROWS` rows on CPU
+    (the Triton kernel on CUDA takes any row count)."""
+    return x.dim() == 3 and x.shape[1] == 1 and (x.device.type != "cpu" or x.shape[0] <= MAX_ROWS)
+
+
+def reduced_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, w, b)`` as a broadcast product summed over the input dimension: what inductor fuses into its own
+    loops (no GEMM library call) when the rows are few."""
+    y = (x.unsqueeze(-2) * w).sum(-1)
+    return y if b is None else y + b
 
 
 class TemperGraph(torch.nn.Module):
@@ -41,7 +61,7 @@ class TemperGraph(torch.nn.Module):
     def forward(self, x, w1, b1, w2, b2, wy, by, lo):
         from methods.tempnet.module import tau_folded
 
-        return x / tau_folded(x, (w1, b1, w2, b2, wy, by, lo), self.span, self.shift_max)
+        return x / tau_folded(x, (w1, b1, w2, b2, wy, by, lo), self.span, self.shift_max, linear=reduced_linear)
 
 
 def cache_dir() -> Path:
@@ -52,19 +72,19 @@ def package_path(net, dtype: torch.dtype) -> Path:
     """The cached package's path: one per (V, M, dtype, tau range, shift_max, torch version, graph source)."""
     from methods.tempnet.module import tau_folded
 
-    src = inspect.getsource(tau_folded) + inspect.getsource(TemperGraph)
-    key = (f"V{net.feature_dim}-M{net.hidden}-{str(dtype).split('.')[-1]}-{net.tau_min!r}-{net.tau_max!r}-"
+    src = inspect.getsource(tau_folded) + inspect.getsource(TemperGraph) + inspect.getsource(reduced_linear)
+    key = (f"V{net.feature_dim}-M{net.hidden}-rows{MAX_ROWS}-{str(dtype).split('.')[-1]}-{net.tau_min!r}-{net.tau_max!r}-"
            f"shift{int(net.shift_max)}-torch{torch.__version__}")
     digest = hashlib.sha256((key + src).encode()).hexdigest()[:16]
     return cache_dir() / f"tempnet-{digest}.pt2"
 
 
 def compile_package(net, dtype: torch.dtype, path: Path) -> Path:
-    """Export `TemperGraph` at ``net``'s folded weights (rows dynamic) and compile it with AOTInductor to ``path``."""
+    """Export `TemperGraph` at ``net``'s folded weights (rows dynamic, 1 to `MAX_ROWS`) and compile it with AOTInductor to ``path``."""
     folded = [t.detach().to(dtype) for t in net.folded()]
     x = torch.randn(2, 1, net.feature_dim, dtype=dtype)
     graph = TemperGraph(net.tau_max - net.tau_min, net.shift_max)
-    rows = torch.export.Dim("rows", min=1)
+    rows = torch.export.Dim("rows", min=1, max=MAX_ROWS)
     with torch.no_grad():
         ep = torch.export.export(graph, (x, *folded), dynamic_shapes=({0: rows},) + (None,) * len(folded))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,8 +120,8 @@ def triton_runner(net, x: torch.Tensor, folded: tuple):
 
 
 def compiled_runner(net, x: torch.Tensor, folded: tuple):
-    """The compiled ``run`` for ``net`` at logits ``x`` (``folded``: its `TempNet.folded` weights), built at the first
-    call and then kept per module, device type and dtype: on CPU the AOTInductor package (compiled or loaded; logits
+    """The compiled ``run`` for ``net`` at decode logits ``x`` ``(rows <= MAX_ROWS, 1, V)`` (``folded``: its
+    `TempNet.folded` weights), built at the first call and then kept per module, device type and dtype: on CPU the AOTInductor package (compiled or loaded; logits
     in TempNet's dtype), on CUDA the Triton kernel; None where the eager path must run (another device or dtype, no
     compiler, no triton, a failed check), with one warning."""
     w1 = folded[0]

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _nn_module
 
-from methods.tempnet.compiled import compiled_runner
+from methods.tempnet.compiled import compiled_runner, takes
 
 _VERSION = operator.attrgetter("_version")
 
@@ -117,20 +117,21 @@ class TempNet(nn.Module):
         without autograd and without hooks on this module (every decode step) one fused path: `tau_folded` on the logits
         as they come at a decode step ``(B, 1, V)`` (else read as ``(N, 1, V)``), the division in the logits' dtype,
         no module call: at the tiny LLaMA a decode step is ~500 aten calls and TempNet's share of it is set by its
-        call count (benchmarks/tempnet_step.py). Otherwise (training, autograd, a forward hook reading tau as the
-        DRO loss does) the module is called, so its hooks see tau."""
+        call count (benchmarks/tempnet_step.py). With ``compiled``, a decode step (`methods.tempnet.compiled.takes`:
+        at most `MAX_ROWS` rows on CPU) runs the compiled graph instead, one call; prefill stays eager. Otherwise
+        (training, autograd, a forward hook reading tau as the DRO loss does) the module is called, so its hooks see tau."""
         if (self.training or torch.is_grad_enabled() or self._forward_hooks or self._forward_pre_hooks
                 or _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks):
             return logits / self(logits).to(logits.dtype)
         fast = self.__dict__.get("_fast")  # the compiled runner at this dtype with its argument list, weights unchanged
-        if (fast is not None and logits.dtype == fast[2] and logits.dim() == 3 and logits.shape[1] == 1
+        if (fast is not None and logits.dtype == fast[2] and takes(logits)
                 and tuple(map(_VERSION, fast[0])) == fast[1]):
             args = fast[4]
             args[0] = logits
             return fast[3](args)[0]
         x = logits if logits.dim() == 3 and logits.shape[1] == 1 else logits.reshape(-1, 1, logits.shape[-1])
         folded = self.folded()
-        run = compiled_runner(self, x, folded) if self.compiled else None
+        run = compiled_runner(self, x, folded) if self.compiled and takes(logits) else None
         if run is not None:
             cached = self.__dict__["_folded"]
             self.__dict__["_fast"] = (cached[0], cached[1], x.dtype, run, [x, *folded])
@@ -141,21 +142,21 @@ class TempNet(nn.Module):
         return out if x is logits else out.view(logits.shape)
 
 
-def tau_folded(x: torch.Tensor, folded: tuple, span: float, shift_max: bool) -> torch.Tensor:
+def tau_folded(x: torch.Tensor, folded: tuple, span: float, shift_max: bool, linear=F.linear) -> torch.Tensor:
     """tau ``(N, 1, 1)`` of logits ``(N, 1, V)`` from `TempNet.folded` weights (``span`` = tau_max - tau_min;
     ``shift_max``: shifted, then cast to the weights' dtype, as `TempNet.pooled` does), without autograd, in 12 aten
     calls: Linear(x / |x|) = (x W1^T) / |x| + b1 (|x| clamped at F.normalize's 1e-12) one addcdiv; z = sum_k
     softmax(x / T)_k y_k = sum_k (w_k - 1/M) (x_k / T) (T v_k) + c (sum_k w_k = 1) from two linears of the hidden
     units, softmax, mul, sum; tau_min + span sigmoid(z) one add. The eager path and the compiled graph
-    (`methods.tempnet.compiled`) both run this function."""
+    (`methods.tempnet.compiled`, with ``linear`` = its `reduced_linear`) both run this function."""
     w1, b1, w2, b2, wy, by, lo = folded
     if shift_max:
         x = x - x.amax(-1, keepdim=True)
     if x.dtype != w1.dtype:
         x = x.to(w1.dtype)
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
-    h = torch.addcdiv(b1, F.linear(x, w1), norm).sigmoid_()
-    z = F.linear(h, w2, b2).softmax(-1).mul_(F.linear(h, wy, by)).sum(-1, keepdim=True)
+    h = torch.addcdiv(b1, linear(x, w1), norm).sigmoid_()
+    z = linear(h, w2, b2).softmax(-1).mul_(linear(h, wy, by)).sum(-1, keepdim=True)
     return torch.add(lo, z.sigmoid_(), alpha=span)
 
 

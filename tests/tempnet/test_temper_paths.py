@@ -1,7 +1,8 @@
 """TempNet's decode path (`TempNet.temper`, what the output head's hook returns): the eager fused path equals
 logits / tau of the spec's formula, falls back to the module call where hooks must see tau, follows weight, dtype
 and load changes; the AOTInductor-compiled graph (`methods.tempnet.compiled`, temperature.compiled=true) equals
-its eager twin for any row count without recompiling, and a compiler failure falls back to the eager path."""
+its eager twin at any decode batch up to MAX_ROWS without recompiling (larger ones and prefill run eagerly), its
+matrix products written as reductions equal F.linear, and a compiler failure falls back to the eager path."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ import torch
 
 from methods.tempnet import TempNet, TempNetConfig
 from methods.tempnet import compiled as compiled_mod
+from methods.tempnet.module import tau_folded
 from reprolab.models.assemble import attach_temperature
 from tests.roles.conftest import tiny_lm
 from tests.tempnet.test_tempnet_head import _reference_tempnet
@@ -83,6 +85,25 @@ def test_folded_weights_follow_in_place_changes_dtype_changes_and_assigning_load
         torch.testing.assert_close(net.temper(logits.double()), other.temper(logits.double()))
 
 
+def test_the_compiled_graphs_reduced_linear_is_f_linear_and_gives_the_same_tau():
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(5, 1, 40, generator=g), torch.randn(12, 40, generator=g), torch.randn(12, generator=g)
+    torch.testing.assert_close(compiled_mod.reduced_linear(x, w, b), torch.nn.functional.linear(x, w, b))
+    torch.testing.assert_close(compiled_mod.reduced_linear(x, w), x @ w.T)
+    net = _net()
+    for shift in (False, True):
+        eager = tau_folded(3 * x, net.folded(), 4.95, shift)
+        reduced = tau_folded(3 * x, net.folded(), 4.95, shift, linear=compiled_mod.reduced_linear)
+        torch.testing.assert_close(reduced, eager)
+        assert not torch.equal(eager, tau_folded(3 * x, net.folded(), 4.95, not shift))  # the check can fail
+
+
+def test_the_compiled_path_takes_small_decode_batches_only():
+    assert compiled_mod.takes(torch.zeros(compiled_mod.MAX_ROWS, 1, 40))
+    assert not compiled_mod.takes(torch.zeros(compiled_mod.MAX_ROWS + 1, 1, 40))
+    assert not compiled_mod.takes(torch.zeros(2, 3, 40)) and not compiled_mod.takes(torch.zeros(2, 40))
+
+
 def _compiled_pair(tmp_path, monkeypatch, **kw):
     monkeypatch.setenv("REPROLAB_TEMPNET_CACHE", str(tmp_path))
     net = _net(compiled=True, **kw)
@@ -91,15 +112,26 @@ def _compiled_pair(tmp_path, monkeypatch, **kw):
 
 
 @pytest.mark.slow  # one AOTInductor compile (gcc): ~20-50 s on 2 CPU cores
-def test_compiled_graph_equals_its_eager_twin_for_any_row_count_without_recompiling(tmp_path, monkeypatch):
+def test_compiled_graph_equals_its_eager_twin_for_any_decode_batch_without_recompiling(tmp_path, monkeypatch):
     net, twin = _compiled_pair(tmp_path, monkeypatch, shift_max=True)
-    builds = []
-    real = compiled_mod.compile_package
+    builds, runs = [], []
+    real, real_load = compiled_mod.compile_package, compiled_mod.load_runner
     monkeypatch.setattr(compiled_mod, "compile_package", lambda *a: builds.append(a) or real(*a))
+
+    def counted(path):
+        run = real_load(path)
+        return lambda args: runs.append(args[0].shape) or run(args)
+
+    monkeypatch.setattr(compiled_mod, "load_runner", counted)
     with torch.no_grad():
-        for shape in [(4, 1, 40), (1, 1, 40), (3, 7, 40), (64, 40)]:
+        for shape in [(4, 1, 40), (1, 1, 40), (compiled_mod.MAX_ROWS, 1, 40), (3, 7, 40), (64, 40),
+                      (compiled_mod.MAX_ROWS + 1, 1, 40)]:
             logits = 3 * torch.randn(*shape)
             torch.testing.assert_close(net.temper(logits), twin.temper(logits), rtol=1e-5, atol=1e-6)
+    # decode steps up to MAX_ROWS rows ran the graph; prefill and larger decode batches the eager GEMMs
+    assert runs == [(4, 1, 40), (1, 1, 40), (compiled_mod.MAX_ROWS, 1, 40)]
+    with torch.no_grad():
+        logits = 3 * torch.randn(4, 1, 40)
         for p in (net.proj[0].weight, twin.proj[0].weight):  # the weights are inputs: no recompilation
             p.mul_(1.5)
         torch.testing.assert_close(net.temper(logits), twin.temper(logits), rtol=1e-5, atol=1e-6)
