@@ -36,14 +36,17 @@ def write_rows(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def trim_metrics(path: Path, resume_step: int) -> int:
+def trim_metrics(path: Path, resume_step: int, pending_row: dict | None = None) -> int:
     """Drop the rows of ``metrics.csv`` logged at ``step >= resume_step``, i.e. after the checkpoint a
-    run resumes from (the resumed run logs those steps again); every earlier row is kept. Returns how
+    run resumes from (the resumed run logs those steps again); every earlier row is kept. ``pending_row``
+    (``{"step": .., metric: value}``, a row the checkpoint carries because it is logged just after the
+    checkpoint is written) is appended if the file holds no row at its step with its metrics. Returns how
     many rows were dropped."""
     path = Path(path)
     if not path.is_file():
-        return 0
-    fieldnames, rows = read_rows(path)
+        fieldnames, rows = [], []
+    else:
+        fieldnames, rows = read_rows(path)
 
     def logged_after(row: dict) -> bool:
         try:
@@ -52,9 +55,23 @@ def trim_metrics(path: Path, resume_step: int) -> int:
             return False
 
     kept = [r for r in rows if not logged_after(r)]
-    if len(kept) != len(rows):
+    dropped = len(rows) - len(kept)
+    if pending_row is not None and not any(_same_row(r, pending_row) for r in kept):
+        pending = {k: str(v) for k, v in pending_row.items()}
+        fieldnames += [k for k in pending if k not in fieldnames]
+        kept.append(pending)
+    if kept != rows:
         write_rows(path, fieldnames, kept)
-    return len(rows) - len(kept)
+    return dropped
+
+
+def _same_row(row: dict, pending: dict) -> bool:
+    """Whether a file row is the pending row: the same step and the same metrics logged."""
+    try:
+        same_step = int(float(row.get("step") or "nan")) == int(pending["step"])
+    except ValueError:
+        return False
+    return same_step and {k for k, v in row.items() if v not in ("", None)} == set(pending)
 
 
 class AppendingWriter(ExperimentWriter):

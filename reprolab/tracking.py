@@ -92,19 +92,20 @@ def worker_logging(log_file) -> None:
     quiet_lightning()
 
 
-def lightning_loggers(cfg: DictConfig, run, resume_step: int | None = None) -> list:
+def lightning_loggers(cfg: DictConfig, run, resume_step: int | None = None, pending_row: dict | None = None) -> list:
     """Loggers for a Lightning Trainer: metrics.csv in the run folder, and W&B if enabled.
 
     ``resume_step``: the global step of the checkpoint the run resumes from; the rows the interrupted
     attempt logged at or after it are dropped (the resumed run logs them again), every earlier row
-    is kept."""
+    is kept, and ``pending_row`` (the row that checkpoint carries, logged just after it) is written
+    back if the kill came before it reached the file."""
     from lightning.pytorch.loggers import WandbLogger
 
     from reprolab.csvlog import ResumableCSVLogger, trim_metrics
 
     quiet_lightning()
     if resume_step is not None:
-        dropped = trim_metrics(run.path / "metrics.csv", resume_step)
+        dropped = trim_metrics(run.path / "metrics.csv", resume_step, pending_row)
         if dropped:
             logging.getLogger(__name__).info(f"metrics.csv: {dropped} rows logged at steps >= {resume_step}, after the "
                                              "checkpoint this run resumes from, are dropped (they are logged again)")

@@ -85,6 +85,55 @@ def test_resume_keeps_every_metrics_row_once(run_job, tmp_path, monkeypatch):
     assert json.loads((folder / "run.json").read_text())["status"] == "complete"
 
 
+def test_a_crash_right_after_a_step_checkpoint_loses_no_metrics_row(run_job, tmp_path, monkeypatch):
+    """Lightning logs a batch's row after the callbacks' on_train_batch_end, where a step checkpoint is written: the
+    checkpoint carries that row, and the resume writes it back (the resumed run starts after that batch)."""
+    from runners.lm.checkpointing import StepCheckpoint
+
+    args = LM + ["trainer.max_steps=6", "runner.checkpoint_every=3", "trainer.val_check_interval=2",
+                 "trainer.log_every_n_steps=1"]  # a checkpoint at step 3, away from the validations (2, 4, 6)
+    straight, _ = run_job(args, log_dir=tmp_path / "straight")
+    reference = _by_step(_rows(next((tmp_path / "straight" / "quickstart").iterdir())))
+    original = StepCheckpoint.on_train_batch_end
+
+    def crash_after_saving(self, trainer, *a):
+        original(self, trainer, *a)
+        if trainer.global_step == 3:
+            raise RuntimeError("injected crash after the checkpoint")
+
+    monkeypatch.setattr(StepCheckpoint, "on_train_batch_end", crash_after_saving)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        run_job(args)
+    folder = next((tmp_path / "logs" / "quickstart").iterdir())
+    assert checkpoint.load(folder / "checkpoints/last.ckpt")["global_step"] == 3
+    assert not [k for k in _by_step(_rows(folder)) if k[0] == 2 and "train/loss" in k[1]]  # the crash came first
+    monkeypatch.setattr(StepCheckpoint, "on_train_batch_end", original)
+    resumed, _ = run_job(args)
+    after = _by_step(_rows(folder))
+    assert sorted(after) == sorted(reference)
+    for key, row in reference.items():
+        if row.get("train/loss"):
+            assert float(after[key]["train/loss"]) == pytest.approx(float(row["train/loss"]), rel=1e-6), key
+    assert resumed["table/val_loss"] == pytest.approx(straight["table/val_loss"], rel=1e-6)
+
+
+def test_trim_metrics_drops_rows_after_the_checkpoint_and_writes_its_pending_row_back_once(tmp_path):
+    from reprolab.csvlog import read_rows, trim_metrics, write_rows
+
+    path = tmp_path / "metrics.csv"
+    rows = [{"step": "0", "train/loss": "3.0", "lr": ""}, {"step": "1", "train/loss": "", "lr": "0.1"},
+            {"step": "3", "train/loss": "2.0", "lr": ""}]
+    write_rows(path, ["step", "train/loss", "lr"], rows)
+    pending = {"step": 1, "train/loss": 2.5, "train/grad_norm": 0.5}
+    assert trim_metrics(path, 2, pending) == 1
+    header, got = read_rows(path)
+    assert header == ["step", "train/loss", "lr", "train/grad_norm"]
+    assert [(r["step"], r["train/loss"], r["train/grad_norm"]) for r in got] == [("0", "3.0", ""), ("1", "", ""),
+                                                                              ("1", "2.5", "0.5")]
+    assert trim_metrics(path, 2, pending) == 0 and read_rows(path)[1] == got  # already there: not twice
+    assert trim_metrics(path, 1, None) == 2 and [r["step"] for r in read_rows(path)[1]] == ["0"]
+
+
 # ---- disk full ------------------------------------------------------------------------------
 def _enospc(monkeypatch, after_calls: int = 0, nbytes: int = 4096):
     """torch.save writes ``nbytes`` then fails with ENOSPC, from call number ``after_calls + 1`` on."""

@@ -25,14 +25,14 @@ def run(cfg, run_dir, objs: dict) -> dict:
     from runners.lm.checkpointing import (
         AtomicCheckpointIO,
         StepCheckpoint,
-        resume_step,
+        resume_point,
         saved_results,
     )
     from runners.lm.data import LMDataModule
     from runners.lm.module import LMModule
 
     # Read the checkpoint's step first: an unreadable last.ckpt stops here, naming itself and the fix.
-    start_step = resume_step(run_dir.last_ckpt) if run_dir.resuming else None
+    start_step, pending_row = resume_point(run_dir.last_ckpt) if run_dir.resuming else (None, None)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     roles, runner = objs["roles"], objs["runner"]
     source = objs["data"].build(cfg.seed)
@@ -59,7 +59,7 @@ def run(cfg, run_dir, objs: dict) -> dict:
     trainer = L.Trainer(
         **{k: v for k, v in cfg.trainer.items()},
         default_root_dir=str(run_dir.path),
-        logger=lightning_loggers(cfg, run_dir, resume_step=start_step),
+        logger=lightning_loggers(cfg, run_dir, resume_step=start_step, pending_row=pending_row),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         max_epochs=1,  # the train stream is infinite: one epoch, ended by trainer.max_steps

@@ -5,7 +5,9 @@ to a temp file renamed into place when complete (``last.ckpt`` keeps its predece
 ``last.prev.ckpt``), a full disk is one clear error, and an unreadable checkpoint names itself and
 the fix. `StepCheckpoint` writes ``last.ckpt`` every ``runner.checkpoint_every`` steps, except at
 the last step: `runners.lm.callbacks.Finalize` writes that one after the final validation, with the
-run's results in it.
+run's results in it. A checkpoint written at the end of a training batch also carries the metrics row Lightning logs
+for that batch just after it (`PENDING_ROW_KEY`): a kill between the two would otherwise lose that row, since the
+resumed run starts after it (`resume_point`; `reprolab.csvlog.trim_metrics` writes it back).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from reprolab import checkpoint
 
 RESULTS_KEY = "reprolab_results"
+PENDING_ROW_KEY = "reprolab_pending_row"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,6 +38,7 @@ class StepCheckpoint(ModelCheckpoint):
     holds its result (a resume would not run it again, and ``best_val_loss`` would miss it)."""
 
     _deferred: tuple | None = None
+    _pending: dict | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if 0 < trainer.max_steps <= trainer.global_step:
@@ -42,7 +46,15 @@ class StepCheckpoint(ModelCheckpoint):
         if _validates_after(trainer):
             self._deferred = (outputs, batch, batch_idx)
             return
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._pending = pending_train_row(trainer)
+        try:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        finally:
+            self._pending = None
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if self._pending is not None:
+            checkpoint[PENDING_ROW_KEY] = self._pending
 
     def on_validation_end(self, trainer, pl_module) -> None:
         deferred, self._deferred = self._deferred, None
@@ -60,10 +72,30 @@ def _validates_after(trainer) -> bool:
     return (trainer.fit_loop.epoch_loop.total_batch_idx + 1) % every == 0
 
 
-def resume_step(path: Path) -> int:
-    """The global step of the checkpoint a run resumes from; a clear error if it cannot be read."""
+def pending_train_row(trainer) -> dict | None:
+    """The row Lightning will log for the current training batch (``{"step": .., metric: value}``, as its
+    ``log_metrics`` builds it), or None where it logs none at this batch. Lightning logs it after the callbacks'
+    ``on_train_batch_end``, where a step checkpoint is written."""
+    from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
+
+    connector, loop = trainer._logger_connector, trainer.fit_loop.epoch_loop
+    if not trainer.loggers or loop._should_accumulate() or not connector.should_update_logs:
+        return None
+    metrics = convert_tensors_to_scalars(connector.metrics["log"])
+    if not metrics:
+        return None
+    step = metrics.pop("step", None)
+    if step is None:
+        metrics.setdefault("epoch", trainer.current_epoch)
+        step = loop._batches_that_stepped
+    return {"step": int(step), **metrics}
+
+
+def resume_point(path: Path) -> tuple[int, dict | None]:
+    """The global step of the checkpoint a run resumes from and the metrics row it carries (`PENDING_ROW_KEY`,
+    or None); a clear error if it cannot be read."""
     ckpt = checkpoint.load(path, weights_only=False, mmap=True)
-    return int(ckpt["global_step"])
+    return int(ckpt["global_step"]), ckpt.get(PENDING_ROW_KEY)
 
 
 def saved_results(path: Path) -> dict | None:
