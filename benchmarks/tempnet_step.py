@@ -3,9 +3,9 @@
 Training: one AdamW step (forward, backward, update): next-token CE at tau = 1 against the DRO loss with TempNet
 trained jointly (``objective=dro_lm temperature=tempnet``). Decode: greedy steps through a DynamicCache, 128-token
 prompt, without and with TempNet dividing the logits (eval mode: `TempNet.temper`, the pooling temperature and the last
-layer folded into cached weights), eager and (unless ``--no-compiled``) compiled (``temperature.compiled=true``: one
-AOTInductor graph for decode steps of up to 8 rows, `methods/tempnet/compiled.py`; its compile time reported apart). TempNet at hid 32 (the spec's CPU
-analog) and at hid 256 (the paper's). Targets (issue 19):
+layer folded into cached weights), eager (``temperature.compiled=false``) and (unless ``--no-compiled``) with the C
+kernel (``temperature.compiled`` null, the default on CPU: one call of `kernels/tempnet/temper_cpu.c` for decode steps
+of up to 8 rows, `methods/tempnet/compiled.py`; its build time reported apart). TempNet at hid 32 (the spec's CPU analog) and at hid 256 (the paper's). Targets (issue 19):
 +<= 10 % on a training step and +<= 5 % on a decode step. Two sizes:
 
 - tiny: the tiny LLaMA (conf/model/llama_tiny: d 128, ffn 512, 2 layers, 4 heads), vocab 256; training batch
@@ -34,11 +34,11 @@ SIZES = {  # name: (LM shape, vocab, training batch (rows, tokens), decode batch
     "medium": ({"hidden_size": 1024, "intermediate_size": 2816, "num_layers": 4, "num_heads": 8}, 4096, (2, 64), 4),
 }
 VARIANTS = {"CE, no TempNet": None, "TempNet hid 32": 32, "TempNet hid 256": 256}
-COMPILED = {"TempNet hid 32, compiled": 32, "TempNet hid 256, compiled": 256}  # decode only (training is the same)
+COMPILED = {"TempNet hid 32, C kernel": 32, "TempNet hid 256, C kernel": 256}  # decode only (training is the same)
 BASE = "CE, no TempNet"
 
 
-def _model(hid: int | None, vocab: int, shape: dict | None = None, compiled: bool = False):
+def _model(hid: int | None, vocab: int, shape: dict | None = None, compiled: bool | None = False):
     from methods.tempnet import TempNetConfig
     from reprolab.models.assemble import attach_temperature
     from reprolab.models.config import CausalLM
@@ -51,11 +51,11 @@ def _model(hid: int | None, vocab: int, shape: dict | None = None, compiled: boo
 
 
 def compile_seconds(models: dict, vocab: int) -> dict:
-    """Wall seconds of each compiled variant's first eval-mode call (AOTInductor export + compile, or a cache load),
-    counted apart from the steps; ``REPROLAB_TEMPNET_CACHE`` is a fresh folder, so this is the compile."""
+    """Wall seconds of each compiled variant's first eval-mode call, counted apart from the steps:
+    ``REPROLAB_TEMPNET_CACHE`` is a fresh folder, so the first one builds the C kernel, the others bind it."""
     out = {}
     for name, model in models.items():
-        if getattr(getattr(model, "temperature", None), "compiled", False):
+        if getattr(getattr(model, "temperature", None), "compiled", False) is not False:
             model.eval()
             t0 = time.perf_counter()
             with torch.no_grad():
@@ -157,7 +157,7 @@ def measure(size: str, steps: int, new: int, repeats: int, compiled: bool = Fals
     tr = interleaved_ms(train_steppers({n: _model(h, vocab, shape) for n, h in VARIANTS.items()}, batch), steps)
     models = {n: _model(h, vocab, shape) for n, h in VARIANTS.items()}
     if compiled:
-        models.update({n: _model(h, vocab, shape, compiled=True) for n, h in COMPILED.items()})
+        models.update({n: _model(h, vocab, shape, compiled=None) for n, h in COMPILED.items()})
     compile_s = compile_seconds(models, vocab)
     runs = [interleaved_ms(decode_steppers(models, prompt), new) for _ in range(repeats)]
     in_loop = temper_us_in_loop(models, prompt, new)
@@ -170,7 +170,7 @@ def measure(size: str, steps: int, new: int, repeats: int, compiled: bool = Fals
 
 def main(argv=None) -> None:
     from benchmarks.common import SHARED_CPU_NOTE, write
-    from methods.tempnet.compiled import MAX_ROWS, cache_dir
+    from kernels.tempnet.temper_cpu import cache_dir
 
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=40)
@@ -178,10 +178,10 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--no-compiled", dest="compiled", action="store_false",
-                   help="skip the AOTInductor-compiled decode variants (temperature.compiled=true)")
+                   help="skip the C-kernel decode variants (temperature.compiled null, the CPU default)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    if args.compiled:  # a fresh package cache: the compile time is measured, not a load
+    if args.compiled:  # a fresh kernel cache: the build time is measured, not a load
         import os
         import tempfile
 
@@ -189,6 +189,7 @@ def main(argv=None) -> None:
     md = [f"fp32, 1 thread, the thread's CPU time per step. Training step: AdamW, median of {args.steps} steps; decode "
           f"step: 128-token prompt, median of {args.new} greedy steps, {args.repeats} repeats (ratio: median of the "
           "per-repeat ratios); the variants stepped in turn (round robin). Targets: training +<= 10 %, decode +<= 5 %.",
+          "Decode rows \"TempNet hid ...\": the eager path (temperature.compiled=false); \", C kernel\": the default on CPU. "
           "TempNet µs: its own call at a decode step, timed inside the decode loop (one more round, median).",
           "", "| size | variant | train step ms | vs CE | target met | decode step ms | vs no TempNet | target met | TempNet µs |",
           "|---|---|---|---|---|---|---|---|---|"]
@@ -209,14 +210,14 @@ def main(argv=None) -> None:
             us = f"{r['temper_us_in_loop'][n]:.0f}" if n in r["temper_us_in_loop"] else ""
             md.append(f"| {label if n == BASE else ''} | {n} {train}| {r['decode_ms'][n]:.3f} | {rd:.3f}x | {met_d} | {us} |")
     if args.compiled:
-        md += ["", "Compiled (temperature.compiled=true, `methods/tempnet/compiled.py`): the eval-mode tau and the division as "
-               "one AOTInductor graph (C++, gcc; its matrix products as fused reductions, no GEMM library call), decode rows 1 "
-               f"to {MAX_ROWS} dynamic, weights as inputs; its first call (export + compile into a "
-               "fresh package cache, wall time, not in the step times; inductor's own caches may be warm): "
-               + "; ".join(f"{size} {n.split(',')[0].removeprefix('TempNet ')} {s:.1f} s" for size in args.sizes
+        md += ["", "C kernel (temperature.compiled null, the default on CPU; `methods/tempnet/compiled.py`): the eval-mode tau and the division in "
+               "one ctypes call of the C kernel `kernels/tempnet/temper_cpu.c` (fp32, in place, the weights read at the "
+               "call), decode steps of up to 8 rows; each variant's first call (wall time, not in the step times; the first "
+               "builds the kernel with the C compiler into a fresh cache, the others bind it): "
+               + "; ".join(f"{size} {n.split(',')[0].removeprefix('TempNet ')} {s:.2f} s" for size in args.sizes
                            for n, s in out[size]["compile_s"].items())
-               + f". Packages in the cache after all steps: {len(list(cache_dir().glob('*.pt2')))} (one per compiled "
-               "variant: ahead-of-time, no recompilation while decoding)."]
+               + f". Libraries in the cache after all steps: {len(list(cache_dir().glob('*.so')))} (one for every "
+               "shape)."]
     md += ["", SHARED_CPU_NOTE]
     print("\n".join(md))
     write("tempnet_step", {**out, **vars(args)}, "\n".join(md) + "\n")

@@ -1,150 +1,87 @@
-"""TempNet's eval-mode decode path as one ahead-of-time compiled CPU graph (opt-in: ``temperature.compiled=true``).
+"""TempNet's eval-mode decode step as one kernel call (``temperature.compiled``: null, the default, on CPU; true also
+on CUDA; false never).
 
 At the tiny LLaMA a decode step is ~500 aten calls of a few µs each, and TempNet's eager path (`TempNet.temper`,
-12 calls + the division) costs ~7 % of it, set by its call count rather than by its arithmetic
-(benchmarks/results/tempnet_step.md). Here ``logits / tau(logits)`` (`methods.tempnet.module.tau_folded`, the eager
-twin, and the division) is exported once with the folded weights as inputs and a dynamic row count (1 to `MAX_ROWS`),
-compiled by AOTInductor (C++ codegen, gcc) into a shared library, and called through its C++ runner: one call per
-decode step. Its three matrix products are written as broadcast products summed over the input dimension
-(`reduced_linear`), so inductor fuses the whole graph into its own C++ loops instead of calling the GEMM library three
-times: at a decode step between two LM steps each library call runs cold (~20-30 µs each measured in place, against
-~5 µs in a tight loop), so the fused graph costs ~40 µs in place against ~105 µs with the library's GEMMs (tiny LLaMA,
-hid 32). Those loops re-read the weights per row, so they lose to the GEMM library beyond a few rows: prefill and
-decode batches over `MAX_ROWS` rows take the eager path. torch.compile (dynamo) was slower than eager here: its guards
-and Python wrappers cost more than the calls it saves.
-
-The package is cached on disk (``REPROLAB_TEMPNET_CACHE`` or ``~/.cache/reprolab/tempnet``), keyed by the vocabulary,
-hidden size, dtype, tau range, shift_max, the torch version and this graph's source, so a process compiles it at
-most once (~30-50 s on 2 CPU cores) and later processes load it. The weights are inputs, not constants: training
-between decodes needs no recompilation. On CPU logits in TempNet's dtype only (else the eager path); where the
-compiler is missing or fails, one warning and the eager path. On CUDA, ``compiled=true`` runs the Triton kernel
-`kernels.tempnet.temper_triton` instead (one program per row; checked against the eager twin at its first call and
-under TRITON_INTERPRET=1 in the tests; not timed, no GPU here).
+12 calls + the division) adds ~8 % to it, set by its call count rather than by its arithmetic: between two LM steps
+every call that the step does not repeat runs cold (benchmarks/results/tempnet_step.md). Here ``logits / tau(logits)``
+is one call: on CPU the C kernel `kernels.tempnet.temper_cpu` (fp32 logits, divided in place; it reads the module's
+parameters at the call, so the fast path needs no check that they changed; built once with the C compiler and cached
+on disk), on CUDA the Triton kernel `kernels.tempnet.temper_triton` (one program per row, at `TempNet.folded`; checked
+against the eager twin at its first call and under TRITON_INTERPRET=1 in the tests; not timed, no GPU here). Training
+between decodes needs no rebuild. The twin of both is the eager path, `methods.tempnet.module.tau_folded` and the
+division. On CPU only decode steps of up to `MAX_ROWS` rows take the kernel: it reads each weight row once per 8 rows,
+so prefill and larger batches stay with the eager path's GEMMs. Where no kernel is available (no compiler, no triton,
+a failed check): one warning per module and the eager path.
 """
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
-import os
-import weakref
-from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
 
-_RUNNERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # TempNet -> {key: run or None}
-MAX_ROWS = 8  # decode rows the compiled graph takes; above it the eager path's GEMMs are faster (V 4096, hid 256: ~8)
+KERNEL_DEVICES = {None: ("cpu",), True: ("cpu", "cuda"), False: ()}  # temperature.compiled -> where a kernel runs
+MAX_ROWS = 8  # CPU decode rows the kernel takes (one block of temper_cpu.c); above it the eager path's GEMMs win
 
 
 def takes(x: torch.Tensor) -> bool:
-    """Whether the compiled path takes these logits: a decode step ``(rows, 1, V)``, at most `MAX_ROWS` rows on CPU
-    (the Triton kernel on CUDA takes any row count)."""
-    return x.dim() == 3 and x.shape[1] == 1 and (x.device.type != "cpu" or x.shape[0] <= MAX_ROWS)
+    """Whether a kernel can take these logits: a contiguous decode step ``(rows, 1, V)``; on CPU fp32 and at most
+    `MAX_ROWS` rows (the Triton kernel on CUDA takes any row count and dtype)."""
+    return (x.dim() == 3 and x.shape[1] == 1 and x.is_contiguous()
+            and (x.device.type != "cpu" or (x.shape[0] <= MAX_ROWS and x.dtype == torch.float32)))
 
 
-def reduced_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, w, b)`` as a broadcast product summed over the input dimension: what inductor fuses into its own
-    loops (no GEMM library call) when the rows are few."""
-    y = (x.unsqueeze(-2) * w).sum(-1)
-    return y if b is None else y + b
-
-
-class TemperGraph(torch.nn.Module):
-    """``logits / tau(logits)`` from the folded weights (inputs), logits ``(N, 1, V)``: what gets compiled."""
-
-    def __init__(self, span: float, shift_max: bool):
-        super().__init__()
-        self.span, self.shift_max = span, shift_max
-
-    def forward(self, x, w1, b1, w2, b2, wy, by, lo):
-        from methods.tempnet.module import tau_folded
-
-        return x / tau_folded(x, (w1, b1, w2, b2, wy, by, lo), self.span, self.shift_max, linear=reduced_linear)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("REPROLAB_TEMPNET_CACHE") or Path.home() / ".cache" / "reprolab" / "tempnet")
-
-
-def package_path(net, dtype: torch.dtype) -> Path:
-    """The cached package's path: one per (V, M, dtype, tau range, shift_max, torch version, graph source)."""
-    from methods.tempnet.module import tau_folded
-
-    src = inspect.getsource(tau_folded) + inspect.getsource(TemperGraph) + inspect.getsource(reduced_linear)
-    key = (f"V{net.feature_dim}-M{net.hidden}-rows{MAX_ROWS}-{str(dtype).split('.')[-1]}-{net.tau_min!r}-{net.tau_max!r}-"
-           f"shift{int(net.shift_max)}-torch{torch.__version__}")
-    digest = hashlib.sha256((key + src).encode()).hexdigest()[:16]
-    return cache_dir() / f"tempnet-{digest}.pt2"
-
-
-def compile_package(net, dtype: torch.dtype, path: Path) -> Path:
-    """Export `TemperGraph` at ``net``'s folded weights (rows dynamic, 1 to `MAX_ROWS`) and compile it with AOTInductor to ``path``."""
-    folded = [t.detach().to(dtype) for t in net.folded()]
-    x = torch.randn(2, 1, net.feature_dim, dtype=dtype)
-    graph = TemperGraph(net.tau_max - net.tau_min, net.shift_max)
-    rows = torch.export.Dim("rows", min=1, max=MAX_ROWS)
-    with torch.no_grad():
-        ep = torch.export.export(graph, (x, *folded), dynamic_shapes=({0: rows},) + (None,) * len(folded))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.pt2")
-        torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp))
-    os.replace(tmp, path)  # atomic: a concurrent process sees no half-written package
-    return path
-
-
-def load_runner(path: Path):
-    """A callable ``run([x, *folded]) -> [logits / tau]`` (the package's C++ runner, without the pytree wrapper)."""
-    model = torch._inductor.aoti_load_package(str(path))
-    loader = getattr(model, "loader", None)
-    return loader.run if loader is not None else (lambda args: [model(*args)])
-
-
-def triton_runner(net, x: torch.Tensor, folded: tuple):
-    """On CUDA: the Triton kernel (`kernels.tempnet.temper_triton`) as ``run``, after a first call checked against the
-    eager twin (a mismatch or a failure: None, and the eager path). Not timed on a GPU here."""
+def triton_runner(net, device: torch.device):
+    """On CUDA: the Triton kernel as ``run(logits) -> logits / tau`` (None where `takes` says no) at the module's
+    folded weights as they are at the call (`TempNet.folded`); its first call is checked against the eager twin (a
+    mismatch: one warning, and this run returns None from then on, so the eager path runs)."""
     from kernels.tempnet import temper_triton
     from methods.tempnet.module import tau_folded
 
     span, shift = net.tau_max - net.tau_min, net.shift_max
+    state = {"checked": False, "ok": True}
 
-    def run(args):
-        return [temper_triton.temper(args[0], tuple(args[1:]), span, shift)]
+    def run(logits):
+        if not state["ok"] or logits.device != device or not takes(logits):
+            return None
+        folded = net.folded()
+        out = temper_triton.temper(logits, folded, span, shift)
+        if not state["checked"]:
+            twin = logits / tau_folded(logits, folded, span, shift).to(logits.dtype)
+            state["checked"] = True
+            if not torch.allclose(out.float(), twin.float(), rtol=1e-3, atol=1e-5):
+                state["ok"] = False
+                log.warning(f"TempNet: the Triton kernel differs from its eager twin by "
+                            f"{(out - twin).abs().max().item():.3g}; using the eager path.")
+                return None
+        return out
 
-    twin = x / tau_folded(x, folded, span, shift).to(x.dtype)
-    got = run([x, *folded])[0]
-    if not torch.allclose(got.float(), twin.float(), rtol=1e-3, atol=1e-5):
-        raise RuntimeError(f"the Triton kernel differs from its eager twin by {(got - twin).abs().max().item():.3g}")
     return run
 
 
-def compiled_runner(net, x: torch.Tensor, folded: tuple):
-    """The compiled ``run`` for ``net`` at decode logits ``x`` ``(rows <= MAX_ROWS, 1, V)`` (``folded``: its
-    `TempNet.folded` weights), built at the first call and then kept per module, device type and dtype: on CPU the AOTInductor package (compiled or loaded; logits
-    in TempNet's dtype), on CUDA the Triton kernel; None where the eager path must run (another device or dtype, no
-    compiler, no triton, a failed check), with one warning."""
-    w1 = folded[0]
+def compiled_runner(net, x: torch.Tensor):
+    """``run(logits) -> logits / tau(logits)``, or None from ``run`` for logits it does not take (`takes`; then the
+    eager path), for ``net`` on the device of the decode logits ``x``: on CPU the C kernel (fp32 parameters; in place,
+    reading the parameters at each call), on CUDA the Triton kernel where ``net.compiled`` is True. None where no
+    kernel runs (another device, CUDA without compiled=True, parameters not fp32 on CPU, no compiler, no triton, a
+    failed check): one warning in the last three cases."""
     device = x.device.type
-    if w1.device != x.device or device not in ("cpu", "cuda") or (device == "cpu" and x.dtype != w1.dtype):
+    weight = net.proj[0].weight
+    if (weight.device != x.device or device not in KERNEL_DEVICES[net.compiled]
+            or (device == "cpu" and weight.dtype != torch.float32)):
         return None
-    per_net = _RUNNERS.get(net)
-    key = (device, x.dtype)
-    if per_net is not None and key in per_net:
-        return per_net[key]
-    per_net = _RUNNERS.setdefault(net, {})
-    per_net[key] = None
     try:
         if device == "cuda":
-            per_net[key] = triton_runner(net, x, folded)
-        else:
-            path = package_path(net, x.dtype)
-            if not path.exists():
-                log.info(f"TempNet: compiling the decode path with AOTInductor into {path} (once, ~30-50 s)")
-                compile_package(net, x.dtype, path)
-            per_net[key] = load_runner(path)
-    except Exception as e:  # noqa: BLE001 (no compiler / triton, an export or codegen failure): the eager twin
+            import triton  # noqa: F401 (missing: the warning below)
+
+            return triton_runner(net, x.device)
+        from kernels.tempnet import temper_cpu
+
+        return temper_cpu.runner(net._params(), net.tau_min, net.tau_max - net.tau_min, net.shift_max, MAX_ROWS)
+    except Exception as e:  # noqa: BLE001 (no compiler / triton, a build or check failure): the eager twin
         first = str(e).splitlines()[0] if str(e) else ""
-        log.warning(f"TempNet: temperature.compiled=true but the compiled decode path is unavailable on {device} "
-                    f"({type(e).__name__}: {first}); using the eager path.")
-    return per_net[key]
+        log.warning(f"TempNet: the compiled decode path (temperature.compiled={net.compiled}) is unavailable on "
+                    f"{device} ({type(e).__name__}: {first}); using the eager path (set temperature.compiled=false "
+                    "to silence this).")
+        return None

@@ -63,9 +63,11 @@ class TempNetConfig(TempNetHead):
       catch a TempNet built for another vocabulary (50304 for the padded GPT-NeoX GPT-2, 32000 LLaMA).
     shift_max: feed logits - max(logits) (the root ``tempnet.py``'s generation branch) instead of the raw
       logits its training saw; false keeps training and decoding alike.
-    compiled: decode through one AOTInductor-compiled CPU graph of the eval-mode tau and the division
-      (`methods.tempnet.compiled`: compiled once per shape and cached on disk, ~30-50 s; CPU fp32 logits only;
-      without a C++ compiler: a warning and the eager path, same values up to rounding). false: the eager path.
+    compiled: a decode step's tau and division as one kernel call (`methods.tempnet.compiled`; same values as
+      the eager path up to rounding). null (default): where it was measured faster, on CPU: the C kernel
+      (`kernels/tempnet/temper_cpu.c`, fp32 logits of up to 8 rows, built once with the C compiler in ~0.3 s and
+      cached on disk; without a compiler: one warning and the eager path); eager on CUDA. true: also the Triton
+      kernel on CUDA (checked against the eager path at its first call; not timed on a GPU yet). false: eager.
     frozen_model: train only TempNet (spec §2.4 (c), `LLaMA-2/pretrain_gpt.py`): every other parameter
       gets requires_grad=False, so the LM stays bit-identical; false: train jointly (GPT-2 from scratch).
     lr / weight_decay: TempNet's own optimizer group at a constant lr (spec §2.4: GPT-2 from scratch 2e-6 with
@@ -77,7 +79,7 @@ class TempNetConfig(TempNetHead):
     hidden: int = 256
     vocab_size: Optional[int] = None
     shift_max: bool = False
-    compiled: bool = False
+    compiled: Optional[bool] = None
 
     def __post_init__(self):
         super().__post_init__()

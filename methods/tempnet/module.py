@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules import module as _nn_module
 
-from methods.tempnet.compiled import compiled_runner, takes
+from methods.tempnet.compiled import compiled_runner
 
 _VERSION = operator.attrgetter("_version")
 
@@ -35,7 +35,7 @@ class TempNet(nn.Module):
     """
 
     def __init__(self, feature_dim: int, hidden: int = 256, tau_min: float = 0.01, tau_max: float = 2.0,
-                 dropout: float = 0.5, shift_max: bool = False, compiled: bool = False):
+                 dropout: float = 0.5, shift_max: bool = False, compiled: bool | None = None):
         super().__init__()
         self.compiled = compiled
         self.feature_dim, self.hidden = feature_dim, hidden
@@ -98,7 +98,7 @@ class TempNet(nn.Module):
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("_fast", None)  # holds the compiled runner (not copyable; rebuilt at the next call)
+        state.pop("_fast", None)  # holds the kernel's runner (not copyable; rebuilt at the next call)
         return state
 
     def _apply(self, fn, recurse=True):
@@ -117,46 +117,41 @@ class TempNet(nn.Module):
         without autograd and without hooks on this module (every decode step) one fused path: `tau_folded` on the logits
         as they come at a decode step ``(B, 1, V)`` (else read as ``(N, 1, V)``), the division in the logits' dtype,
         no module call: at the tiny LLaMA a decode step is ~500 aten calls and TempNet's share of it is set by its
-        call count (benchmarks/tempnet_step.py). With ``compiled``, a decode step (`methods.tempnet.compiled.takes`:
-        at most `MAX_ROWS` rows on CPU) runs the compiled graph instead, one call; prefill stays eager. Otherwise
-        (training, autograd, a forward hook reading tau as the DRO loss does) the module is called, so its hooks see tau."""
+        call count (benchmarks/tempnet_step.py). Unless ``compiled`` is False, a decode step that a kernel takes
+        (`methods.tempnet.compiled`) is one kernel call instead; on CPU it divides ``logits`` in place (the head's
+        fresh output, when called by the hook). Otherwise (training, autograd, a forward hook reading tau as
+        the DRO loss does) the module is called, so its hooks see tau."""
         if (self.training or torch.is_grad_enabled() or self._forward_hooks or self._forward_pre_hooks
                 or _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks):
             return logits / self(logits).to(logits.dtype)
-        fast = self.__dict__.get("_fast")  # the compiled runner at this dtype with its argument list, weights unchanged
-        if (fast is not None and logits.dtype == fast[2] and takes(logits)
-                and tuple(map(_VERSION, fast[0])) == fast[1]):
-            args = fast[4]
-            args[0] = logits
-            return fast[3](args)[0]
+        run = self.__dict__.get("_fast")  # the kernel's runner (False: none here); reset by .to() and assigning loads
+        if run is None and self.compiled is not False:
+            run = self.__dict__["_fast"] = compiled_runner(self, logits) or False
+        out = run(logits) if run else None
+        if out is not None:
+            return out
         x = logits if logits.dim() == 3 and logits.shape[1] == 1 else logits.reshape(-1, 1, logits.shape[-1])
         folded = self.folded()
-        run = compiled_runner(self, x, folded) if self.compiled and takes(logits) else None
-        if run is not None:
-            cached = self.__dict__["_folded"]
-            self.__dict__["_fast"] = (cached[0], cached[1], x.dtype, run, [x, *folded])
-            out = run([x, *folded])[0]
-        else:
-            tau = tau_folded(x, folded, self.tau_max - self.tau_min, self.shift_max)
-            out = x / (tau if tau.dtype == x.dtype else tau.to(x.dtype))
+        tau = tau_folded(x, folded, self.tau_max - self.tau_min, self.shift_max)
+        out = x / (tau if tau.dtype == x.dtype else tau.to(x.dtype))
         return out if x is logits else out.view(logits.shape)
 
 
-def tau_folded(x: torch.Tensor, folded: tuple, span: float, shift_max: bool, linear=F.linear) -> torch.Tensor:
+def tau_folded(x: torch.Tensor, folded: tuple, span: float, shift_max: bool) -> torch.Tensor:
     """tau ``(N, 1, 1)`` of logits ``(N, 1, V)`` from `TempNet.folded` weights (``span`` = tau_max - tau_min;
     ``shift_max``: shifted, then cast to the weights' dtype, as `TempNet.pooled` does), without autograd, in 12 aten
     calls: Linear(x / |x|) = (x W1^T) / |x| + b1 (|x| clamped at F.normalize's 1e-12) one addcdiv; z = sum_k
     softmax(x / T)_k y_k = sum_k (w_k - 1/M) (x_k / T) (T v_k) + c (sum_k w_k = 1) from two linears of the hidden
-    units, softmax, mul, sum; tau_min + span sigmoid(z) one add. The eager path and the compiled graph
-    (`methods.tempnet.compiled`, with ``linear`` = its `reduced_linear`) both run this function."""
+    units, softmax, mul, sum; tau_min + span sigmoid(z) one add. The twin of the kernels of `methods.tempnet.compiled`
+    (C on CPU, Triton on CUDA)."""
     w1, b1, w2, b2, wy, by, lo = folded
     if shift_max:
         x = x - x.amax(-1, keepdim=True)
     if x.dtype != w1.dtype:
         x = x.to(w1.dtype)
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_min_(1e-12)
-    h = torch.addcdiv(b1, linear(x, w1), norm).sigmoid_()
-    z = linear(h, w2, b2).softmax(-1).mul_(linear(h, wy, by)).sum(-1, keepdim=True)
+    h = torch.addcdiv(b1, F.linear(x, w1), norm).sigmoid_()
+    z = F.linear(h, w2, b2).softmax(-1).mul_(F.linear(h, wy, by)).sum(-1, keepdim=True)
     return torch.add(lo, z.sigmoid_(), alpha=span)
 
 
