@@ -14,7 +14,7 @@ evicted its state from the caches, equally often): one step for AdamW, Muon and 
 refresh period of 10 steps for SOAP (reported per step). Medians over repetitions. COSMOS runs
 with its defaults (``ns_space`` auto: Newton-Schulz in the complement of its basis where that
 pays) and, as "COSMOS (full NS)", with Newton-Schulz on the whole m x n residual (the official
-code's). Newton-Schulz runs at ``ns_dtype`` auto for both Muon and COSMOS (`kernels.cosmos.ns_dtype_for`: bf16
+code's). Newton-Schulz runs at ``ns_dtype`` auto for both Muon and COSMOS (`reprolab.kernels.cosmos.ns_dtype_for`: bf16
 where the CPU has bf16 GEMMs, fp32 elsewhere); where auto is bf16, "Muon (fp32)" and "COSMOS (fp32)" time
 the other precision in the same repetitions. Writes benchmarks/results/cosmos_step.{md,json}.
 """
@@ -35,7 +35,7 @@ TARGETS = {"COSMOS/Muon": 1.25, "COSMOS/SOAP": 1.0}
 
 def auto_precision() -> str:
     """The Newton-Schulz dtype ``ns_dtype`` auto takes on this CPU, by name."""
-    from kernels.cosmos import ns_dtype_for
+    from reprolab.kernels.cosmos import ns_dtype_for
 
     return {torch.bfloat16: "bf16", torch.float32: "fp32"}[ns_dtype_for(torch.zeros(1))]
 
@@ -88,7 +88,7 @@ def make_optimizers(m: int, n: int, rank: int) -> dict:
 
 def bench_shape(m: int, n: int, rank: int, reps: int) -> dict:
     grads = [torch.randn(m, n, generator=torch.Generator().manual_seed(100 + i)) for i in range(4)]
-    from kernels.cosmos import newton_schulz5, ns_dtype_for
+    from reprolab.kernels.cosmos import newton_schulz5, ns_dtype_for
     from methods.cosmos.optimizer import complement_pays
 
     opts = make_optimizers(m, n, rank)
@@ -158,7 +158,7 @@ def profile_cosmos(m: int, n: int, rank: int, steps: int = 10) -> str:
 
 
 def markdown(rows: list[dict], threads: int) -> str:
-    from kernels.cosmos import BF16_CPU_FLAGS, cpu_flags
+    from reprolab.kernels.cosmos import BF16_CPU_FLAGS, cpu_flags
 
     precision = rows[0]["precision"]
     flags = sorted(BF16_CPU_FLAGS & cpu_flags()) or ["none"]
@@ -166,7 +166,7 @@ def markdown(rows: list[dict], threads: int) -> str:
     lines = ["# COSMOS optimizer step on CPU vs AdamW, Muon, SOAP (f = 10)", "",
              f"One weight matrix per optimizer, fp32 weights and state, {threads} intra-op thread(s). Newton-Schulz "
              f"(Muon, COSMOS) at `ns_dtype` auto, which chose **{precision}** on this CPU (its bf16 GEMM flags: "
-             f"{', '.join(flags)}; `kernels.cosmos.native_bf16`)"
+             f"{', '.join(flags)}; `reprolab.kernels.cosmos.native_bf16`)"
              + ("; the fp32 columns time Muon and COSMOS with `ns_dtype=float32` in the same repetitions. " if other
                 else ". ")
              + "SOAP's time is per step, amortised over one refresh period (10 steps). Median of interleaved "

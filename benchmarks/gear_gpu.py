@@ -48,8 +48,8 @@ def _time(fn, device, reps=20) -> float:
 
 
 def kernels(device, B=8, H=32, d=128, n=1024, reps=20) -> dict:
-    from kernels.gear import quant, quant_triton
-    from kernels.gear.attention import decode_attention
+    from reprolab.kernels.gear import quant, quant_triton
+    from reprolab.kernels.gear.attention import decode_attention
     from methods.gear.compress import CodecSpec, QuantSpec, compress
     from methods.gear.store import PackedStore
 

@@ -3,7 +3,7 @@
     python -m benchmarks.gpu_cosmos                 # one H100/H200: about 5 minutes
     python -m benchmarks.gpu_cosmos --device cpu --tiny   # the CPU smoke test of the same code (twins only)
 
-Part 1, per kernel (kernels/cosmos), at LLaMA-1B shapes, and Newton-Schulz on 32 LLaMA-60M
+Part 1, per kernel (reprolab/kernels/cosmos), at LLaMA-1B shapes, and Newton-Schulz on 32 LLaMA-60M
 matrices batched vs one call each: median ms of the Triton kernel and of the twin, their ratio,
 and the max abs difference; then the QR of COSMOS's power iteration against CholeskyQR2 (`bench_qr`,
 an alternative measured to decide on). Part 2, per optimizer (AdamW, Muon, SOAP f=10, COSMOS r=64; Muon and
@@ -54,7 +54,7 @@ class Timer:
 
 def kernel_cases(device: str, tiny: bool) -> dict:
     """name -> (twin-or-triton callable factory taking a backend) at LLaMA-1B down_proj-like shapes."""
-    from kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
+    from reprolab.kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
 
     m, n, r = (48, 40, 8) if tiny else (2048, 5461, 64)
     g = torch.Generator(device="cpu").manual_seed(0)

@@ -4,7 +4,7 @@ Training: one AdamW step (forward, backward, update): next-token CE at tau = 1 a
 trained jointly (``objective=dro_lm temperature=tempnet``). Decode: greedy steps through a DynamicCache, 128-token
 prompt, without and with TempNet dividing the logits (eval mode: `TempNet.temper`, the pooling temperature and the last
 layer folded into cached weights), eager (``temperature.compiled=false``) and (unless ``--no-compiled``) with the C
-kernel (``temperature.compiled`` null, the default on CPU: one call of `kernels/tempnet/temper_cpu.c` for decode steps
+kernel (``temperature.compiled`` null, the default on CPU: one call of `reprolab/kernels/tempnet/temper_cpu.c` for decode steps
 of up to 8 rows, `methods/tempnet/compiled.py`; its build time reported apart). TempNet at hid 32 (the spec's CPU analog) and at hid 256 (the paper's). Targets (issue 19):
 +<= 10 % on a training step and +<= 5 % on a decode step. Two sizes:
 
@@ -170,7 +170,7 @@ def measure(size: str, steps: int, new: int, repeats: int, compiled: bool = Fals
 
 def main(argv=None) -> None:
     from benchmarks.common import SHARED_CPU_NOTE, write
-    from kernels.tempnet.temper_cpu import cache_dir
+    from reprolab.kernels.tempnet.temper_cpu import cache_dir
 
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=40)
@@ -211,7 +211,7 @@ def main(argv=None) -> None:
             md.append(f"| {label if n == BASE else ''} | {n} {train}| {r['decode_ms'][n]:.3f} | {rd:.3f}x | {met_d} | {us} |")
     if args.compiled:
         md += ["", "C kernel (temperature.compiled null, the default on CPU; `methods/tempnet/compiled.py`): the eval-mode tau and the division in "
-               "one ctypes call of the C kernel `kernels/tempnet/temper_cpu.c` (fp32, in place, the weights read at the "
+               "one ctypes call of the C kernel `reprolab/kernels/tempnet/temper_cpu.c` (fp32, in place, the weights read at the "
                "call), decode steps of up to 8 rows; each variant's first call (wall time, not in the step times; the first "
                "builds the kernel with the C compiler into a fresh cache, the others bind it): "
                + "; ".join(f"{size} {n.split(',')[0].removeprefix('TempNet ')} {s:.2f} s" for size in args.sizes

@@ -37,7 +37,7 @@ def check_hparams(name: str, *, lr: float, betas: Iterable[float] | None = None,
 
 def check_newton_schulz(where: str, group: dict) -> None:
     """Validate the Newton-Schulz options shared by COSMOS and Muon: ns_steps, ns_dtype, backend."""
-    from kernels.cosmos import BACKENDS, NS_DTYPES
+    from reprolab.kernels.cosmos import BACKENDS, NS_DTYPES
 
     steps, dtype = group["ns_steps"], group["ns_dtype"]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:

@@ -9,7 +9,7 @@ from reprolab import checks
 from reprolab.registry import schema
 from reprolab.roles import OptimizerMethod
 
-NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 where GEMMs run it natively (kernels.cosmos.native_bf16)
+NS_DTYPES = ("auto", "bfloat16", "float32")  # Newton-Schulz dtype; auto: bf16 where GEMMs run it natively (reprolab.kernels.cosmos.native_bf16)
 
 ROUTINGS = ("name", "shape")
 BACKENDS = (None, "torch", "triton")
@@ -29,7 +29,7 @@ class CosmosConfig(OptimizerMethod):
       <= 10000 rows -> COSMOS).
     parity: reproduce the official code's quirks (AdamW-branch momentum 0.1, nesterov=false
       without momentum, no vanishing-residual guard).
-    backend: None (auto: Triton Newton-Schulz on CUDA, `kernels.cosmos`), ``torch`` or ``triton`` (every kernel).
+    backend: None (auto: Triton Newton-Schulz on CUDA, `reprolab.kernels.cosmos`), ``torch`` or ``triton`` (every kernel).
     qr: the power iteration's orthonormalisation: ``auto`` (CholeskyQR2 on CUDA, Householder on the
       CPU), ``householder`` (official) or ``cholesky_qr2``; the same basis up to column signs
       (`methods.linalg`).

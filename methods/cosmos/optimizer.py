@@ -36,7 +36,7 @@ Deviations from the official code (``parity=True`` restores the ones that change
 - ||NS5(R)|| is accumulated in fp32 (the official code takes it in bf16). NS5 runs in bf16 as in
   the official code where the device has bf16 GEMMs in hardware (CUDA from Ampere on; CPUs with
   AVX512-BF16 or AMX), in fp32 elsewhere, where bf16 GEMMs are converted and slow (``ns_dtype``
-  auto, `kernels.cosmos.native_bf16`).
+  auto, `reprolab.kernels.cosmos.native_bf16`).
 - NS5 evaluates each step as Muon does, X <- a X + (b A + c A^2) X with A = X X^T, which for a
   k x n input (k <= n) costs k^3 + 2 k^2 n multiply-adds instead of the official 3 k^2 n of
   B = A X; X <- a X + b B + (c A) B. Equal in exact arithmetic, not bitwise (parity: official).
@@ -55,7 +55,7 @@ Deviations from the official code (``parity=True`` restores the ones that change
 - Same-shape matrices take the step as one batch (one set of GPU launches, not one per matrix;
   the state of a batch lives packed in one tensor per key, each parameter's entry a view of its
   slice); each matrix gets exactly what it would alone. Newton-Schulz runs as fused Triton
-  kernels on CUDA, the rank-r GEMMs on cuBLAS, where each measured faster (kernels/cosmos).
+  kernels on CUDA, the rank-r GEMMs on cuBLAS, where each measured faster (reprolab/kernels/cosmos).
 The paper's own write-up of the update (EMA momentum without Nesterov, eps inside the square
 root, a sqrt(n) normalisation: cosmos.md §2.4) differs from its code; we follow the code.
 """
@@ -65,8 +65,8 @@ import math
 
 import torch
 
-from kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
-from kernels.cosmos.reference import divide_by_second_moment, update_moments  # the complement path's pieces
+from reprolab.kernels.cosmos import gemm_epilogue, newton_schulz5, ns_dtype_for, project_moments
+from reprolab.kernels.cosmos.reference import divide_by_second_moment, update_moments  # the complement path's pieces
 from methods.linalg import QR_METHODS, householder_qr, orthonormal_basis
 from methods.optim import (HybridOptimizer, adamw_, check_newton_schulz, init_packed, packed_state,
                           same_shape_batches, stack)
@@ -147,10 +147,10 @@ class COSMOS(HybridOptimizer):
         rank: r, the dimension of the adaptive subspace.
         nesterov: Nesterov mix of G and M (default on; see the module docstring for off).
         ns_steps, ns_dtype: Newton-Schulz steps (5) and dtype: None or "auto" = bf16 as in the official
-            code where the device runs bf16 GEMMs natively, else fp32 (`kernels.cosmos.ns_dtype_for`);
+            code where the device runs bf16 GEMMs natively, else fp32 (`reprolab.kernels.cosmos.ns_dtype_for`);
             or a dtype / "bfloat16" / "float32".
         parity: reproduce the official code's quirks (module docstring).
-        backend: kernels for the hot GEMMs: None (auto, see `kernels.cosmos`), "torch", "triton".
+        backend: kernels for the hot GEMMs: None (auto, see `reprolab.kernels.cosmos`), "torch", "triton".
         qr: the power iteration's orthonormalisation (`methods.linalg.orthonormal_basis`): "auto"
             (CholeskyQR2 on CUDA, where batched Householder QR runs per matrix; Householder on the
             CPU), "householder" (`torch.linalg.qr`, the official code's) or "cholesky_qr2". The same

@@ -3,7 +3,7 @@
 Registered with transformers' `AttentionInterface` (and the SDPA mask builder) by `register()`;
 `QuantCache.prepare_model` sets it on a model when ``attention="fused"``. At decode steps (one
 query token) the `CompressedLayer` passes itself as ``gear_layer`` and returns only its fp16 buffer
-as key/value; this function attends over [packed store ‖ buffer] with `kernels.gear.attention`
+as key/value; this function attends over [packed store ‖ buffer] with `reprolab.kernels.gear.attention`
 (the Triton kernel on CUDA, its PyTorch twin elsewhere). Prefill, and any call without a
 compressed store, is ordinary SDPA.
 """
@@ -24,7 +24,7 @@ def gear_fused_attention(module, query, key, value, attention_mask, dropout=0.0,
         k = torch.cat([store_k.materialize().to(key.dtype), key], 2)
         v = torch.cat([store_v.materialize().to(value.dtype), value], 2)
         return sdpa_attention_forward(module, query, k, v, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
-    from kernels.gear.attention import decode_attention
+    from reprolab.kernels.gear.attention import decode_attention
 
     mask = None
     if attention_mask is not None:

@@ -7,7 +7,7 @@ For X ∈ {K, V} of one chunk, shape [B, H, n, d_H] (K after RoPE, before GQA's 
 
     S  = Filter_s(X)                 sparse outliers: per row the k smallest and k largest entries
                                      (signed ``topk``), kept exactly (fp16 value + int32 index)
-    D̂  = Dequant(Quant_b(X − S))     group-wise asymmetric b-bit quantisation (`kernels.gear.quant`)
+    D̂  = Dequant(Quant_b(X − S))     group-wise asymmetric b-bit quantisation (`reprolab.kernels.gear.quant`)
                                      of X with the outliers replaced by the row mean, so they do not
                                      stretch any group's range
     R  = X − fp16(D̂ + S)             residual (zero at outlier positions)
@@ -36,7 +36,7 @@ from typing import Optional
 
 import torch
 
-from kernels.gear import quant
+from reprolab.kernels.gear import quant
 from methods.gear.config import COUNT_MODES
 from methods.gear.layout import from_rows, row_length, to_rows
 from methods.linalg import orthonormal_basis

@@ -28,7 +28,7 @@ class QuantKVConfig(CacheMethod):
     storage: ``packed`` (real low-bit codes; the measured bytes equal the paper's formula) or
       ``simulated`` (fake-quantise, keep the fp16 reconstruction, as the official accuracy runs).
     attention: ``materialize`` (decompress, any attention implementation) or ``fused`` (attend over
-      the packed codes with the `kernels.gear` decode kernel; packed storage only).
+      the packed codes with the `reprolab.kernels.gear` decode kernel; packed storage only).
     seed: seeds the power-iteration starts (one generator per cache).
     """
 

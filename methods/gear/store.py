@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from kernels.gear import quant
+from reprolab.kernels.gear import quant
 from methods.gear.compress import Compressed, QuantSpec
 from methods.gear.layout import from_rows
 

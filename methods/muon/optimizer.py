@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from kernels.cosmos import newton_schulz5, ns_dtype_for
+from reprolab.kernels.cosmos import newton_schulz5, ns_dtype_for
 from methods.muon.config import SCALES
 from methods.optim import (HybridOptimizer, check_hparams, check_newton_schulz, init_packed, packed_state,
                           same_shape_batches, stack)
@@ -42,7 +42,7 @@ class Muon(HybridOptimizer):
         scale: "keller" or "moonlight" (module docstring).
         adam_lr, adam_betas, adam_eps, adam_weight_decay: defaults of ``use_muon=False`` groups.
         ns_dtype: None or "auto" = bf16 (official) where the device runs bf16 GEMMs natively, else fp32
-            (`kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
+            (`reprolab.kernels.cosmos.ns_dtype_for`); or a dtype / "bfloat16" / "float32".
         backend: Newton-Schulz kernels: None (Triton on CUDA), "torch", "triton". Same-shape
             matrices share one batched Newton-Schulz call.
     """

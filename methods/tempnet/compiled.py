@@ -4,9 +4,9 @@ on CUDA; false never).
 At the tiny LLaMA a decode step is ~500 aten calls of a few µs each, and TempNet's eager path (`TempNet.temper`,
 12 calls + the division) adds ~8 % to it, set by its call count rather than by its arithmetic: between two LM steps
 every call that the step does not repeat runs cold (benchmarks/results/tempnet_step.md). Here ``logits / tau(logits)``
-is one call: on CPU the C kernel `kernels.tempnet.temper_cpu` (fp32 logits, divided in place; it reads the module's
+is one call: on CPU the C kernel `reprolab.kernels.tempnet.temper_cpu` (fp32 logits, divided in place; it reads the module's
 parameters at the call, so the fast path needs no check that they changed; built once with the C compiler and cached
-on disk), on CUDA the Triton kernel `kernels.tempnet.temper_triton` (one program per row, at `TempNet.folded`; checked
+on disk), on CUDA the Triton kernel `reprolab.kernels.tempnet.temper_triton` (one program per row, at `TempNet.folded`; checked
 against the eager twin at its first call and under TRITON_INTERPRET=1 in the tests; not timed, no GPU here). Training
 between decodes needs no rebuild. The twin of both is the eager path, `methods.tempnet.module.tau_folded` and the
 division. On CPU only decode steps of up to `MAX_ROWS` rows take the kernel: it reads each weight row once per 8 rows,
@@ -36,7 +36,7 @@ def triton_runner(net, device: torch.device):
     """On CUDA: the Triton kernel as ``run(logits) -> logits / tau`` (None where `takes` says no) at the module's
     folded weights as they are at the call (`TempNet.folded`); its first call is checked against the eager twin (a
     mismatch: one warning, and this run returns None from then on, so the eager path runs)."""
-    from kernels.tempnet import temper_triton
+    from reprolab.kernels.tempnet import temper_triton
     from methods.tempnet.module import tau_folded
 
     span, shift = net.tau_max - net.tau_min, net.shift_max
@@ -76,7 +76,7 @@ def compiled_runner(net, x: torch.Tensor):
             import triton  # noqa: F401 (missing: the warning below)
 
             return triton_runner(net, x.device)
-        from kernels.tempnet import temper_cpu
+        from reprolab.kernels.tempnet import temper_cpu
 
         return temper_cpu.runner(net._params(), net.tau_min, net.tau_max - net.tau_min, net.shift_max, MAX_ROWS)
     except Exception as e:  # noqa: BLE001 (no compiler / triton, a build or check failure): the eager twin

@@ -65,7 +65,7 @@ class TempNetConfig(TempNetHead):
       logits its training saw; false keeps training and decoding alike.
     compiled: a decode step's tau and division as one kernel call (`methods.tempnet.compiled`; same values as
       the eager path up to rounding). null (default): where it was measured faster, on CPU: the C kernel
-      (`kernels/tempnet/temper_cpu.c`, fp32 logits of up to 8 rows, built once with the C compiler in ~0.3 s and
+      (`reprolab/kernels/tempnet/temper_cpu.c`, fp32 logits of up to 8 rows, built once with the C compiler in ~0.3 s and
       cached on disk; without a compiler: one warning and the eager path); eager on CUDA. true: also the Triton
       kernel on CUDA (checked against the eager path at its first call; not timed on a GPU yet). false: eager.
     frozen_model: train only TempNet (spec §2.4 (c), `LLaMA-2/pretrain_gpt.py`): every other parameter

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import methods.soap.optimizer as soap_module
-from kernels.cosmos.reference import newton_schulz5
+from reprolab.kernels.cosmos.reference import newton_schulz5
 from methods.adam_mini import AdamMini
 from methods.galore import GaLoreAdamW
 from methods.galore.optimizer import project, project_back, svd_projector

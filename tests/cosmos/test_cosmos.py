@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import methods.cosmos.optimizer as cosmos_module
-from kernels.cosmos.reference import NS5_COEFFS, newton_schulz5
+from reprolab.kernels.cosmos.reference import NS5_COEFFS, newton_schulz5
 from methods.cosmos import COSMOS
 from tests.cosmos.official_reference import official_step
 

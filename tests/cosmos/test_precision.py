@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import kernels.cosmos as kc
-from kernels.cosmos import native_bf16, newton_schulz5, ns_dtype_for
+import reprolab.kernels.cosmos as kc
+from reprolab.kernels.cosmos import native_bf16, newton_schulz5, ns_dtype_for
 from methods.cosmos import COSMOS
 from methods.muon import Muon
 

@@ -10,8 +10,8 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
 
-from kernels.gear import quant, quant_triton  # noqa: E402
-from kernels.gear.attention import decode_attention  # noqa: E402
+from reprolab.kernels.gear import quant, quant_triton  # noqa: E402
+from reprolab.kernels.gear.attention import decode_attention  # noqa: E402
 from methods.gear.compress import CodecSpec, QuantSpec, compress  # noqa: E402
 from methods.gear.store import PackedStore  # noqa: E402
 

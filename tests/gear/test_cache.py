@@ -330,7 +330,7 @@ def test_key_group_index_is_kept_until_a_chunk_is_appended():
 def test_lowrank_factors_are_stacked_per_run_of_equal_chunks():
     """Decode attention takes one product per group of consecutive same-size, same-rank chunks; the
     store (and fused attention over it) still equals the chunks reconstructed one by one."""
-    from kernels.gear.attention import decode_attention
+    from reprolab.kernels.gear.attention import decode_attention
     from methods.gear.compress import compress
     from methods.gear.store import PackedStore
 

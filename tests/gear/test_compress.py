@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels.gear import quant
+from reprolab.kernels.gear import quant
 from methods.gear.compress import CodecSpec, QuantSpec, compress, outlier_k, power_iteration, split_outliers
 from methods.gear.layout import from_rows, to_rows
 from tests.gear import official_ref as ref

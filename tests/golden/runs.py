@@ -68,7 +68,7 @@ STILL = "2 threads moved nothing; another CPU's GEMM kernels may round different
 
 
 # Newton-Schulz (COSMOS, Muon) runs in bf16 where the CPU has bf16 GEMMs and in fp32 elsewhere (``ns_dtype``
-# auto, kernels.cosmos.native_bf16): their golden runs pin bf16, what auto takes on the machine that made the
+# auto, reprolab.kernels.cosmos.native_bf16): their golden runs pin bf16, what auto takes on the machine that made the
 # files, so that every machine runs the same precision and the tolerances below compare like with like.
 BF16_NS = "method.ns_dtype=bfloat16"
 

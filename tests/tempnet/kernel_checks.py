@@ -9,7 +9,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
 
-from kernels.tempnet import temper_triton  # noqa: E402
+from reprolab.kernels.tempnet import temper_triton  # noqa: E402
 from methods.tempnet.compiled import triton_runner  # noqa: E402
 from methods.tempnet.module import TempNet, tau_folded  # noqa: E402
 

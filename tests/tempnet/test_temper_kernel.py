@@ -1,4 +1,4 @@
-"""The Triton kernel of TempNet's decode path (`kernels.tempnet.temper_triton`) vs its PyTorch twin (the eager
+"""The Triton kernel of TempNet's decode path (`reprolab.kernels.tempnet.temper_triton`) vs its PyTorch twin (the eager
 `tau_folded` and the division), under TRITON_INTERPRET=1 in a fresh interpreter (`tests/tempnet/kernel_checks.py`):
 odd vocabularies and hidden sizes (masked tails), several block sizes (the online softmax across chunks), shift_max,
 zero logits; and `methods.tempnet.compiled.triton_runner`, what temperature.compiled=true runs on CUDA."""

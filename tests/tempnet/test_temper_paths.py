@@ -1,6 +1,6 @@
 """TempNet's decode path (`TempNet.temper`, what the output head's hook returns): the eager fused path equals
 logits / tau of the spec's formula, falls back to the module call where hooks must see tau, follows weight, dtype
-and load changes; the C kernel of the compiled path (`kernels.tempnet.temper_cpu`, temperature.compiled=true)
+and load changes; the C kernel of the compiled path (`reprolab.kernels.tempnet.temper_cpu`, temperature.compiled=true)
 equals its eager twin in place, runs for decode batches up to MAX_ROWS (larger ones and prefill run eagerly), is
 built once, follows weight changes, and a compiler failure falls back to the eager path with one warning."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from copy import deepcopy
 import pytest
 import torch
 
-from kernels.tempnet import temper_cpu
+from reprolab.kernels.tempnet import temper_cpu
 from methods.tempnet import TempNet, TempNetConfig
 from methods.tempnet import compiled as compiled_mod
 from methods.tempnet.module import tau_folded

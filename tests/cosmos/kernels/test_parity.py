@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from kernels.cosmos import backend_for, gemm_epilogue, newton_schulz5, project_moments
+from reprolab.kernels.cosmos import backend_for, gemm_epilogue, newton_schulz5, project_moments
 from tests.cosmos.kernels.conftest import DEVICE
 
 pytest.importorskip("triton")
@@ -61,7 +61,7 @@ def test_gemm_epilogue_device_scalar_beta():
 @pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-4), (torch.bfloat16, 1e-2)])
 def test_symmetric_gram(dtype, rtol):
     """X X^T from the upper block triangle + mirrored tiles equals the full product."""
-    from kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
+    from reprolab.kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
 
     x = _rand(150, 70, seed=5, dtype=dtype)  # 150 rows: three 64-blocks, the last one ragged
     out = triton_gemm(x, x.T, symmetric=True)
@@ -134,7 +134,7 @@ def test_gemm_epilogue_accumulates_into_c():
     got = gemm_epilogue(a, b, c=c, beta=torch.tensor(0.7, device=DEVICE), out=c, backend="triton")
     assert got is c
     _close(got, expect)
-    from kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
+    from reprolab.kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
 
     x = _rand(64, 64, seed=4)
     with pytest.raises(ValueError, match="must not be c or d"):
@@ -144,7 +144,7 @@ def test_gemm_epilogue_accumulates_into_c():
 def test_batched_gemm_epilogue_is_one_product_per_matrix():
     """A batch (k, M, K) x (k, K, N) in one launch: each slice equals its own product, including the
     symmetric mode (mirrored tiles stay inside their own matrix) and strided (transposed) operands."""
-    from kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
+    from reprolab.kernels.cosmos.triton_kernels import gemm_epilogue as triton_gemm
 
     a, b, c, d = _rand(3, 70, 24, seed=1), _rand(3, 24, 40, seed=2), _rand(3, 70, 40, seed=3), _rand(3, 70, 40, seed=4)
     got = triton_gemm(a, b, alpha=-0.5, c=c, beta=2.0, d=d, delta=0.3)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from kernels.cosmos import gemm_epilogue, project_moments
+from reprolab.kernels.cosmos import gemm_epilogue, project_moments
 
 
 def _rand(*shape, seed=0, dtype=torch.float32):

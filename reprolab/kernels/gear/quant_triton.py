@@ -1,6 +1,6 @@
 """Triton kernel: group-wise asymmetric quantisation + bit packing (+ optional residual).
 
-Semantics are those of the PyTorch twin `kernels.gear.quant.quantize_pack` (fp16 scale/min,
+Semantics are those of the PyTorch twin `reprolab.kernels.gear.quant.quantize_pack` (fp16 scale/min,
 round half to even, codes packed low bits first); the codes match it bit for bit. One program
 quantises one group of one row: it loads the group as a [G/per, per] tile, takes min/max, rounds
 Δ and m to fp16, computes the codes, packs each row of the tile into a byte, and optionally
@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.gear.quant import check_layout
+from reprolab.kernels.gear.quant import check_layout
 
 
 @triton.jit
@@ -51,7 +51,7 @@ def _quant_pack_kernel(X, CODES, SCALE, MN, RES, L, NG,
 
 
 def quantize_pack(x: torch.Tensor, bits: int, group: int, residual: bool = False):
-    """Triton version of `kernels.gear.quant.quantize_pack` (fp16 parameters).
+    """Triton version of `reprolab.kernels.gear.quant.quantize_pack` (fp16 parameters).
 
     x: [..., L]; returns (codes uint8 [..., L·bits/8], scale fp16 [..., L/g], mn fp16 [..., L/g])
     and, with ``residual``, the fp32 residual [..., L] as a fourth element.

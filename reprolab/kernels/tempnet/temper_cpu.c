@@ -1,4 +1,4 @@
-/* TempNet's eval-mode logits / tau(logits) on CPU, in place, fp32 (kernels/tempnet/temper_cpu.py builds and calls it).
+/* TempNet's eval-mode logits / tau(logits) on CPU, in place, fp32 (reprolab/kernels/tempnet/temper_cpu.py builds and calls it).
  * It reads the module's parameters as they are at the call (W1, b1, W2, b2, the pooling's log temperature s, the last
  * layer v, c): with x a row of the logits (shift: minus its max), the formula of `TempNet.pooled` in eval mode,
  *

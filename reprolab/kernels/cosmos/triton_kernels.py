@@ -1,4 +1,4 @@
-"""Triton kernels for the COSMOS step (cosmos.md §2.11). Twins: kernels/cosmos/reference.py.
+"""Triton kernels for the COSMOS step (cosmos.md §2.11). Twins: reprolab/kernels/cosmos/reference.py.
 
 Two kernels cover the hot GEMMs of a step:
 
@@ -206,7 +206,7 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps):
-    """Triton version of `kernels.cosmos.reference.project_moments` (same contract, batches too)."""
+    """Triton version of `reprolab.kernels.cosmos.reference.project_moments` (same contract, batches too)."""
     m, n = G.shape[-2:]
     r = U.shape[-1]
     lead = tuple(G.shape[:-2])

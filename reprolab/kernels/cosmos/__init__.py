@@ -1,8 +1,8 @@
 """The hot pieces of a COSMOS step, each with a Triton kernel and a PyTorch twin (cosmos.md §2.11).
 
-    from kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
+    from reprolab.kernels.cosmos import gemm_epilogue, newton_schulz5, project_moments
 
-Every function takes ``backend``: ``"triton"``, ``"torch"`` (the twin, kernels/cosmos/reference.py)
+Every function takes ``backend``: ``"triton"``, ``"torch"`` (the twin, reprolab/kernels/cosmos/reference.py)
 or ``None`` (auto). Auto runs Triton where it measured faster than the twin on a GPU, for CUDA
 tensors of fp32/bf16/fp16 when triton imports: Newton-Schulz (1.1-1.2x faster than cuBLAS on an
 H200, bf16, 2048 x 5461: benchmarks/results/gpu_cosmos.md). The rank-r products and the fused
@@ -19,8 +19,8 @@ import os
 
 import torch
 
-from kernels.cosmos import reference
-from kernels.cosmos.reference import ASSOCIATIONS, NS5_COEFFS
+from reprolab.kernels.cosmos import reference
+from reprolab.kernels.cosmos.reference import ASSOCIATIONS, NS5_COEFFS
 
 BACKENDS = (None, "torch", "triton")
 
@@ -98,7 +98,7 @@ def ns_dtype_for(t: torch.Tensor, dtype: torch.dtype | str | None = None) -> tor
 
 def _impl(t: torch.Tensor, backend: str | None, kernel: str):
     if backend_for(t, backend, kernel) == "triton":
-        from kernels.cosmos import triton_kernels
+        from reprolab.kernels.cosmos import triton_kernels
 
         return triton_kernels
     return reference
@@ -116,14 +116,14 @@ def gemm_epilogue(a, b, *, alpha=1.0, c=None, beta=1.0, d=None, delta=1.0, out_d
 
 
 def project_moments(G, M, U, V, *, beta1, beta2, g_coef, m_coef, mix_scale, bias2, eps, backend=None):
-    """Fused COSMOS projection + moments; see `kernels.cosmos.reference.project_moments`."""
+    """Fused COSMOS projection + moments; see `reprolab.kernels.cosmos.reference.project_moments`."""
     return _impl(G, backend, "project_moments").project_moments(G, M, U, V, beta1=beta1, beta2=beta2, g_coef=g_coef,
                                                                 m_coef=m_coef, mix_scale=mix_scale, bias2=bias2, eps=eps)
 
 
 def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos", dtype=torch.bfloat16, backend=None):
     """Quintic Newton-Schulz orthogonalisation of a matrix (m, n) or of each matrix of a batch
-    (k, m, n) in one set of launches; see `kernels.cosmos.reference.newton_schulz5`.
+    (k, m, n) in one set of launches; see `reprolab.kernels.cosmos.reference.newton_schulz5`.
 
     The Triton path runs each step as three fused GEMMs: the Gram product X X^T (symmetric: upper
     block triangle only), then for "cosmos" B = A X and X <- a X + b B + c (A B) with the axpy in
@@ -135,7 +135,7 @@ def newton_schulz5(x: torch.Tensor, steps: int = 5, association: str = "cosmos",
         raise ValueError(f"association={association!r} is not one of {ASSOCIATIONS}")
     if backend_for(x, backend) == "torch":
         return reference.newton_schulz5(x, steps, association, dtype)
-    from kernels.cosmos.triton_kernels import gemm_epilogue as gemm
+    from reprolab.kernels.cosmos.triton_kernels import gemm_epilogue as gemm
 
     a, b, c = NS5_COEFFS
     X = reference.frobenius_normalise(x, dtype)

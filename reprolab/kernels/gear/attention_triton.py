@@ -1,4 +1,4 @@
-"""Triton kernel: decode attention over packed GEAR/KIVI codes (the core of `kernels.gear.attention`).
+"""Triton kernel: decode attention over packed GEAR/KIVI codes (the core of `reprolab.kernels.gear.attention`).
 
 One program per (sequence, query head). It walks the compressed tokens in blocks of BLOCK_N:
 unpacks the key codes of the head's d channels (keys are stored per channel: byte t // per of row
@@ -6,7 +6,7 @@ h·d + c), dequantises with the per-(channel, token-group) fp16 scale/min, adds 
 bias (low-rank + sparse key terms + mask), writes the scores, and updates an online softmax
 (running max m, sum l) and the accumulator with the dequantised values (stored per token: byte
 (h·d + c) // per of row t). Then it does the same over the fp16 buffer. Returns acc, m, l and the
-scores; the twin `kernels.gear.attention.core` defines the exact semantics.
+scores; the twin `reprolab.kernels.gear.attention.core` defines the exact semantics.
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def _decode_kernel(Qp, KC, KS, KM, KCOL, VC, VS, VM, BIAS, KB, VB, BMASK, ACC, M
 
 
 def core(q, store_k, store_v, bias, buf_k, buf_v, buf_mask, scaling, block_n: int = 32):
-    """Same contract as `kernels.gear.attention.core`: (acc, m, l, scores), fp32."""
+    """Same contract as `reprolab.kernels.gear.attention.core`: (acc, m, l, scores), fp32."""
     B, Hq, d = q.shape
     H, N = store_k.heads, store_k.n_tokens
     bits = store_k.spec.bits

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.gear import quant
+from reprolab.kernels.gear import quant
 
 
 def backbone_at(store, pos: torch.Tensor) -> torch.Tensor:
@@ -146,14 +146,14 @@ def value_terms(store_v, scores: torch.Tensor, m: torch.Tensor, d: int, sparse: 
 def decode_attention(q, store_k, store_v, buf_k, buf_v, scaling, mask=None, backend="torch"):
     """Attention output [B, Hq, d] (fp32) of one query per sequence over a compressed cache.
 
-    backend: ``torch`` (this twin) or ``triton`` (`kernels.gear.attention_triton.core`).
+    backend: ``torch`` (this twin) or ``triton`` (`reprolab.kernels.gear.attention_triton.core`).
     """
     N = store_k.n_tokens
     sparse = backend == "triton"  # the twin's core reads D̂ + S (module docstring)
     bias = score_bias(q, store_k, scaling, mask, sparse)
     buf_mask = None if mask is None else mask[:, N:]
     if backend == "triton":
-        from kernels.gear.attention_triton import core as core_impl
+        from reprolab.kernels.gear.attention_triton import core as core_impl
     else:
         core_impl = core
     acc, m, l, s = core_impl(q, store_k, store_v, bias, buf_k, buf_v, buf_mask, scaling)

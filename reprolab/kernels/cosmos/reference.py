@@ -1,4 +1,4 @@
-"""PyTorch twins of the COSMOS kernels (kernels/cosmos/triton_kernels.py): the path used on CPU.
+"""PyTorch twins of the COSMOS kernels (reprolab/kernels/cosmos/triton_kernels.py): the path used on CPU.
 
 Each function computes what its Triton kernel computes (equal up to fp32 rounding), in plain
 torch ops arranged for the CPU: as few passes over the m x n operands and as few m x n

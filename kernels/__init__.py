@@ -1,1 +1,0 @@
-"""Triton kernels, one folder per method, each with a PyTorch twin that defines its semantics."""
