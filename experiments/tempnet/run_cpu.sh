@@ -5,7 +5,7 @@
 # (a) Markov teacher, trained from scratch: CE at tau = 1, DRO with one learnable global tau, TempNet + DRO.
 # (b) a frozen over-confident LM (CE on 128 sequences, 600 steps), then only TempNet trained on it:
 #     DRO at rho = 2 and 4, and plain CE ("TempNet without DRO").
-# (c) synthetic CLIP retrieval: CLIP (tau 0.05), SogCLR, iSogCLR, TempNet-iSogCLR.
+# (c) synthetic CLIP retrieval: CLIP (tau 0.05), CyCLIP (tau 0.05), SogCLR, iSogCLR, TempNet-iSogCLR.
 # Each multirun runs its jobs one after the other in one process, one torch thread.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,6 +27,7 @@ LM="$LOGS/tempnet_markov_overfit/default"
 "$PY" run.py -m experiment=tempnet_markov_frozen objective=next_token "runner.init_from=$LM" "${COMMON[@]}" "$@"
 # (c)
 "$PY" run.py -m experiment=tempnet_clip_gmm objective=clip objective.tau=0.05 "${COMMON[@]}" "$@"
+"$PY" run.py -m experiment=tempnet_clip_gmm objective=cyclip objective.tau=0.05 "${COMMON[@]}" "$@"
 "$PY" run.py -m experiment=tempnet_clip_gmm objective=sogclr objective.tau=0.05 objective.gamma=0.8 "${COMMON[@]}" "$@"
 "$PY" run.py -m experiment=tempnet_clip_gmm objective=isogclr "${COMMON[@]}" "$@"
 "$PY" run.py -m experiment=tempnet_clip_gmm objective=isogclr temperature=tempnet_clip "${COMMON[@]}" "$@"

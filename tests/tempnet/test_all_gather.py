@@ -1,7 +1,7 @@
 """Cross-process negatives (spec ../shared/papers/tempnet.md §2.2, "global batch B after all-gather"): two CPU
 processes in a gloo group, each with half of a batch, give every contrastive objective the loss of the whole
 batch and, after the data-parallel mean of the gradients, the one-process gradients on the concatenated batch,
-over two steps (the moving averages of SogCLR / iSogCLR, iSogCLR's tau table, TempNet's prototypes included)."""
+over two steps (CyCLIP's penalties on the whole batch, the moving averages of SogCLR / iSogCLR, iSogCLR's tau table, TempNet's prototypes included)."""
 from __future__ import annotations
 
 import pytest
@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 from methods.clip_loss import ClipLossConfig
 from methods.contrastive import ContrastiveObjective
+from methods.cyclip import CyCLIPConfig
 from methods.isogclr import ISogCLRConfig
 from methods.sogclr import SogCLRConfig
 from methods.tempnet_clip import TempNetClipConfig
@@ -19,7 +20,7 @@ from reprolab.models.assemble import attach_temperature
 from reprolab.models.config import ClipMLP
 
 B, STEPS = 8, 2
-CASES = {"clip": lambda: ClipLossConfig(tau=0.1), "sogclr": lambda: SogCLRConfig(tau=0.1, gamma=0.8),
+CASES = {"clip": lambda: ClipLossConfig(tau=0.1), "cyclip": lambda: CyCLIPConfig(tau=0.1), "sogclr": lambda: SogCLRConfig(tau=0.1, gamma=0.8),
          "isogclr": lambda: ISogCLRConfig(eta=0.5), "tempnet": lambda: ISogCLRConfig(rho=7.0)}
 
 

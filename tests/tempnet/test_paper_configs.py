@@ -20,6 +20,7 @@ from reprolab.config import validate
      {"objective.rho": 7.0, "objective.gamma": 0.8, "temperature.lr": 3e-5, "temperature.tau_max": 0.05,
       "model.embed_dim": 256, "data.max_len": 30, "optimizer.lr": 8e-4}),
     (["experiment=tempnet_clip_cc3m", "objective=clip"], {"objective.tau": 0.01}),
+    (["experiment=tempnet_clip_cc3m", "objective=cyclip"], {"objective.tau": 0.01, "objective.inmodal": 0.25}),
 ])
 def test_paper_experiment_validates(compose, overrides, expect):
     from omegaconf import OmegaConf
