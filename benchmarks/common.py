@@ -39,11 +39,12 @@ def provenance(command: str | None = None) -> dict:
 
 
 def provenance_markdown(prov: dict) -> str:
-    m, v = prov["machine"], prov["versions"]
-    gpus = f", GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else ""
+    from reprolab.rundir import machine_line
+
+    v = prov["versions"]
     return (f"Command: `{prov['command']}`  \nCommit: {prov['commit']}"
             f"{' (with uncommitted changes)' if prov['dirty'] else ''}  \n"
-            f"Machine: {m['host']}, {m['platform']}, {m['cpus']} CPUs{gpus}  \n"
+            f"Machine: {machine_line(prov['machine'])}  \n"
             f"Versions: python {v.get('python')}, torch {v.get('torch')}  \nDate: {prov['date']}\n\n")
 
 

@@ -2,8 +2,6 @@
 named runs with their metrics.csv, and the provenance header of a committed result."""
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -24,10 +22,10 @@ def metrics(run: Run):
 
 def provenance(title: str, command: str) -> list[str]:
     """Markdown header of a committed result: the command, the commit and the machine."""
-    from reprolab.rundir import git_state
+    from reprolab.rundir import git_state, machine_line
 
     state = git_state()
     dirty = " (with uncommitted changes)" if state["dirty"] else ""
     return [f"# {title}", "", f"- command: `{command}`", f"- commit: `{(state['commit'] or 'unknown')[:7]}`{dirty}",
-            f"- machine: {platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, shared with other jobs "
+            f"- machine: {machine_line()}, shared with other jobs "
             "(wall times are upper bounds)", f"- written: {time.strftime('%Y-%m-%d %H:%M %Z')}", ""]

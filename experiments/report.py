@@ -17,8 +17,6 @@ import csv
 import io
 import logging
 import math
-import platform
-import socket
 import statistics
 import sys
 import time
@@ -148,7 +146,7 @@ def best_rows(table: Table, cells) -> dict[str, str | None]:
 
 
 def provenance(paper: str, runs_dir: Path) -> str:
-    from reprolab.rundir import git_state
+    from reprolab.rundir import git_state, machine_line
 
     g = git_state()
     dirty = " (with uncommitted changes)" if g.get("dirty") else ""
@@ -156,7 +154,7 @@ def provenance(paper: str, runs_dir: Path) -> str:
         f"Command: `python -m experiments.report {paper} --runs {runs_dir}` (each run's own command is in its "
         f"run.json)  \n"
         f"Commit: {g.get('commit')}{dirty}  \n"
-        f"Machine: {socket.gethostname()}, {platform.platform()}, {__import__('os').cpu_count()} CPUs  \n"
+        f"Machine: {machine_line()}  \n"
         f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}  \n"
         f"Runs: `{runs_dir}`"
     )

@@ -110,14 +110,35 @@ def versions() -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
-    info = {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    """Where a run or a benchmark ran. `simd` is the vector unit torch's CPU kernels dispatch to (AVX2,
+    AVX512, ...): two VMs of one name can differ there, and with it in rounding and in speed."""
+    info = {"host": socket.gethostname(), "platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu_model()}
     with contextlib.suppress(ImportError):
         import torch
 
+        info["simd"] = torch.backends.cpu.get_cpu_capability()
         if torch.cuda.is_available():
             info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def machine_line(info: dict | None = None) -> str:
+    """One line for a results header: `vm, Linux-..., 2 CPUs (AMD EPYC, torch CPU kernels: AVX2)`."""
+    m = machine() if info is None else info
+    cpu = ", ".join(x for x in (m.get("cpu"), m.get("simd") and f"torch CPU kernels: {m['simd']}") if x)
+    gpus = f", GPUs: {', '.join(m['gpus'])}" if m.get("gpus") else ""
+    return f"{m['host']}, {m['platform']}, {m['cpus']} CPUs{f' ({cpu})' if cpu else ''}{gpus}"
 
 
 class RunExistsError(UserError, RuntimeError):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from reprolab.rundir import RunDir, RunExistsError, atomic_write
+from reprolab.rundir import RunDir, RunExistsError, atomic_write, machine_line
 
 
 def make(tmp_path, status=None, ckpt=False, results=False):
@@ -64,6 +64,18 @@ def test_provenance_is_recorded(tmp_path):
     meta = json.loads((run.path / "run.json").read_text())
     assert {"commit", "dirty", "versions", "machine", "seed", "overrides", "choices", "wandb_id"} <= set(meta)
     assert (run.path / "config.yaml").read_text().strip() == "seed: 1\nname: x"
+
+
+def test_machine_names_the_cpu_and_the_kernels_torch_dispatches_to(tmp_path):
+    """Two VMs of one name can differ in vector unit, and with it in rounding and speed: the record says which."""
+    import torch
+
+    m = json.loads((make(tmp_path, "running").path / "run.json").read_text())["machine"]
+    assert m["simd"] == torch.backends.cpu.get_cpu_capability() and m["cpu"]
+    assert f"torch CPU kernels: {m['simd']}" in machine_line(m) and m["cpu"] in machine_line(m)
+    # a record written before these keys existed (committed benchmark JSONs) still makes a line
+    assert machine_line({"host": "vm", "platform": "Linux", "cpus": 2}) == "vm, Linux, 2 CPUs"
+    assert machine_line({"host": "h", "platform": "p", "cpus": 8, "gpus": ["H200"]}) == "h, p, 8 CPUs, GPUs: H200"
 
 
 def test_atomic_write_leaves_the_old_file_when_interrupted(tmp_path, monkeypatch):

@@ -21,15 +21,12 @@ from experiments.tables import EXPERIMENTS_DIR, TableError
 
 
 def provenance(paper: str) -> dict:
-    import os
-    import platform
-
-    from reprolab.rundir import git_state
+    from reprolab.rundir import git_state, machine_line
 
     state = git_state()
     return {"command": f"python -m experiments.dashboard {paper}",
             "commit": (state.get("commit") or "unknown") + (" (with uncommitted changes)" if state.get("dirty") else ""),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"}
+            "machine": machine_line()}
 
 
 def note(dash, made: dict) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from reprolab.rundir import cpu_model
 from tests.golden.table import Table, from_metrics
 
 HERE = Path(__file__).parent
@@ -166,12 +167,5 @@ def machine() -> str:
     """What decides the kernels a CPU run uses: torch's build, the vector unit torch dispatches to and
     the CPU model. Runs made here are compared with a golden file bit for bit where its `machine` line
     is this."""
-    return f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {cpu()}"
-
-
-def cpu() -> str:
-    try:
-        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
-    except OSError:
-        names = []
-    return f"{platform.system()} {platform.machine()} {names[0] if names else platform.processor()}"
+    cpu = f"{platform.system()} {platform.machine()} {cpu_model()}"
+    return f"torch {torch.__version__} ({torch.backends.cpu.get_cpu_capability()}), {cpu}"
