@@ -76,7 +76,8 @@ def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bf16 GEMMs in hardware: CUDA GPUs from Ampere (sm_80) on, and CPUs with
     AVX512-BF16 or AMX-BF16 (`cpu_flags`), where oneDNN's bf16 GEMMs take fp32 accumulation at 2-4x
     the fp32 speed (square 256-2048, one thread, AMD EPYC with AVX512-BF16: benchmarks/cosmos_step.md).
-    Elsewhere (other CPUs, including ARM, not measured here) bf16 GEMMs convert to fp32 and are slower."""
+    Elsewhere bf16 GEMMs take a slow path: on an AMD EPYC VM with AVX2 only (2026-12-04, torch 2.13, one thread)
+    a square bf16 product cost 64x (256) and 91x (1024) the fp32 one; ARM is not measured."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device)[0] >= 8
