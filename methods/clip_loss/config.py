@@ -24,9 +24,13 @@ class ClipLossConfig(ContrastiveObjective):
         checks.positive("method.tau", self.tau)
 
     def pair_loss(self, model, image, text, batch):
+        return {"loss": self.clip_loss(image @ text.t())}
+
+    def clip_loss(self, sim):
+        """The symmetric CE of the (B, B) similarities ``sim`` at ``tau``, the matching pairs on the diagonal."""
         import torch
         import torch.nn.functional as F
 
-        logits = image @ text.t() / self.tau
+        logits = sim / self.tau
         labels = torch.arange(logits.shape[0], device=logits.device)
-        return {"loss": (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2}
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2

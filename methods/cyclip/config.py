@@ -37,6 +37,6 @@ class CyCLIPConfig(ClipLossConfig):
         n = sim.shape[0]
         inmodal = (image @ image.t() - text @ text.t()).square().sum() / n
         crossmodal = (sim - sim.t()).square().sum() / n
-        clip = super().pair_loss(model, image, text, batch)["loss"]
+        clip = self.clip_loss(sim)
         return {"loss": clip + self.inmodal * inmodal + self.crossmodal * crossmodal, "clip_loss": clip.detach(),
                 "inmodal_cyclic": inmodal.detach(), "crossmodal_cyclic": crossmodal.detach()}
